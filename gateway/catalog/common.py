@@ -1,0 +1,95 @@
+"""Field types shared by the endpoints' input models, and the base every input model extends.
+
+Facts (ranges, defaults, presets) come from ``fal-protocol.md`` §10. Unknown fields are ignored,
+as fal's own models ignore them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, NamedTuple
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+
+MAX_SIDE = 14142
+"""fal's largest accepted image side in pixels (toolkit ``ImageSize``, Kontext ``image_url``)."""
+
+
+class Size(NamedTuple):
+    width: int
+    height: int
+
+    @property
+    def megapixels(self) -> float:
+        return self.width * self.height / 1_000_000
+
+
+ImageSizePreset = Literal[
+    "square_hd", "square", "portrait_4_3", "portrait_16_9", "landscape_4_3", "landscape_16_9"
+]
+
+IMAGE_SIZE_PRESETS: dict[str, Size] = {
+    "square_hd": Size(1024, 1024),
+    "square": Size(512, 512),
+    "portrait_4_3": Size(768, 1024),
+    "portrait_16_9": Size(576, 1024),
+    "landscape_4_3": Size(1024, 768),
+    "landscape_16_9": Size(1024, 576),
+}
+
+OutputFormat = Literal["jpeg", "png"]
+Probability = Annotated[float, Field(ge=0, le=1)]
+
+
+class FalModel(BaseModel):
+    """Base for every input object: unknown fields are dropped, as fal does."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class ImageSize(FalModel):
+    width: Annotated[int, Field(gt=0, le=MAX_SIDE)] = 512
+    height: Annotated[int, Field(gt=0, le=MAX_SIDE)] = 512
+
+
+ImageSizeField = Annotated[
+    Annotated[ImageSize, Tag("custom")] | Annotated[ImageSizePreset, Tag("preset")],
+    Discriminator(lambda v: "preset" if isinstance(v, str) else "custom"),
+]
+"""``image_size``: a preset name or ``{width, height}``; errors name only the branch used."""
+
+
+def resolve_image_size(value: ImageSize | ImageSizePreset) -> Size:
+    """The pixel size an ``image_size`` field names."""
+    if isinstance(value, ImageSize):
+        return Size(value.width, value.height)
+    return IMAGE_SIZE_PRESETS[value]
+
+
+class LoraWeight(FalModel):
+    path: str
+    scale: float = 1.0
+
+
+class ImageEditInput(FalModel):
+    """What all four editing endpoints share; the emulator renders from this interface."""
+
+    prompt: str
+    image_url: str
+    seed: int | None = None
+    sync_mode: bool = False
+    num_images: Annotated[int, Field(ge=1, le=4)] = 1
+    enable_safety_checker: bool = True
+    output_format: OutputFormat = "jpeg"
+    loras: list[LoraWeight] = Field(default_factory=list)
+
+    def inpainting_mask_url(self) -> str | None:
+        """The inpainting mask, for endpoints that take one."""
+        return None
+
+    def edit_strength(self) -> float:
+        """How far the output moves from the input image (0 keeps it, 1 replaces it)."""
+        return 0.5
+
+    def output_size(self, input_size: Size) -> Size:
+        """The size of each output image, given the size of ``image_url``."""
+        raise NotImplementedError

@@ -1,0 +1,121 @@
+"""Input of ``fal-ai/flux-general/inpainting`` (§10.3).
+
+Ranges follow fal's ``flux-general/image-to-image`` schema, which the notes take as identical.
+``controlnets`` and ``controlnet_unions`` are documented as "only one supported": more than one is
+refused here rather than paid for and failed upstream.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from gateway.catalog.common import FalModel, OutputFormat, Probability
+from gateway.catalog.flux_lora import SizedEditInput
+
+LayerScale = float | dict[str, float]
+"""A LoRA scale: one number, or ``{layer_name: scale}`` per layer (unnamed layers keep 1.0)."""
+
+
+class GeneralLoraWeight(FalModel):
+    path: str
+    scale: LayerScale = 1.0
+
+
+class ControlLoraWeight(FalModel):
+    path: str
+    control_image_url: str
+    scale: LayerScale = 1.0
+    preprocess: Literal["canny", "depth", "None"] = "None"
+
+
+class ControlNet(FalModel):
+    path: str
+    control_image_url: str
+    config_url: str | None = None
+    variant: str | None = None
+    conditioning_scale: float = 1.0
+    start_percentage: Probability = 0.0
+    end_percentage: Probability = 1.0
+    mask_image_url: str | None = None
+    mask_threshold: Probability = 0.5
+
+
+class ControlNetUnionInput(FalModel):
+    control_image_url: str
+    control_mode: Literal["canny", "tile", "depth", "blur", "pose", "gray", "low-quality"]
+    conditioning_scale: float = 1.0
+    start_percentage: Probability = 0.0
+    end_percentage: Probability = 1.0
+    mask_image_url: str | None = None
+    mask_threshold: Probability = 0.5
+
+
+class ControlNetUnion(FalModel):
+    path: str
+    controls: list[ControlNetUnionInput]
+    config_url: str | None = None
+    variant: str | None = None
+
+
+class IPAdapter(FalModel):
+    path: str
+    image_encoder_path: str
+    image_url: str
+    scale: float
+    subfolder: str | None = None
+    weight_name: str | None = None
+    image_encoder_subfolder: str | None = None
+    image_encoder_weight_name: str | None = None
+    mask_image_url: str | None = None
+    mask_threshold: Probability = 0.5
+
+
+class EasyControlWeight(FalModel):
+    control_method_url: str
+    image_control_type: Literal["subject", "spatial"]
+    image_url: str
+    scale: float = 1.0
+
+
+class FillImage(FalModel):
+    fill_image_url: str
+    in_context_fill: bool = False
+    use_prompt: bool = False
+
+
+class FluxGeneralInpaintingInput(SizedEditInput):
+    mask_url: str
+    loras: list[GeneralLoraWeight] = Field(default_factory=list)  # type: ignore[assignment]
+    num_images: Annotated[int, Field(ge=1, le=10)] = 1
+    output_format: OutputFormat = "png"
+    control_loras: list[ControlLoraWeight] = Field(default_factory=list)
+    controlnets: Annotated[list[ControlNet], Field(max_length=1)] = Field(default_factory=list)
+    controlnet_unions: Annotated[list[ControlNetUnion], Field(max_length=1)] = Field(
+        default_factory=list
+    )
+    ip_adapters: list[IPAdapter] = Field(default_factory=list)
+    easycontrols: list[EasyControlWeight] = Field(default_factory=list)
+    fill_image: FillImage | None = None
+    guidance_scale: Annotated[float, Field(ge=0, le=20)] = 3.5
+    real_cfg_scale: Annotated[float, Field(ge=0, le=5)] = 3.5
+    use_real_cfg: bool = False
+    use_cfg_zero: bool = False
+    use_beta_schedule: bool = False
+    reference_image_url: str | None = None
+    reference_strength: Annotated[float, Field(ge=-3, le=3)] = 0.65
+    reference_start: Probability = 0.0
+    reference_end: Probability = 1.0
+    base_shift: Annotated[float, Field(ge=0.01, le=5)] = 0.5
+    max_shift: Annotated[float, Field(ge=0.01, le=5)] = 1.15
+    sigma_schedule: str | None = None
+    scheduler: Literal["euler", "dpmpp_2m"] = "euler"
+    negative_prompt: str = ""
+    nag_scale: Annotated[float, Field(ge=2, le=10)] = 3.0
+    nag_tau: float = 2.5
+    nag_alpha: float = 0.25
+    nag_end: float = 0.25
+
+    def inpainting_mask_url(self) -> str | None:
+        return self.mask_url

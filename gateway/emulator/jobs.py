@@ -1,0 +1,138 @@
+"""Jobs and their queue: the state machine IN_QUEUE → IN_PROGRESS → COMPLETED.
+
+fal never reports a failed or cancelled state: every job ends COMPLETED and the outcome (output
+or error) is what the result fetch answers (``fal-protocol.md`` §3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.catalog import Endpoint, ImageEditInput
+
+
+class JobState(enum.StrEnum):
+    IN_QUEUE = "IN_QUEUE"
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the result fetch answers: the model's output, or the error fal would return."""
+
+    status_code: int
+    body: dict[str, Any]
+    error_type: str | None = None
+    inference_time: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code < 400
+
+
+@dataclass(eq=False)
+class Job:
+    id: str
+    endpoint: Endpoint
+    request: ImageEditInput
+    base_url: str
+    """Where the caller reached the emulator; every URL returned for this job starts with it."""
+    webhook_url: str | None = None
+    start_deadline: float | None = None
+    """Monotonic time after which a job still queued fails (``X-Fal-Request-Timeout``)."""
+    eligible_at: float = 0.0
+    """Monotonic time before which no runner takes the job (the queue delay)."""
+    state: JobState = JobState.IN_QUEUE
+    logs: list[dict[str, Any]] = field(default_factory=list)
+    outcome: Outcome | None = None
+    cancel_requested: asyncio.Event = field(default_factory=asyncio.Event)
+    version: int = 0
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def app_id(self) -> str:
+        return self.endpoint.app_id
+
+    def log(self, message: str, level: str = "INFO") -> None:
+        self.logs.append(
+            {
+                "message": message,
+                "level": level,
+                "source": "USER",
+                "timestamp": datetime.now(UTC).isoformat(),
+            }
+        )
+        self.touch()
+
+    def start(self) -> None:
+        self.state = JobState.IN_PROGRESS
+        self.touch()
+
+    def complete(self, outcome: Outcome) -> None:
+        self.state = JobState.COMPLETED
+        self.outcome = outcome
+        self.touch()
+
+    def touch(self) -> None:
+        """Record a change and wake everyone waiting for one."""
+        self.version += 1
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def changed_since(self, version: int) -> None:
+        """Return once the job has changed after ``version``."""
+        while self.version == version:
+            await self._changed.wait()
+
+
+class JobQueue:
+    """Jobs waiting for a runner, first in first out; positions are real."""
+
+    def __init__(self) -> None:
+        self._pending: deque[Job] = deque()
+        self._wakeup = asyncio.Condition()
+
+    def position(self, job: Job) -> int:
+        """How many jobs are ahead of ``job`` (0: next)."""
+        try:
+            return self._pending.index(job)
+        except ValueError:
+            return 0
+
+    async def put(self, job: Job) -> None:
+        async with self._wakeup:
+            self._pending.append(job)
+            self._wakeup.notify_all()
+
+    async def remove(self, job: Job) -> bool:
+        """Take a job out before any runner got it; False when it had already left."""
+        async with self._wakeup:
+            try:
+                self._pending.remove(job)
+            except ValueError:
+                return False
+            return True
+
+    async def take(self) -> Job:
+        """The next job, once its queue delay has passed."""
+        async with self._wakeup:
+            while True:
+                if self._pending:
+                    wait = self._pending[0].eligible_at - time.monotonic()
+                    if wait <= 0:
+                        job = self._pending.popleft()
+                        # Other runners may be waiting without a timeout: let them see what is left.
+                        self._wakeup.notify_all()
+                        return job
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wakeup.wait(), timeout=wait)
+                else:
+                    await self._wakeup.wait()

@@ -1,0 +1,120 @@
+"""Errors in fal's shapes, and the one place that renders them to HTTP.
+
+Exception tree::
+
+    FalError                      {"detail": "...", "error_type": "..."}
+     ├── BadRequest               400
+     ├── Unauthorized             401
+     ├── NotFound                 404
+     ├── RequestValidationFailed  422, {"detail": [{"loc", "msg", "type"}, ...]}
+     └── ServiceUnavailable       5xx chosen by the raiser (injected faults, runner trouble)
+
+fal answers model and infrastructure errors with a flat ``detail``/``error_type`` body and an
+``X-Fal-Error-Type`` header, and validation errors with a pydantic-style ``detail`` list
+(``fal-protocol.md`` §4). Every handler raises one of these; ``install_error_handlers`` maps them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+ErrorItem = dict[str, Any]
+
+
+class FalError(Exception):
+    """Base of every error answered in fal's shape."""
+
+    status_code: int = 500
+    error_type: str = "internal_server_error"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        status_code: int | None = None,
+        error_type: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if status_code is not None:
+            self.status_code = status_code
+        if error_type is not None:
+            self.error_type = error_type
+        self.headers: dict[str, str] = dict(headers or {})
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body fal would send for this error."""
+        return {"detail": self.detail, "error_type": self.error_type}
+
+
+class BadRequest(FalError):
+    status_code = 400
+    error_type = "bad_request"
+
+
+class Unauthorized(FalError):
+    status_code = 401
+    error_type = "unauthorized"
+
+
+class NotFound(FalError):
+    status_code = 404
+    error_type = "not_found"
+
+
+class ServiceUnavailable(FalError):
+    status_code = 503
+    error_type = "runner_scheduling_failure"
+
+
+class RequestValidationFailed(FalError):
+    """A body that does not fit the endpoint's input model: 422 with fal's ``detail`` list."""
+
+    status_code = 422
+    error_type = "validation_error"
+
+    def __init__(self, errors: Sequence[ErrorItem]) -> None:
+        super().__init__("Request validation failed")
+        self.errors = list(errors)
+
+    def body(self) -> dict[str, Any]:
+        return {"detail": self.errors}
+
+    @classmethod
+    def from_pydantic(cls, exc: ValidationError) -> RequestValidationFailed:
+        """Convert pydantic's errors, rooting every ``loc`` at ``body`` as fal (FastAPI) does."""
+        return cls([_error_item(err) for err in exc.errors(include_url=False, include_input=False)])
+
+
+def _error_item(err: Mapping[str, Any]) -> ErrorItem:
+    item: ErrorItem = {"loc": ["body", *err["loc"]], "msg": err["msg"], "type": err["type"]}
+    ctx = err.get("ctx")
+    if ctx:
+        # ctx can hold exception objects (e.g. from custom validators); keep it JSON-safe.
+        item["ctx"] = {
+            k: v if isinstance(v, str | int | float | bool) else str(v) for k, v in ctx.items()
+        }
+    return item
+
+
+def error_response(exc: FalError) -> Response:
+    """Render a ``FalError`` as fal would: JSON body plus ``X-Fal-Error-Type``."""
+    headers = {"X-Fal-Error-Type": exc.error_type, **exc.headers}
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
+
+
+async def _handle_fal_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, FalError)
+    return error_response(exc)
+
+
+def install_error_handlers(app: Starlette) -> None:
+    """Map every ``FalError`` raised by a handler to its response."""
+    app.add_exception_handler(FalError, _handle_fal_error)

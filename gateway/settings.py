@@ -1,0 +1,88 @@
+"""Typed, frozen settings, built once and passed in (env prefix ``GATEWAY_``, ``.env`` read).
+
+Every field can be set from the environment: ``EmulatorSettings.run_time`` is
+``GATEWAY_EMULATOR_RUN_TIME``. Command-line flags override them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Seconds = Annotated[float, Field(ge=0)]
+Rate = Annotated[float, Field(ge=0, le=1)]
+
+
+class EmulatorKnobs(BaseModel):
+    """The emulator's behaviour knobs; also changeable at run time through ``/_emulator/knobs``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    queue_delay: Seconds = 0.2
+    """Least time a job spends IN_QUEUE before a runner may take it."""
+    run_time: Seconds = 1.0
+    """Time a job spends IN_PROGRESS."""
+    log_interval: Seconds = 0.25
+    """A log line is emitted this often while a job runs (0: only the first and last)."""
+    fail_submit_rate: Rate = 0.0
+    """Share of submits (queue and sync) answered with ``fail_submit_status``."""
+    fail_submit_status: Annotated[int, Field(ge=500, le=599)] = 503
+    fail_job_rate: Rate = 0.0
+    """Share of jobs that run and then fail with a 500 ``internal_server_error`` result."""
+    webhook_delay: Seconds = 0.0
+    """Wait before the first webhook delivery attempt (a slow webhook)."""
+    webhook_drop_attempts: Annotated[int, Field(ge=0)] = 0
+    """Delivery attempts per job that fail without reaching the receiver (a failing webhook)."""
+    webhook_retry_scale: Annotated[float, Field(gt=0)] = 1.0
+    """Multiplier on fal's retry schedule (10 retries over about 2 hours); 0.001 makes it ~7 s."""
+    webhook_timeout: Annotated[float, Field(gt=0)] = 15.0
+    """How long a receiver may take to answer one delivery."""
+
+
+class EmulatorSettings(BaseSettings, EmulatorKnobs):
+    """Settings of ``fal-gateway emulator``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GATEWAY_EMULATOR_", env_file=".env", frozen=True, extra="ignore"
+    )
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    keys: Annotated[tuple[str, ...], NoDecode] = ()
+    """fal keys accepted (comma-separated in the environment); empty: any non-empty key."""
+    public_url: str | None = None
+    """Base of every URL the emulator returns; unset: taken from each request's own host."""
+    runners: Annotated[int, Field(ge=1)] = 2
+    """Jobs run at once; the rest wait IN_QUEUE with a real ``queue_position``."""
+    result_retention: Seconds = 3600.0
+    """How long results, their files and their status stay available after completion."""
+    file_store_bytes: Annotated[int, Field(ge=0)] = 512 * 1024 * 1024
+    """Bytes of uploaded and generated files kept in memory; the oldest go first beyond it."""
+    max_upload_bytes: Annotated[int, Field(gt=0)] = 100 * 1024 * 1024
+    max_input_bytes: Annotated[int, Field(gt=0)] = 50 * 1024 * 1024
+    """Largest input image the emulator will download for a job."""
+    input_fetch_timeout: Annotated[float, Field(gt=0)] = 20.0
+    user_id: str = "emulator-user"
+    """Sent as ``X-Fal-Webhook-User-Id`` and signed into every webhook."""
+    signing_key_file: Path | None = None
+    """PEM file of the Ed25519 webhook key, created if missing; unset: a new key per start."""
+    fault_seed: int | None = None
+    """Seed for fault injection draws, for reproducible runs."""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @field_validator("keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(k.strip() for k in value.split(",") if k.strip())
+        return value
+
+    def knobs(self) -> EmulatorKnobs:
+        """The knob values these settings start with."""
+        return EmulatorKnobs.model_validate(
+            self.model_dump(include=set(EmulatorKnobs.model_fields))
+        )
