@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -115,6 +116,18 @@ async def _handle_fal_error(request: Request, exc: Exception) -> Response:
     return error_response(exc)
 
 
+async def _handle_http_exception(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405s, in fal's shape rather than plain text."""
+    assert isinstance(exc, HTTPException)
+    error_type = "not_found" if exc.status_code == 404 else "bad_request"
+    return error_response(
+        FalError(
+            exc.detail, status_code=exc.status_code, error_type=error_type, headers=exc.headers
+        )
+    )
+
+
 def install_error_handlers(app: Starlette) -> None:
     """Map every ``FalError`` raised by a handler to its response."""
     app.add_exception_handler(FalError, _handle_fal_error)
+    app.add_exception_handler(HTTPException, _handle_http_exception)

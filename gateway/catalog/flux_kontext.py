@@ -2,8 +2,8 @@
 
 ``resolution_mode`` decides the output size:
 
-- ``match_input``: the input size with each side rounded to the nearest multiple of 16 and kept
-  within fal's 14142-pixel limit.
+- ``match_input``: the input size with each side rounded to the nearest multiple of 16 (halves
+  up), at least 16 and within fal's 14142-pixel limit.
 - ``auto``: the FLUX.1 Kontext training resolution whose aspect ratio is closest to the input's.
 - ``"W:H"``: that aspect ratio at about one megapixel, sides multiples of 16.
 """
@@ -61,7 +61,8 @@ _ONE_MEGAPIXEL = 1024 * 1024
 
 
 def _multiple_of_16(value: float) -> int:
-    return min(max(16, round(value / 16) * 16), MAX_SIDE // 16 * 16)
+    nearest = int(value / 16 + 0.5) * 16  # halves round up
+    return min(max(16, nearest), MAX_SIDE // 16 * 16)
 
 
 def kontext_output_size(mode: ResolutionMode, input_size: Size) -> Size:

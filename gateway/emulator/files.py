@@ -24,7 +24,12 @@ class FileStore:
     def __init__(self, max_bytes: int) -> None:
         self._max_bytes = max_bytes
         self._files: OrderedDict[str, StoredFile] = OrderedDict()
+        self._pinned: dict[str, StoredFile] = {}
         self._bytes = 0
+
+    def pin(self, path: str, content: bytes, content_type: str) -> None:
+        """Keep a file for the life of the process, outside the byte budget."""
+        self._pinned[path] = StoredFile(content, content_type, float("inf"))
 
     def put(self, path: str, content: bytes, content_type: str, retention: float) -> None:
         self._discard(path)
@@ -33,6 +38,8 @@ class FileStore:
         self._evict()
 
     def get(self, path: str) -> StoredFile | None:
+        if path in self._pinned:
+            return self._pinned[path]
         stored = self._files.get(path)
         if stored is not None and stored.expires_at <= time.monotonic():
             self._discard(path)

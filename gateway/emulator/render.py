@@ -104,3 +104,22 @@ def render(
             edited = Image.composite(edited, base, mask)
         outputs.append(_encode(edited, request.output_format))
     return outputs
+
+
+DEMO_SIZE = Size(512, 384)
+
+
+def demo_images() -> dict[str, bytes]:
+    """A sample photo (sky over a field) and a mask over its middle, for ``/files/demo/``."""
+    width, height = DEMO_SIZE
+    shade = Image.linear_gradient("L").resize(DEMO_SIZE).point(lambda v: 60 + v // 3)
+    photo = Image.merge("RGB", (shade, shade, Image.new("L", DEMO_SIZE, 220)))
+    photo.paste((70, 130, 60), (0, 2 * height // 3, width, height))
+    mask = Image.new("L", DEMO_SIZE, 0)
+    mask.paste(255, (width // 3, height // 4, 2 * width // 3, 3 * height // 4))
+    encoded = {}
+    for name, image in (("photo.png", photo), ("mask.png", mask)):
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        encoded[name] = buffer.getvalue()
+    return encoded

@@ -167,6 +167,10 @@ async def _disconnect(request: Request) -> None:
         pass
 
 
+async def no_such_route(request: Request) -> Response:
+    raise NotFound("Not Found")
+
+
 ROUTES = [
     Route("/sync/{endpoint:path}", run_sync, methods=["POST"]),
     Route("/{owner}/{app}/requests/{request_id}/status", status, methods=["GET"]),
@@ -174,4 +178,5 @@ ROUTES = [
     Route("/{owner}/{app}/requests/{request_id}/cancel", cancel, methods=["PUT"]),
     Route("/{owner}/{app}/requests/{request_id}", result, methods=["GET"]),
     Route("/{endpoint:path}", submit, methods=["POST"]),
+    Route("/{path:path}", no_such_route, methods=["GET", "PUT", "PATCH", "DELETE"]),
 ]

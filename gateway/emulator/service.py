@@ -22,7 +22,7 @@ from gateway.catalog import Endpoint
 from gateway.emulator.files import FileStore, Uploads
 from gateway.emulator.inputs import InputFetchError, fetch_input
 from gateway.emulator.jobs import Job, JobQueue, JobState, Outcome
-from gateway.emulator.render import ImageLoadError, RenderedImage, render
+from gateway.emulator.render import ImageLoadError, RenderedImage, demo_images, render
 from gateway.emulator.signing import WebhookSigner
 from gateway.emulator.webhooks import WebhookSender
 from gateway.errors import NotFound, ServiceUnavailable
@@ -55,6 +55,8 @@ class Emulator:
         self.knobs: EmulatorKnobs = settings.knobs()
         self.signer = signer
         self.files = FileStore(settings.file_store_bytes)
+        for name, content in demo_images().items():
+            self.files.pin(f"demo/{name}", content, "image/png")
         self.uploads = Uploads(self.files, settings.result_retention)
         self.webhooks = WebhookSender(client, signer, lambda: self.knobs)
         self.queue = JobQueue()

@@ -1,0 +1,39 @@
+# The product's front door: `make serve` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install serve emulator test lint typecheck format clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required (set PYTHON=...)")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## Run the fal emulator on http://127.0.0.1:8765 (Ctrl-C stops it).
+serve: install
+	$(BIN)/fal-gateway emulator
+
+emulator: serve
+
+lint: install
+	$(BIN)/ruff check gateway tests
+	$(BIN)/ruff format --check gateway tests
+
+typecheck: install
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/pytest
+
+format: install
+	$(BIN)/ruff format gateway tests
+	$(BIN)/ruff check --fix gateway tests
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,38 @@
+"""Test images: encoded bytes, data URIs, decoding."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+from PIL import Image
+
+
+def png(width: int, height: int, colour: tuple[int, int, int] = (40, 120, 200)) -> bytes:
+    """A PNG with a horizontal gradient, so resizes and edits are visible."""
+    image = Image.new("RGB", (width, height), colour)
+    for x in range(width):
+        for y in range(0, height, max(1, height // 8)):
+            image.putpixel((x, y), (x * 255 // max(1, width - 1), 0, 0))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def mask_left_half(width: int, height: int) -> bytes:
+    """A mask that is white (repaint) on the left half and black elsewhere."""
+    mask = Image.new("L", (width, height), 0)
+    mask.paste(255, (0, 0, width // 2, height))
+    buffer = io.BytesIO()
+    mask.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def data_uri(content: bytes, media_type: str = "image/png") -> str:
+    return f"data:{media_type};base64,{base64.b64encode(content).decode()}"
+
+
+def decode(content: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(content))
+    image.load()
+    return image

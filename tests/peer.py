@@ -1,0 +1,93 @@
+"""A plain HTTP peer on loopback: serves files and records what is POSTed to it (webhooks)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+
+
+@dataclass(frozen=True)
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+
+class Peer:
+    """Files under ``/files/<name>``; every POST recorded, the first ``fail_next`` answered 500."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, tuple[bytes, str]] = {}
+        self.received: list[Received] = []
+        self.fail_next = 0
+        self.lock = threading.Lock()
+        peer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                name = self.path.removeprefix("/files/")
+                found = peer.files.get(name)
+                if found is None:
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                content, content_type = found
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with peer.lock:
+                    peer.received.append(
+                        Received(self.path, dict(self.headers.items()), body, time.time())
+                    )
+                    failing = peer.fail_next > 0
+                    peer.fail_next -= 1 if failing else 0
+                self.send_response(500 if failing else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def serve(self, name: str, content: bytes, content_type: str = "image/png") -> str:
+        """Publish ``content`` and return its URL."""
+        self.files[name] = (content, content_type)
+        return f"{self.url}/files/{name}"
+
+    def posts(self, path: str) -> list[Received]:
+        with self.lock:
+            return [r for r in self.received if r.path == path]
+
+    def wait_for_posts(self, path: str, count: int, timeout: float = 20.0) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.posts(path)
+            if len(found) >= count:
+                return found
+            time.sleep(0.02)
+        raise AssertionError(f"expected {count} POSTs to {path}, got {len(self.posts(path))}")
+
+    def __enter__(self) -> Peer:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._server.shutdown()
+        self._server.server_close()
