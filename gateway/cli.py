@@ -41,6 +41,8 @@ def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # httpx logs every URL it fetches at INFO; input URLs can carry signed tokens.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @main.command()
