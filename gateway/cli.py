@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import click
 import uvicorn
 
-from gateway.settings import EmulatorSettings
+from gateway.admin_client import AdminClient, AdminError
+from gateway.metrics import MULTIPROC_ENV
+from gateway.settings import EmulatorSettings, Settings
 
 
 def _overrides(**flags: Any) -> dict[str, Any]:
@@ -18,9 +25,10 @@ def _overrides(**flags: Any) -> dict[str, Any]:
 
 
 def run_server(
-    app: Any, host: str, port: int, *, tls_cert: Path | None, tls_key: Path | None
+    app: Any, host: str, port: int, *, tls_cert: Path | None = None, tls_key: Path | None = None
 ) -> None:
-    """Serve an ASGI app with uvicorn (uvloop + httptools), optionally over TLS."""
+    """Serve an ASGI app with uvicorn (uvloop + httptools), optionally over TLS, until a
+    signal stops it."""
     config = uvicorn.Config(
         app,
         host=host,
@@ -67,4 +75,169 @@ def emulator(
         settings.port,
         tls_cert=settings.tls_cert,
         tls_key=settings.tls_key,
+    )
+
+
+def _gateway_settings(**flags: Any) -> Settings:
+    settings = Settings(**_overrides(**flags))
+    try:
+        settings.link_signing_key()
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    return settings
+
+
+@main.command()
+@click.option("--host", help="Address to listen on [GATEWAY_HOST, 127.0.0.1].")
+@click.option("--port", type=int, help="Port to listen on [GATEWAY_PORT, 8000].")
+@click.option("--workers", type=int, help="Worker processes [GATEWAY_WORKERS, 1].")
+def serve(host: str | None, port: int | None, workers: int | None) -> None:
+    """Run the gateway in production (settings from GATEWAY_* variables and .env)."""
+    from gateway.app import create_app
+
+    settings = _gateway_settings(host=host, port=port, workers=workers)
+    if not settings.fal_key:
+        raise click.UsageError("set GATEWAY_FAL_KEY to the fal key(s) the gateway calls fal with")
+    if settings.workers == 1:
+        run_server(create_app(settings), settings.host, settings.port)
+        return
+    # Workers build their own settings from the environment; metrics are pooled in files.
+    os.environ.setdefault(MULTIPROC_ENV, tempfile.mkdtemp(prefix="fal-gateway-metrics-"))
+    uvicorn.run(
+        "gateway.app:create_app_from_environment",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+    )
+
+
+@main.command()
+@click.option("--port", type=int, help="Gateway port [GATEWAY_PORT, 8000].")
+@click.option("--emulator-port", type=int, default=8765, show_default=True)
+@click.option("--redis-port", type=int, default=6390, show_default=True)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("data"),
+    show_default=True,
+    help="Where Redis data and the dev secrets are kept.",
+)
+def dev(port: int | None, emulator_port: int, redis_port: int, data_dir: Path) -> None:
+    """Run everything locally: embedded Redis, the fal emulator (unless GATEWAY_FAL_KEY is set),
+    the gateway, and a demo key."""
+    from gateway.app import create_app
+    from gateway.dev import DevStack, prepare
+
+    base = Settings(**_overrides(port=port))
+    if port is not None and "GATEWAY_PUBLIC_URL" not in os.environ:
+        base = base.model_copy(update={"public_url": f"http://{base.host}:{port}"})
+    stack = DevStack(data_dir)
+    try:
+        settings, banner = prepare(base, stack, emulator_port, redis_port)
+        click.echo(banner)
+        run_server(create_app(settings), settings.host, settings.port)
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises Ctrl-C after shutting down; everything stops below
+    finally:
+        stack.stop()
+
+
+# -- keys -----------------------------------------------------------------------------------
+
+KEY_COLUMNS = ("id", "name", "team_id", "status", "created_at", "expires_at")
+
+
+def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    cells = [[str(row.get(c) or "-") for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _admin_call(ctx: click.Context, method: str, path: str, body: Any = None) -> Any:
+    url, token = ctx.obj
+    try:
+        with AdminClient(url, token) as admin:
+            return admin.call(method, path, body)
+    except AdminError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _show(data: Any, as_json: bool, render: Callable[[Any], str]) -> None:
+    click.echo(json.dumps(data, indent=2) if as_json else render(data))
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+@main.group()
+@click.option("--url", envvar="GATEWAY_ADMIN_URL", help="Gateway URL [GATEWAY_PUBLIC_URL].")
+@click.option("--token", envvar="GATEWAY_ADMIN_TOKEN", help="Admin token [GATEWAY_ADMIN_TOKEN].")
+@click.pass_context
+def keys(ctx: click.Context, url: str | None, token: str | None) -> None:
+    """Manage the API keys callers use (through the admin API)."""
+    ctx.obj = (url or Settings().public_url, token)
+
+
+@keys.command("create")
+@click.option("--name", required=True, help="What the key is for.")
+@click.option("--team", "team_id", help="Team that owns the key [default].")
+@click.option("--expires-at", help="Expiry time, RFC 3339.")
+@click.option("--expires-in", type=int, help="Expiry in days from now.")
+@json_option
+@click.pass_context
+def keys_create(
+    ctx: click.Context,
+    name: str,
+    team_id: str | None,
+    expires_at: str | None,
+    expires_in: int | None,
+    as_json: bool,
+) -> None:
+    """Create a key; its secret is shown this once."""
+    if expires_in is not None:
+        if expires_at is not None:
+            raise click.UsageError("give --expires-at or --expires-in, not both")
+        expires_at = (datetime.now(UTC) + timedelta(days=expires_in)).isoformat()
+    body = _overrides(name=name, team_id=team_id, expires_at=expires_at)
+    created = _admin_call(ctx, "POST", "/keys", body)
+    _show(
+        created,
+        as_json,
+        lambda k: f"{_table([k], KEY_COLUMNS)}\n\nSecret (shown only now): {k['secret']}",
+    )
+
+
+@keys.command("list")
+@json_option
+@click.pass_context
+def keys_list(ctx: click.Context, as_json: bool) -> None:
+    """List keys (never their secrets)."""
+    _show(_admin_call(ctx, "GET", "/keys"), as_json, lambda d: _table(d["keys"], KEY_COLUMNS))
+
+
+@keys.command("show")
+@click.argument("key_id")
+@json_option
+@click.pass_context
+def keys_show(ctx: click.Context, key_id: str, as_json: bool) -> None:
+    """Show one key."""
+    _show(_admin_call(ctx, "GET", f"/keys/{key_id}"), as_json, lambda k: _table([k], KEY_COLUMNS))
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@json_option
+@click.pass_context
+def keys_revoke(ctx: click.Context, key_id: str, as_json: bool) -> None:
+    """Revoke a key: it stops working at once."""
+    _show(
+        _admin_call(ctx, "POST", f"/keys/{key_id}/revoke"),
+        as_json,
+        lambda k: _table([k], KEY_COLUMNS),
     )

@@ -5,9 +5,14 @@ Exception tree::
     FalError                      {"detail": "...", "error_type": "..."}
      ├── BadRequest               400
      ├── Unauthorized             401
+     ├── Forbidden                403
      ├── NotFound                 404
      ├── RequestValidationFailed  422, {"detail": [{"loc", "msg", "type"}, ...]}
-     └── ServiceUnavailable       5xx chosen by the raiser (injected faults, runner trouble)
+     ├── ServiceUnavailable       5xx chosen by the raiser (injected faults, runner trouble)
+     ├── StoreUnavailable         503, the gateway's Redis cannot be reached
+     └── UpstreamError            502, fal answered with an error of its own or not at all
+          ├── UpstreamUnavailable 502, connection refused or broken
+          └── UpstreamTimeout     504, fal did not answer in time
 
 fal answers model and infrastructure errors with a flat ``detail``/``error_type`` body and an
 ``X-Fal-Error-Type`` header, and validation errors with a pydantic-style ``detail`` list
@@ -65,6 +70,11 @@ class Unauthorized(FalError):
     error_type = "unauthorized"
 
 
+class Forbidden(FalError):
+    status_code = 403
+    error_type = "forbidden"
+
+
 class NotFound(FalError):
     status_code = 404
     error_type = "not_found"
@@ -73,6 +83,25 @@ class NotFound(FalError):
 class ServiceUnavailable(FalError):
     status_code = 503
     error_type = "runner_scheduling_failure"
+
+
+class StoreUnavailable(FalError):
+    status_code = 503
+    error_type = "gateway_unavailable"
+
+
+class UpstreamError(FalError):
+    status_code = 502
+    error_type = "upstream_error"
+
+
+class UpstreamUnavailable(UpstreamError):
+    error_type = "upstream_unavailable"
+
+
+class UpstreamTimeout(UpstreamError):
+    status_code = 504
+    error_type = "upstream_timeout"
 
 
 class RequestValidationFailed(FalError):
@@ -125,6 +154,11 @@ async def _handle_http_exception(request: Request, exc: Exception) -> Response:
             exc.detail, status_code=exc.status_code, error_type=error_type, headers=exc.headers
         )
     )
+
+
+async def no_such_route(request: Request) -> Response:
+    """Catch-all handler: unknown paths are 404 in fal's shape, whatever the method."""
+    raise NotFound("Not Found")
 
 
 def install_error_handlers(app: Starlette) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Seconds = Annotated[float, Field(ge=0)]
@@ -77,12 +77,61 @@ class EmulatorSettings(BaseSettings, EmulatorKnobs):
     @field_validator("keys", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(k.strip() for k in value.split(",") if k.strip())
-        return value
+        return _split_commas(value)
 
     def knobs(self) -> EmulatorKnobs:
         """The knob values these settings start with."""
         return EmulatorKnobs.model_validate(
             self.model_dump(include=set(EmulatorKnobs.model_fields))
         )
+
+
+def _split_commas(value: Any) -> Any:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+class Settings(BaseSettings):
+    """Settings of the gateway (``fal-gateway serve`` and ``dev``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GATEWAY_", env_file=".env", frozen=True, extra="ignore"
+    )
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: Annotated[int, Field(ge=1)] = 1
+    public_url: str = "http://127.0.0.1:8000"
+    """Base of every URL the gateway hands out (``response_url``, image links, ...)."""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_pool_size: Annotated[int, Field(ge=1)] = 100
+    redis_timeout: Annotated[float, Field(gt=0)] = 2.0
+    fal_key: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    """One or more upstream fal keys (comma-separated), used in turn."""
+    upstream_queue_url: str = "https://queue.fal.run"
+    upstream_run_url: str = "https://fal.run"
+    upstream_rest_url: str = "https://rest.fal.ai"
+    upstream_timeout: Annotated[float, Field(gt=0)] = 60.0
+    upstream_connect_timeout: Annotated[float, Field(gt=0)] = 5.0
+    upstream_max_connections: Annotated[int, Field(ge=1)] = 256
+    media_hosts: Annotated[tuple[str, ...], NoDecode] = ("fal.media", "*.fal.media")
+    """Hosts of fal's generated files; their URLs are rewritten to the gateway's ``/files``."""
+    admin_token: SecretStr | None = None
+    """Bearer token of the admin API; unset: the admin API refuses every call."""
+    link_secret: SecretStr | None = None
+    """Seals rewritten file links; must be the same on every replica. Unset: the admin token."""
+    request_retention: Annotated[float, Field(gt=0)] = 7 * 24 * 3600.0
+    """How long the gateway remembers which key owns a request id."""
+
+    @field_validator("fal_key", "media_hosts", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return _split_commas(value)
+
+    def link_signing_key(self) -> bytes:
+        """The secret that seals file links: ``link_secret``, else the admin token."""
+        secret = self.link_secret or self.admin_token
+        if secret is None:
+            raise ValueError("set GATEWAY_LINK_SECRET (or GATEWAY_ADMIN_TOKEN) to seal file links")
+        return secret.get_secret_value().encode()

@@ -17,7 +17,7 @@ from gateway.emulator.auth import require_key
 from gateway.emulator.jobs import Job, JobState
 from gateway.emulator.protocol import status_body, submit_body
 from gateway.emulator.service import Emulator
-from gateway.errors import BadRequest, NotFound
+from gateway.errors import BadRequest, NotFound, no_such_route
 
 REQUEST_ID_HEADER = "X-Fal-Request-Id"
 _TRUE = {"1", "true"}
@@ -165,10 +165,6 @@ async def _completion(job: Job) -> None:
 async def _disconnect(request: Request) -> None:
     while (await request.receive())["type"] != "http.disconnect":
         pass
-
-
-async def no_such_route(request: Request) -> Response:
-    raise NotFound("Not Found")
 
 
 ROUTES = [

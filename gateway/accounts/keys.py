@@ -1,0 +1,159 @@
+"""API keys issued by the gateway: their Redis records, creation, lookup, revocation, checking."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from redis.asyncio import Redis
+
+from gateway.accounts import redis_keys, tokens
+from gateway.accounts.tokens import Token
+from gateway.errors import Unauthorized
+from gateway.store import RedisFields, fields_of, store_errors
+
+ACTIVE = "active"
+REVOKED = "revoked"
+
+# One message for every refusal, so a caller learns nothing about which check failed.
+INVALID_KEY = "Invalid or missing API key"
+
+
+def rfc3339(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    name: str
+    team_id: str
+    status: str
+    created_at: float
+    expires_at: float | None
+    revoked_at: float | None
+
+    def usable(self, now: float) -> bool:
+        return self.status == ACTIVE and (self.expires_at is None or now < self.expires_at)
+
+    def public(self) -> dict[str, Any]:
+        """The key as the admin API shows it: never the secret or its hash."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "team_id": self.team_id,
+            "status": self.status,
+            "created_at": rfc3339(self.created_at),
+            "expires_at": rfc3339(self.expires_at),
+            "revoked_at": rfc3339(self.revoked_at),
+        }
+
+    @classmethod
+    def from_record(cls, key_id: str, fields: dict[str, str]) -> ApiKey:
+        return cls(
+            id=key_id,
+            name=fields["name"],
+            team_id=fields["team_id"],
+            status=fields["status"],
+            created_at=float(fields["created_at"]),
+            expires_at=float(fields["expires_at"]) if fields.get("expires_at") else None,
+            revoked_at=float(fields["revoked_at"]) if fields.get("revoked_at") else None,
+        )
+
+
+def parse_authorization(header: str | None) -> Token:
+    """The gateway token in ``Authorization: Bearer <key>`` or ``Key <key>``."""
+    if header:
+        scheme, _, value = header.strip().partition(" ")
+        if scheme.lower() in ("bearer", "key"):
+            token = tokens.parse(value.strip())
+            if token is not None:
+                return token
+    raise Unauthorized(INVALID_KEY)
+
+
+def check_key(token: Token, fields: dict[str, str], now: float) -> ApiKey:
+    """The key a token names, if its record exists, the secret matches and it is usable."""
+    stored_hash = fields.get("secret_hash", "")
+    # Compare even when the record is missing, so timing does not reveal which keys exist.
+    secret_ok = hmac.compare_digest(tokens.hash_secret(token.secret), stored_hash or "0" * 64)
+    if not fields or not secret_ok:
+        raise Unauthorized(INVALID_KEY)
+    key = ApiKey.from_record(token.key_id, fields)
+    if key.team_id != token.team_id or not key.usable(now):
+        raise Unauthorized(INVALID_KEY)
+    return key
+
+
+class KeyStore:
+    """API key records in Redis."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+
+    async def create(
+        self, name: str, team_id: str = tokens.DEFAULT_TEAM, expires_at: float | None = None
+    ) -> tuple[ApiKey, str]:
+        """Create a key; returns it and its secret token, which is never stored or shown again."""
+        token = tokens.mint(team_id)
+        now = time.time()
+        fields = {
+            "name": name,
+            "team_id": team_id,
+            "secret_hash": tokens.hash_secret(token.secret),
+            "status": ACTIVE,
+            "created_at": repr(now),
+            "expires_at": "" if expires_at is None else repr(expires_at),
+            "revoked_at": "",
+        }
+        async with store_errors():
+            record: RedisFields = fields
+            await self._redis.hset(redis_keys.key_record(team_id, token.key_id), mapping=record)
+            await self._redis.hset(redis_keys.KEY_INDEX, token.key_id, team_id)
+        return ApiKey.from_record(token.key_id, fields), str(token)
+
+    async def get(self, key_id: str) -> ApiKey | None:
+        async with store_errors():
+            team_id = await self._redis.hget(redis_keys.KEY_INDEX, key_id)
+            if team_id is None:
+                return None
+            fields = fields_of(
+                await self._redis.hgetall(redis_keys.key_record(str(team_id), key_id))
+            )
+        return ApiKey.from_record(key_id, fields) if fields else None
+
+    async def list(self) -> list[ApiKey]:
+        async with store_errors():
+            index = fields_of(await self._redis.hgetall(redis_keys.KEY_INDEX))
+            pipe = self._redis.pipeline(transaction=False)
+            for key_id, team_id in index.items():
+                pipe.hgetall(redis_keys.key_record(team_id, key_id))
+            records = await pipe.execute()
+        keys = [ApiKey.from_record(k, f) for k, f in zip(index, records, strict=True) if f]
+        return sorted(keys, key=lambda k: k.created_at)
+
+    async def revoke(self, key_id: str) -> ApiKey | None:
+        key = await self.get(key_id)
+        if key is None:
+            return None
+        if key.status != REVOKED:
+            async with store_errors():
+                await self._redis.hset(
+                    redis_keys.key_record(key.team_id, key_id),
+                    mapping={"status": REVOKED, "revoked_at": repr(time.time())},
+                )
+        return await self.get(key_id)
+
+    async def authenticate(self, authorization: str | None) -> ApiKey:
+        """The usable key behind an ``Authorization`` header (one round trip), or 401."""
+        token = parse_authorization(authorization)
+        async with store_errors():
+            fields = fields_of(
+                await self._redis.hgetall(redis_keys.key_record(token.team_id, token.key_id))
+            )
+        return check_key(token, fields, time.time())

@@ -1,0 +1,76 @@
+"""Which key and team own each forwarded request; other keys are told it does not exist."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from gateway.accounts import redis_keys
+from gateway.accounts.keys import ApiKey, check_key, parse_authorization
+from gateway.catalog import Endpoint
+from gateway.errors import NotFound
+from gateway.store import RedisFields, store_errors
+
+_MAX_REQUEST_ID = 128
+
+
+@dataclass(frozen=True)
+class OwnedRequest:
+    id: str
+    key_id: str
+    team_id: str
+    app_id: str
+    endpoint_id: str
+    created_at: float
+
+
+class RequestRegistry:
+    """Request ownership records, kept for ``retention`` seconds after submit."""
+
+    def __init__(self, redis: Redis, retention: float) -> None:
+        self._redis = redis
+        self._retention = int(retention)
+
+    async def record(self, key: ApiKey, request_id: str, endpoint: Endpoint) -> None:
+        name = redis_keys.request_record(key.team_id, request_id)
+        fields: RedisFields = {
+            "key_id": key.id,
+            "app_id": endpoint.app_id,
+            "endpoint_id": endpoint.id,
+            "created_at": repr(time.time()),
+        }
+        async with store_errors():
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.hset(name, mapping=fields)
+            pipe.expire(name, self._retention)
+            await pipe.execute()
+
+    async def authorize(
+        self, authorization: str | None, app_id: str, request_id: str
+    ) -> tuple[ApiKey, OwnedRequest]:
+        """Check the caller's key and that it owns ``request_id`` under ``app_id``, in one round
+        trip. Someone else's request, or one under another app, is a 404 like an unknown one."""
+        token = parse_authorization(authorization)
+        async with store_errors():
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hgetall(redis_keys.key_record(token.team_id, token.key_id))
+            pipe.hgetall(redis_keys.request_record(token.team_id, request_id[:_MAX_REQUEST_ID]))
+            key_fields, request_fields = await pipe.execute()
+        key = check_key(token, key_fields, time.time())
+        if (
+            len(request_id) > _MAX_REQUEST_ID
+            or request_fields.get("key_id") != key.id
+            or request_fields.get("app_id") != app_id
+        ):
+            raise NotFound("Request not found")
+        owned = OwnedRequest(
+            id=request_id,
+            key_id=key.id,
+            team_id=key.team_id,
+            app_id=app_id,
+            endpoint_id=request_fields["endpoint_id"],
+            created_at=float(request_fields["created_at"]),
+        )
+        return key, owned

@@ -1,0 +1,36 @@
+"""The admin API as the CLI calls it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+
+class AdminError(Exception):
+    """The admin API refused a call; the message is its ``detail``."""
+
+
+class AdminClient:
+    def __init__(self, url: str, token: str | None) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=30)
+
+    def __enter__(self) -> AdminClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._http.close()
+
+    def call(self, method: str, path: str, json: Any = None) -> Any:
+        try:
+            response = self._http.request(method, f"/admin/v1{path}", json=json)
+        except httpx.HTTPError as exc:
+            raise AdminError(f"cannot reach the gateway at {self._http.base_url}: {exc}") from exc
+        if response.is_error:
+            try:
+                detail = response.json().get("detail")
+            except ValueError:
+                detail = response.text
+            raise AdminError(f"{response.status_code}: {detail}")
+        return response.json()

@@ -1,0 +1,47 @@
+"""Operations endpoints: liveness, readiness, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+
+from redis.exceptions import RedisError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gateway.services import services
+
+
+async def healthz(request: Request) -> Response:
+    """The process is up and serving."""
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """Redis and fal are both reachable; 503 names whichever is not."""
+    gateway = services(request)
+
+    async def redis_ok() -> bool:
+        try:
+            return bool(await gateway.redis.ping())
+        except RedisError:
+            return False
+
+    redis_up, upstream_up = await asyncio.gather(redis_ok(), gateway.upstream.reachable())
+    checks = {"redis": "ok" if redis_up else "down", "upstream": "ok" if upstream_up else "down"}
+    ready = redis_up and upstream_up
+    return JSONResponse(
+        {"status": "ok" if ready else "unavailable", **checks}, 200 if ready else 503
+    )
+
+
+async def metrics(request: Request) -> Response:
+    content, content_type = services(request).metrics.exposition()
+    return Response(content, media_type=content_type)
+
+
+ROUTES = [
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+]

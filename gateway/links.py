@@ -1,0 +1,107 @@
+"""Every URL handed to a caller points at the gateway.
+
+Queue URLs (``response_url``, ``status_url``, ``cancel_url``) are rebuilt from the public URL.
+Any other URL on an upstream or fal media host becomes a gateway link,
+``{public}/files/{token}/{file name}``, that the gateway serves by streaming the original. The
+token is the original URL sealed with AES-GCM under the link secret: stateless (any replica can
+serve it), opaque (the upstream host cannot be read from it) and unforgeable (no open proxy).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import fnmatch
+import hashlib
+import os
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+_NONCE_BYTES = 12
+_CONTEXT = b"fal-gateway file link v1"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+class Links:
+    """Builds the gateway's URLs and rewrites upstream ones."""
+
+    def __init__(
+        self,
+        public_url: str,
+        upstream_urls: Iterable[str],
+        media_hosts: Iterable[str],
+        secret: bytes,
+    ) -> None:
+        self.public_url = public_url.rstrip("/")
+        self._upstream_origins = frozenset(origin(u) for u in upstream_urls)
+        self._media_hosts = tuple(h.lower() for h in media_hosts)
+        self._cipher = AESGCM(hashlib.sha256(_CONTEXT + secret).digest())
+
+    def request_urls(self, app_id: str, request_id: str) -> dict[str, str]:
+        base = f"{self.public_url}/{app_id}/requests/{request_id}"
+        return {
+            "response_url": base,
+            "status_url": f"{base}/status",
+            "cancel_url": f"{base}/cancel",
+        }
+
+    def is_upstream(self, url: str) -> bool:
+        """Whether ``url`` lives on fal (an upstream host or a fal media host)."""
+        if not url.lower().startswith(("http://", "https://")):
+            return False
+        if origin(url) in self._upstream_origins:
+            return True
+        host = (urlsplit(url).hostname or "").lower()
+        return any(fnmatch.fnmatchcase(host, pattern) for pattern in self._media_hosts)
+
+    def file_link(self, url: str) -> str:
+        nonce = os.urandom(_NONCE_BYTES)
+        token = _b64(nonce + self._cipher.encrypt(nonce, url.encode(), _CONTEXT))
+        name = urlsplit(url).path.rsplit("/", 1)[-1] or "file"
+        return f"{self.public_url}/files/{token}/{quote(name)}"
+
+    def resolve(self, token: str) -> str | None:
+        """The original URL behind a gateway file link, if the link is one of ours."""
+        try:
+            sealed = _unb64(token)
+            url = self._cipher.decrypt(sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], _CONTEXT)
+            decoded = url.decode()
+        except (binascii.Error, ValueError, InvalidTag, UnicodeDecodeError):
+            return None
+        return decoded if self.is_upstream(decoded) else None
+
+    def rewrite(self, value: Any) -> Any:
+        """A copy of a JSON value with every upstream URL turned into a gateway link."""
+        if isinstance(value, str):
+            return self.file_link(value) if self.is_upstream(value) else value
+        if isinstance(value, list):
+            return [self.rewrite(item) for item in value]
+        if isinstance(value, dict):
+            return {key: self.rewrite(item) for key, item in value.items()}
+        return value
+
+    def rewrite_queue_body(self, body: Any, app_id: str) -> Any:
+        """A submit or status body: queue URLs rebuilt on the gateway, other URLs rewritten."""
+        if not isinstance(body, dict) or not isinstance(body.get("request_id"), str):
+            return self.rewrite(body)
+        rewritten: dict[str, Any] = self.rewrite(body)
+        for field, url in self.request_urls(app_id, body["request_id"]).items():
+            if field in body:
+                rewritten[field] = url
+        return rewritten

@@ -1,0 +1,31 @@
+"""What the gateway's handlers work with, built once per app by its lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from starlette.requests import Request
+
+from gateway.accounts.keys import KeyStore
+from gateway.accounts.requests import RequestRegistry
+from gateway.links import Links
+from gateway.metrics import Metrics
+from gateway.settings import Settings
+from gateway.upstream import FalUpstream
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    redis: Redis
+    keys: KeyStore
+    requests: RequestRegistry
+    upstream: FalUpstream
+    links: Links
+    metrics: Metrics
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found

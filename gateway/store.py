@@ -1,0 +1,57 @@
+"""The gateway's Redis connection: explicit pool, timeouts and retries, and one error mapping.
+
+redis-py 8 raises when its async pool is exhausted, so the pool size is set explicitly; every
+command has a socket timeout so a hung Redis fails requests quickly (503) instead of piling them up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, cast
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from gateway.errors import StoreUnavailable
+from gateway.settings import Settings
+
+
+def connect_redis(settings: Settings) -> Redis:
+    """A client for ``settings.redis_url`` (connections are opened lazily)."""
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=settings.redis_pool_size,
+        timeout=settings.redis_timeout,
+        socket_timeout=settings.redis_timeout,
+        socket_connect_timeout=settings.redis_timeout,
+        health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.01), retries=2),
+        retry_on_error=[RedisConnectionError],
+        decode_responses=True,
+    )
+    return Redis(connection_pool=pool)
+
+
+@contextlib.asynccontextmanager
+async def store_errors() -> AsyncIterator[None]:
+    """Turn Redis being unreachable into a 503 (the gateway fails closed)."""
+    try:
+        yield
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        raise StoreUnavailable(
+            "The gateway's data store is unavailable; try again shortly"
+        ) from exc
+
+
+RedisFields = Mapping[Any, Any]
+"""What ``HSET mapping=`` accepts; redis-py types its keys invariantly, so ``dict[str, str]``
+needs this widening."""
+
+
+def fields_of(raw: Any) -> dict[str, str]:
+    """An ``HGETALL`` answer (decoded to ``str`` by the client) as typed fields."""
+    return cast(dict[str, str], raw)

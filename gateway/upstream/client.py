@@ -1,0 +1,195 @@
+"""Calls to fal's queue and file hosts with the reseller's key, on pooled keep-alive connections.
+
+httpx keeps the API; its aiohttp transport does the I/O, because httpx 0.28's own pool collapses
+under concurrency (encode/httpx#3215). Transport failures become ``UpstreamError``s here, and
+``check`` decides which fal answers the caller sees as they are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+
+import httpx
+from httpx_aiohttp import AiohttpTransport
+from pydantic import SecretStr
+
+from gateway.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from gateway.metrics import Metrics
+from gateway.settings import Settings
+
+USER_AGENT = "fal-gateway/0.1"
+
+# Caller headers fal acts on; everything else (above all Authorization) stays at the gateway.
+FORWARDED_HEADER_PREFIX = "x-fal-"
+NOT_FORWARDED = frozenset({"x-fal-target-url"})
+
+# fal answers the caller may see as they are: the caller's own mistakes and missing requests.
+PASSED_THROUGH = frozenset({400, 404, 409, 410, 413, 422, 429})
+
+
+class KeyPool:
+    """The reseller's fal keys, used in turn."""
+
+    def __init__(self, keys: tuple[SecretStr, ...]) -> None:
+        if not keys:
+            raise ValueError("no upstream fal key configured (GATEWAY_FAL_KEY)")
+        self._keys: Iterator[SecretStr] = itertools.cycle(keys)
+
+    def authorization(self) -> str:
+        return f"Key {next(self._keys).get_secret_value()}"
+
+
+def forwarded_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The caller's ``x-fal-*`` headers (priority, hints, timeouts, lifecycle) for fal."""
+    return {
+        name: value
+        for name, value in headers.items()
+        if name.lower().startswith(FORWARDED_HEADER_PREFIX) and name.lower() not in NOT_FORWARDED
+    }
+
+
+class FalUpstream:
+    """fal's queue API and file hosts."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._keys = KeyPool(settings.fal_key)
+        self._queue = settings.upstream_queue_url.rstrip("/")
+        self._metrics = metrics
+        limits = httpx.Limits(
+            max_connections=settings.upstream_max_connections,
+            max_keepalive_connections=settings.upstream_max_connections,
+        )
+        self._client = httpx.AsyncClient(
+            transport=transport or AiohttpTransport(limits=limits),
+            timeout=httpx.Timeout(
+                settings.upstream_timeout, connect=settings.upstream_connect_timeout
+            ),
+            headers={"User-Agent": USER_AGENT},
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        content: bytes | None = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Request:
+        return self._client.build_request(
+            method,
+            f"{self._queue}/{path}",
+            content=content,
+            params=params,
+            headers={
+                **(headers or {}),
+                "Authorization": self._keys.authorization(),
+                "Accept": "application/json",
+                **({"Content-Type": "application/json"} if content is not None else {}),
+            },
+        )
+
+    async def _send(
+        self, operation: str, request: httpx.Request, stream: bool = False
+    ) -> httpx.Response:
+        with self._errors(operation):
+            started = time.perf_counter()
+            try:
+                return await self._client.send(request, stream=stream)
+            finally:
+                self._metrics.upstream_seconds.labels(operation).observe(
+                    time.perf_counter() - started
+                )
+
+    @contextlib.contextmanager
+    def _errors(self, operation: str) -> Iterator[None]:
+        try:
+            yield
+        except httpx.TimeoutException as exc:
+            self._metrics.upstream_errors.labels(operation, "timeout").inc()
+            raise UpstreamTimeout("fal did not answer in time") from exc
+        except httpx.TransportError as exc:
+            self._metrics.upstream_errors.labels(operation, "unavailable").inc()
+            raise UpstreamUnavailable("fal could not be reached") from exc
+
+    def check(self, operation: str, response: httpx.Response) -> None:
+        """Raise for fal answers the caller must not see as they are (5xx, our key refused).
+        2xx and the caller's own 4xx (bad body, unknown request, ...) return normally."""
+        code = response.status_code
+        if code < 400 or code in PASSED_THROUGH:
+            return
+        kind = "server_error" if code >= 500 else "refused"
+        self._metrics.upstream_errors.labels(operation, kind).inc()
+        if code in (401, 403):
+            raise UpstreamError("fal refused the gateway's credentials", error_type="upstream_auth")
+        raise UpstreamError(f"fal answered {code}")
+
+    async def submit(
+        self, endpoint_id: str, body: bytes, headers: Mapping[str, str], webhook_url: str | None
+    ) -> httpx.Response:
+        params = {"fal_webhook": webhook_url} if webhook_url else None
+        request = self._request("POST", endpoint_id, content=body, params=params, headers=headers)
+        return await self._send("submit", request)
+
+    async def status(self, app_id: str, request_id: str, logs: bool) -> httpx.Response:
+        request = self._request(
+            "GET", f"{app_id}/requests/{request_id}/status", params={"logs": "1" if logs else "0"}
+        )
+        return await self._send("status", request)
+
+    async def result(self, app_id: str, request_id: str) -> httpx.Response:
+        return await self._send("result", self._request("GET", f"{app_id}/requests/{request_id}"))
+
+    async def cancel(self, app_id: str, request_id: str) -> httpx.Response:
+        request = self._request("PUT", f"{app_id}/requests/{request_id}/cancel")
+        return await self._send("cancel", request)
+
+    @contextlib.asynccontextmanager
+    async def status_stream(
+        self, app_id: str, request_id: str, logs: bool
+    ) -> AsyncIterator[httpx.Response]:
+        """The upstream SSE status stream, open while the context lasts."""
+        request = self._request(
+            "GET",
+            f"{app_id}/requests/{request_id}/status/stream",
+            params={"logs": "1" if logs else "0"},
+            headers={"Accept": "text/event-stream"},
+        )
+        request.headers["Accept"] = "text/event-stream"
+        response = await self._send("status_stream", request, stream=True)
+        try:
+            yield response
+        finally:
+            await response.aclose()
+
+    @contextlib.asynccontextmanager
+    async def download(self, url: str) -> AsyncIterator[httpx.Response]:
+        """A generated file, streamed; fal's file hosts need no key."""
+        response = await self._send("file", self._client.build_request("GET", url), stream=True)
+        try:
+            yield response
+        finally:
+            await response.aclose()
+
+    async def reachable(self) -> bool:
+        """Whether fal's queue host answers HTTP at all (any status counts)."""
+        try:
+            await self._client.get(self._queue + "/", timeout=2.0)
+        except httpx.HTTPError:
+            return False
+        return True
+
+    def stream_errors(self, operation: str) -> contextlib.AbstractContextManager[None]:
+        """Map transport failures while reading a streamed body."""
+        return self._errors(operation)
