@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import tempfile
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -40,7 +41,20 @@ def run_server(
         log_level="info",
         access_log=False,
     )
-    uvicorn.Server(config).run()
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal. Turning it into
+    # KeyboardInterrupt lets callers' cleanup run (``dev`` stops Redis and the emulator) and the
+    # command exit 0.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        uvicorn.Server(config).run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 @click.group()
@@ -140,8 +154,6 @@ def dev(port: int | None, emulator_port: int, redis_port: int, data_dir: Path) -
         settings, banner = prepare(base, stack, emulator_port, redis_port)
         click.echo(banner)
         run_server(create_app(settings), settings.host, settings.port)
-    except KeyboardInterrupt:
-        pass  # uvicorn re-raises Ctrl-C after shutting down; everything stops below
     finally:
         stack.stop()
 
