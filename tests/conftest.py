@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.peer import Peer
-from tests.servers import Emulator
+from tests.servers import Emulator, Gateway, RedisServer
 
 FAST_EMULATOR: dict[str, object] = {
     "queue_delay": 0.05,
@@ -54,3 +54,23 @@ def knobs(client: httpx.Client) -> Iterator[SetKnobs]:
 def peer() -> Iterator[Peer]:
     with Peer() as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def gateway(redis_server: RedisServer, emulator: Emulator) -> Iterator[Gateway]:
+    with Gateway(redis_server.url, emulator.url) as running:
+        yield running
+
+
+@pytest.fixture
+def caller(gateway: Gateway) -> Iterator[httpx.Client]:
+    """A client of the gateway with a fresh key of its own."""
+    token, _ = gateway.new_key()
+    with gateway.client(token) as http:
+        yield http

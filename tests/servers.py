@@ -120,3 +120,96 @@ class Emulator(ServerProcess):
     def client(self, key: str | None = KEY) -> httpx.Client:
         headers = {"Authorization": f"Key {key}"} if key else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=30, verify=self.verify)
+
+
+class RedisServer:
+    """A throwaway ``redis-server`` on a free port (the binary ``fal-gateway dev`` would use)."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._dir = tempfile.TemporaryDirectory(prefix="redis-")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        from gateway.dev import redis_server_binary
+
+        self.process = subprocess.Popen(
+            [
+                redis_server_binary(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                self._dir.name,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        self._dir.cleanup()
+
+
+class Gateway(ServerProcess):
+    """A running ``fal-gateway serve`` and clients for it."""
+
+    ADMIN_TOKEN = "admin-test-token"
+
+    def __init__(
+        self, redis_url: str, upstream_url: str, settings: Mapping[str, object] | None = None
+    ) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {
+            "GATEWAY_REDIS_URL": redis_url,
+            "GATEWAY_PUBLIC_URL": self.url,
+            "GATEWAY_ADMIN_TOKEN": self.ADMIN_TOKEN,
+            "GATEWAY_FAL_KEY": Emulator.KEY,
+            "GATEWAY_UPSTREAM_QUEUE_URL": upstream_url,
+            "GATEWAY_UPSTREAM_RUN_URL": f"{upstream_url}/sync",
+            "GATEWAY_UPSTREAM_REST_URL": upstream_url,
+            **{f"GATEWAY_{k.upper()}": str(v) for k, v in (settings or {}).items()},
+        }
+        super().__init__(["serve", "--port", str(self.port)], env, f"{self.url}/healthz")
+
+    def admin(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {self.ADMIN_TOKEN}"}, timeout=30
+        )
+
+    def new_key(self, name: str = "test", **fields: object) -> tuple[str, dict[str, object]]:
+        """Create a key through the admin API; its secret token and its record."""
+        with self.admin() as admin:
+            response = admin.post("/admin/v1/keys", json={"name": name, **fields})
+        assert response.status_code == 201, response.text
+        created: dict[str, object] = response.json()
+        return str(created["secret"]), created
+
+    def client(self, token: str | None, scheme: str = "Bearer") -> httpx.Client:
+        headers = {"Authorization": f"{scheme} {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)

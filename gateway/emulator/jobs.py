@@ -32,6 +32,7 @@ class Outcome:
     body: dict[str, Any]
     error_type: str | None = None
     inference_time: float | None = None
+    headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

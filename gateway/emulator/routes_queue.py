@@ -123,7 +123,7 @@ async def result(request: Request) -> Response:
 def outcome_response(job: Job) -> Response:
     outcome = job.outcome
     assert outcome is not None
-    headers = {REQUEST_ID_HEADER: job.id}
+    headers = {REQUEST_ID_HEADER: job.id, **outcome.headers}
     if outcome.error_type is not None:
         headers["X-Fal-Error-Type"] = outcome.error_type
     return JSONResponse(outcome.body, status_code=outcome.status_code, headers=headers)

@@ -37,6 +37,7 @@ START_TIMEOUT = Outcome(
     504,
     {"detail": "Request timed out before it started", "error_type": "request_timeout"},
     "request_timeout",
+    headers={"X-Fal-Request-Timeout-Type": "user"},
 )
 INJECTED_FAILURE = Outcome(
     500,

@@ -12,6 +12,7 @@ import itertools
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 
+import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 from pydantic import SecretStr
@@ -28,6 +29,17 @@ NOT_FORWARDED = frozenset({"x-fal-target-url"})
 
 # fal answers the caller may see as they are: the caller's own mistakes and missing requests.
 PASSED_THROUGH = frozenset({400, 404, 409, 410, 413, 422, 429})
+REQUEST_ID_HEADER = "x-fal-request-id"
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether a transport failure was a timeout. httpx-aiohttp 0.2 maps a refused connection to
+    ``ConnectTimeout``, so the aiohttp error underneath decides when there is one (aiohttp's
+    timeout errors are ``TimeoutError``s)."""
+    cause = exc.__cause__ if isinstance(exc, httpx.TransportError) else exc
+    if isinstance(cause, aiohttp.ClientError | TimeoutError):
+        return isinstance(cause, TimeoutError)
+    return isinstance(exc, httpx.TimeoutException)
 
 
 class KeyPool:
@@ -116,18 +128,22 @@ class FalUpstream:
     def _errors(self, operation: str) -> Iterator[None]:
         try:
             yield
-        except httpx.TimeoutException as exc:
-            self._metrics.upstream_errors.labels(operation, "timeout").inc()
-            raise UpstreamTimeout("fal did not answer in time") from exc
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, aiohttp.ClientError, TimeoutError) as exc:
+            if _timed_out(exc):
+                self._metrics.upstream_errors.labels(operation, "timeout").inc()
+                raise UpstreamTimeout("fal did not answer in time") from exc
             self._metrics.upstream_errors.labels(operation, "unavailable").inc()
             raise UpstreamUnavailable("fal could not be reached") from exc
 
     def check(self, operation: str, response: httpx.Response) -> None:
-        """Raise for fal answers the caller must not see as they are (5xx, our key refused).
-        2xx and the caller's own 4xx (bad body, unknown request, ...) return normally."""
+        """Raise for fal answers the caller must not see as they are: infrastructure failures and
+        our key being refused. 2xx, the caller's own 4xx (bad body, unknown request, ...) and a
+        job's own error outcome (a 5xx carrying ``x-fal-request-id``, e.g. a failed or timed-out
+        job's result) return normally."""
         code = response.status_code
         if code < 400 or code in PASSED_THROUGH:
+            return
+        if code >= 500 and REQUEST_ID_HEADER in response.headers:
             return
         kind = "server_error" if code >= 500 else "refused"
         self._metrics.upstream_errors.labels(operation, kind).inc()

@@ -215,6 +215,7 @@ def test_start_timeout_header_fails_jobs_that_wait_too_long(
 
     assert result.status_code == 504
     assert result.json()["error_type"] == "request_timeout"
+    assert result.headers["x-fal-request-timeout-type"] == "user"
 
 
 def test_queue_positions_are_real_with_one_runner() -> None:
