@@ -15,11 +15,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## Run the fal emulator on http://127.0.0.1:8765 (Ctrl-C stops it).
+## Embedded Redis + fal emulator + gateway on http://127.0.0.1:8000, with a demo key (Ctrl-C stops all).
 serve: install
-	$(BIN)/fal-gateway emulator
+	$(BIN)/fal-gateway dev
 
-emulator: serve
+## The fal emulator alone on http://127.0.0.1:8765.
+emulator: install
+	$(BIN)/fal-gateway emulator
 
 lint: install
 	$(BIN)/ruff check gateway tests

@@ -1,0 +1,124 @@
+"""``fal-gateway dev`` (what ``make serve`` runs): everything starts, the printed curl command
+completes a job, Ctrl-C stops every process, and a restart keeps the same demo key."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.images import decode
+from tests.servers import free_port
+
+
+class DevProcess:
+    def __init__(self, data_dir: Path, ports: tuple[int, int, int]) -> None:
+        gateway, emulator, redis = ports
+        self.port = gateway
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gateway",
+                "dev",
+                "--port",
+                str(gateway),
+                "--emulator-port",
+                str(emulator),
+                "--redis-port",
+                str(redis),
+                "--data-dir",
+                str(data_dir),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.process.stdout is not None
+        try:
+            for line in self.process.stdout:
+                self.lines.put(line)
+        except ValueError:
+            pass  # closed by interrupt()
+
+    def banner(self, timeout: float = 60) -> str:
+        """Everything printed until the gateway itself is listening."""
+        ready = f"Uvicorn running on http://127.0.0.1:{self.port}"
+        seen: list[str] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                seen.append(self.lines.get(timeout=0.5))
+            except queue.Empty:
+                continue
+            if ready in seen[-1]:
+                return "".join(seen)
+        raise AssertionError("dev did not come up:\n" + "".join(seen))
+
+    def interrupt(self) -> int:
+        self.process.send_signal(signal.SIGINT)
+        code = self.process.wait(timeout=30)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+        return code
+
+
+def _closed(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except OSError:
+        return True
+    return False
+
+
+def test_dev_stack_end_to_end(tmp_path: Path) -> None:
+    ports = (free_port(), free_port(), free_port())
+    dev = DevProcess(tmp_path, ports)
+    try:
+        banner = dev.banner()
+        token = re.search(r"Demo key:\s+(\S+)", banner)
+        curl = next(line for line in banner.splitlines() if line.startswith("curl -s -X POST"))
+        assert token is not None
+
+        submitted = subprocess.run(
+            ["bash", "-c", curl], capture_output=True, text=True, timeout=30, check=True
+        )
+        request = httpx.Response(200, content=submitted.stdout).json()
+        assert request["status_url"].startswith(f"http://127.0.0.1:{ports[0]}/")
+        headers = {"Authorization": f"Bearer {token.group(1)}"}
+        deadline = time.monotonic() + 30
+        while httpx.get(request["status_url"], headers=headers).json()["status"] != "COMPLETED":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        result = httpx.get(request["response_url"], headers=headers).json()
+        image = httpx.get(result["images"][0]["url"])
+        assert image.status_code == 200
+        assert decode(image.content).size == (512, 384)
+    finally:
+        code = dev.interrupt()
+    assert code == 0
+    assert all(_closed(port) for port in ports)
+    assert (tmp_path / "redis" / "appendonly.aof").exists() or (
+        tmp_path / "redis" / "appendonlydir"
+    ).exists()
+
+    again = DevProcess(tmp_path, ports)
+    try:
+        assert f"Demo key:    {token.group(1)}" in again.banner()
+    finally:
+        assert again.interrupt() == 0
