@@ -60,3 +60,24 @@ def test_readyz_reports_an_unreachable_upstream(redis_server: RedisServer) -> No
         ready = httpx.get(f"{gateway.url}/readyz")
         assert ready.status_code == 503
         assert ready.json() == {"status": "unavailable", "redis": "ok", "upstream": "down"}
+
+
+def test_several_workers_serve_and_metrics_aggregate_through_the_multiprocess_dir(
+    redis_server: RedisServer, emulator: Emulator
+) -> None:
+    with Gateway(redis_server.url, emulator.url, {"workers": 2}) as gateway:
+        token, _ = gateway.new_key()
+        with gateway.client(token) as client:
+            for _ in range(20):
+                # A new connection each time, so both workers take some.
+                response = httpx.get(
+                    f"{gateway.url}/fal-ai/flux-lora/requests/none/status",
+                    headers=client.headers,
+                )
+                assert response.status_code == 404
+        text = httpx.get(f"{gateway.url}/metrics").text
+        match = re.search(
+            r'gateway_requests_total\{method="GET",route="status",status="404"\} (\S+)', text
+        )
+        assert match is not None
+        assert float(match.group(1)) == 20
