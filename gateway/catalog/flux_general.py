@@ -30,26 +30,25 @@ class ControlLoraWeight(FalModel):
     preprocess: Literal["canny", "depth", "None"] = "None"
 
 
-class ControlNet(FalModel):
-    path: str
+class ControlImage(FalModel):
+    """A control image and how strongly, when and where it conditions generation."""
+
     control_image_url: str
+    conditioning_scale: float = 1.0
+    start_percentage: Probability = 0.0
+    end_percentage: Probability = 1.0
+    mask_image_url: str | None = None
+    mask_threshold: Probability = 0.5
+
+
+class ControlNet(ControlImage):
+    path: str
     config_url: str | None = None
     variant: str | None = None
-    conditioning_scale: float = 1.0
-    start_percentage: Probability = 0.0
-    end_percentage: Probability = 1.0
-    mask_image_url: str | None = None
-    mask_threshold: Probability = 0.5
 
 
-class ControlNetUnionInput(FalModel):
-    control_image_url: str
+class ControlNetUnionInput(ControlImage):
     control_mode: Literal["canny", "tile", "depth", "blur", "pose", "gray", "low-quality"]
-    conditioning_scale: float = 1.0
-    start_percentage: Probability = 0.0
-    end_percentage: Probability = 1.0
-    mask_image_url: str | None = None
-    mask_threshold: Probability = 0.5
 
 
 class ControlNetUnion(FalModel):

@@ -17,7 +17,8 @@ from gateway.emulator.auth import require_key
 from gateway.emulator.jobs import Job, JobState
 from gateway.emulator.protocol import status_body, submit_body
 from gateway.emulator.service import Emulator
-from gateway.errors import BadRequest, NotFound, no_such_route
+from gateway.errors import BadRequest, NotFound
+from gateway.fal_routes import queue_routes
 
 REQUEST_ID_HEADER = "X-Fal-Request-Id"
 _TRUE = {"1", "true"}
@@ -63,15 +64,22 @@ def _wants_logs(request: Request) -> bool:
     return request.query_params.get("logs", "0").lower() in _TRUE
 
 
-async def submit(request: Request) -> Response:
+async def _new_job(request: Request, *, queued: bool) -> tuple[Emulator, Job]:
+    """A job for the submitted body; queued jobs have status and result URLs, sync ones not."""
     emulator = emulator_of(request)
     job = await emulator.submit(
         _endpoint(request.path_params["endpoint"]),
         await request.body(),
         base_url(request, emulator),
-        webhook_url=request.query_params.get("fal_webhook"),
+        webhook_url=request.query_params.get("fal_webhook") if queued else None,
         start_timeout=_start_timeout(request),
+        register=queued,
     )
+    return emulator, job
+
+
+async def submit(request: Request) -> Response:
+    emulator, job = await _new_job(request, queued=True)
     body = submit_body(job, emulator.queue.position(job))
     return JSONResponse(body, headers={REQUEST_ID_HEADER: job.id})
 
@@ -138,14 +146,7 @@ async def cancel(request: Request) -> Response:
 
 async def run_sync(request: Request) -> Response:
     """``fal.run``: the caller waits for the output; hanging up cancels the job."""
-    emulator = emulator_of(request)
-    job = await emulator.submit(
-        _endpoint(request.path_params["endpoint"]),
-        await request.body(),
-        base_url(request, emulator),
-        start_timeout=_start_timeout(request),
-        register=False,
-    )
+    emulator, job = await _new_job(request, queued=False)
     finished = asyncio.ensure_future(_completion(job))
     hung_up = asyncio.ensure_future(_disconnect(request))
     await asyncio.wait({finished, hung_up}, return_when=asyncio.FIRST_COMPLETED)
@@ -169,10 +170,7 @@ async def _disconnect(request: Request) -> None:
 
 ROUTES = [
     Route("/sync/{endpoint:path}", run_sync, methods=["POST"]),
-    Route("/{owner}/{app}/requests/{request_id}/status", status, methods=["GET"]),
-    Route("/{owner}/{app}/requests/{request_id}/status/stream", status_stream, methods=["GET"]),
-    Route("/{owner}/{app}/requests/{request_id}/cancel", cancel, methods=["PUT"]),
-    Route("/{owner}/{app}/requests/{request_id}", result, methods=["GET"]),
-    Route("/{endpoint:path}", submit, methods=["POST"]),
-    Route("/{path:path}", no_such_route, methods=["GET", "PUT", "PATCH", "DELETE"]),
+    *queue_routes(
+        submit=submit, status=status, status_stream=status_stream, result=result, cancel=cancel
+    ),
 ]

@@ -17,10 +17,10 @@ from httpx_sse import EventSource
 from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from gateway.catalog import Endpoint, find_endpoint
-from gateway.errors import BadRequest, FalError, NotFound, UpstreamError, no_such_route
+from gateway.errors import BadRequest, FalError, NotFound, UpstreamError
+from gateway.fal_routes import queue_routes
 from gateway.services import Services, services
 from gateway.upstream.client import forwarded_headers
 
@@ -144,11 +144,6 @@ async def cancel(request: Request) -> Response:
     return _relay(response, gateway.links.rewrite(_json_body(response)))
 
 
-ROUTES = [
-    Route("/{owner}/{app}/requests/{request_id}/status", status, methods=["GET"]),
-    Route("/{owner}/{app}/requests/{request_id}/status/stream", status_stream, methods=["GET"]),
-    Route("/{owner}/{app}/requests/{request_id}/cancel", cancel, methods=["PUT"]),
-    Route("/{owner}/{app}/requests/{request_id}", result, methods=["GET"]),
-    Route("/{endpoint:path}", submit, methods=["POST"]),
-    Route("/{path:path}", no_such_route, methods=["GET", "PUT", "PATCH", "DELETE"]),
-]
+ROUTES = queue_routes(
+    submit=submit, status=status, status_stream=status_stream, result=result, cancel=cancel
+)
