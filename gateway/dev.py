@@ -232,13 +232,12 @@ def prepare(
     upstream = (
         "the fal emulator at " + image_base if image_base else "fal.ai (GATEWAY_FAL_KEY is set)"
     )
-    admin = ready.admin_token.get_secret_value() if ready.admin_token else ""
     banner = "\n".join(
         [
             "",
             f"fal gateway (dev) on {ready.public_url}, forwarding to {upstream}",
             f"Redis: {redis_url} (data in {data / 'redis'})",
-            f"Admin token: {admin}   (GATEWAY_ADMIN_TOKEN; kept in {data / 'admin-token'})",
+            f"Admin token: export GATEWAY_ADMIN_TOKEN=$(cat {data / 'admin-token'})",
             f"Demo key:    {token}",
             "",
             "Try it:",

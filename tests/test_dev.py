@@ -3,6 +3,7 @@ completes a job, Ctrl-C stops every process, and a restart keeps the same demo k
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -13,18 +14,22 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from tests.images import decode
-from tests.servers import free_port
+from tests.servers import Emulator, free_port
 
 
 class DevProcess:
-    def __init__(self, data_dir: Path, ports: tuple[int, int, int]) -> None:
+    def __init__(
+        self, data_dir: Path, ports: tuple[int, int, int], settings: dict[str, str] | None = None
+    ) -> None:
         gateway, emulator, redis = ports
         self.port = gateway
         env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+        env.update(settings or {})
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -86,39 +91,66 @@ def _closed(port: int) -> bool:
     return False
 
 
+def _complete_printed_job(banner: str, gateway_port: int) -> tuple[str, dict[str, Any]]:
+    """Run the printed curl command as a user would; the demo key and the finished result."""
+    token = re.search(r"Demo key:\s+(\S+)", banner)
+    assert token is not None
+    curl = next(line for line in banner.splitlines() if line.startswith("curl -s -X POST"))
+    submitted = subprocess.run(
+        ["bash", "-c", curl], capture_output=True, text=True, timeout=30, check=True
+    )
+    request = json.loads(submitted.stdout)
+    assert request["status_url"].startswith(f"http://127.0.0.1:{gateway_port}/")
+    headers = {"Authorization": f"Bearer {token.group(1)}"}
+    deadline = time.monotonic() + 30
+    while httpx.get(request["status_url"], headers=headers).json()["status"] != "COMPLETED":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    result: dict[str, Any] = httpx.get(request["response_url"], headers=headers).json()
+    image = httpx.get(result["images"][0]["url"])
+    assert image.status_code == 200
+    assert decode(image.content).size == (512, 384)
+    return token.group(1), result
+
+
 def test_dev_stack_end_to_end(tmp_path: Path) -> None:
     ports = (free_port(), free_port(), free_port())
     dev = DevProcess(tmp_path, ports)
     try:
         banner = dev.banner()
-        token = re.search(r"Demo key:\s+(\S+)", banner)
-        curl = next(line for line in banner.splitlines() if line.startswith("curl -s -X POST"))
-        assert token is not None
-
-        submitted = subprocess.run(
-            ["bash", "-c", curl], capture_output=True, text=True, timeout=30, check=True
-        )
-        request = httpx.Response(200, content=submitted.stdout).json()
-        assert request["status_url"].startswith(f"http://127.0.0.1:{ports[0]}/")
-        headers = {"Authorization": f"Bearer {token.group(1)}"}
-        deadline = time.monotonic() + 30
-        while httpx.get(request["status_url"], headers=headers).json()["status"] != "COMPLETED":
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        result = httpx.get(request["response_url"], headers=headers).json()
-        image = httpx.get(result["images"][0]["url"])
-        assert image.status_code == 200
-        assert decode(image.content).size == (512, 384)
+        assert (tmp_path / "admin-token").read_text().strip() not in banner
+        token, _ = _complete_printed_job(banner, ports[0])
     finally:
         code = dev.interrupt()
     assert code == 0
     assert all(_closed(port) for port in ports)
-    assert (tmp_path / "redis" / "appendonly.aof").exists() or (
-        tmp_path / "redis" / "appendonlydir"
-    ).exists()
+    assert (tmp_path / "admin-token").stat().st_mode & 0o777 == 0o600
 
     again = DevProcess(tmp_path, ports)
     try:
-        assert f"Demo key:    {token.group(1)}" in again.banner()
+        assert f"Demo key:    {token}" in again.banner()
     finally:
         assert again.interrupt() == 0
+
+
+def test_dev_with_a_fal_key_uses_the_configured_upstream_and_inline_images(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    ports = (free_port(), free_port(), free_port())
+    settings = {
+        "GATEWAY_FAL_KEY": Emulator.KEY,
+        "GATEWAY_UPSTREAM_QUEUE_URL": emulator.url,
+        "GATEWAY_UPSTREAM_RUN_URL": f"{emulator.url}/sync",
+        "GATEWAY_UPSTREAM_REST_URL": emulator.url,
+    }
+    dev = DevProcess(tmp_path, ports, settings)
+    try:
+        banner = dev.banner()
+        assert "GATEWAY_FAL_KEY is set" in banner
+        assert f"-d @{tmp_path / 'demo' / 'inpainting.json'}" in banner
+        body = json.loads((tmp_path / "demo" / "inpainting.json").read_text())
+        assert body["image_url"].startswith("data:image/png;base64,")
+        _complete_printed_job(banner, ports[0])
+        assert _closed(ports[1])  # no emulator of its own
+    finally:
+        assert dev.interrupt() == 0
