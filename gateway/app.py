@@ -10,10 +10,13 @@ from starlette.middleware import Middleware
 
 from gateway.accounts.keys import KeyStore
 from gateway.accounts.requests import RequestRegistry
+from gateway.accounts.teams import TeamStore
 from gateway.errors import install_error_handlers
 from gateway.http import admin, files, ops, queue
+from gateway.http.body_limit import BodySizeLimit
 from gateway.links import Links
 from gateway.metrics import Metrics, MetricsMiddleware
+from gateway.openapi import openapi_document
 from gateway.services import Services
 from gateway.settings import Settings
 from gateway.store import connect_redis
@@ -38,10 +41,12 @@ def create_app(settings: Settings) -> Starlette:
             settings=settings,
             redis=redis,
             keys=KeyStore(redis),
+            teams=TeamStore(redis),
             requests=RequestRegistry(redis, settings.request_retention),
             upstream=upstream,
             links=links,
             metrics=metrics,
+            openapi=openapi_document(settings.public_url),
         )
         try:
             yield
@@ -51,7 +56,10 @@ def create_app(settings: Settings) -> Starlette:
 
     app = Starlette(
         routes=[*ops.ROUTES, *admin.ROUTES, *files.ROUTES, *queue.ROUTES],
-        middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
+        middleware=[
+            Middleware(MetricsMiddleware, metrics=metrics),
+            Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
+        ],
         lifespan=lifespan,
     )
     install_error_handlers(app)

@@ -187,13 +187,105 @@ def _show(data: Any, as_json: bool, render: Callable[[Any], str]) -> None:
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
-@main.group()
-@click.option("--url", envvar="GATEWAY_ADMIN_URL", help="Gateway URL [GATEWAY_PUBLIC_URL].")
-@click.option("--token", envvar="GATEWAY_ADMIN_TOKEN", help="Admin token [GATEWAY_ADMIN_TOKEN].")
-@click.pass_context
-def keys(ctx: click.Context, url: str | None, token: str | None) -> None:
-    """Manage the API keys callers use (through the admin API)."""
-    ctx.obj = (url or Settings().public_url, token)
+def _admin_group(name: str, help_text: str) -> click.Group:
+    """A command group that talks to the admin API (``--url``, ``--token``)."""
+
+    @main.group(name=name, help=help_text)
+    @click.option("--url", envvar="GATEWAY_ADMIN_URL", help="Gateway URL [GATEWAY_PUBLIC_URL].")
+    @click.option(
+        "--token", envvar="GATEWAY_ADMIN_TOKEN", help="Admin token [GATEWAY_ADMIN_TOKEN]."
+    )
+    @click.pass_context
+    def group(ctx: click.Context, url: str | None, token: str | None) -> None:
+        ctx.obj = (url or Settings().public_url, token)
+
+    return group
+
+
+keys = _admin_group("keys", "Manage the API keys callers use (through the admin API).")
+teams = _admin_group("teams", "Manage teams' policies (through the admin API).")
+
+
+def policy_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The flags that describe a policy; unset flags mean no limit."""
+    options = [
+        click.option(
+            "--allow-endpoint",
+            "allowed_endpoints",
+            multiple=True,
+            help="An endpoint id the key may use (repeat; default: all).",
+        ),
+        click.option("--max-images", "max_num_images", type=int, help="Most images per request."),
+        click.option("--max-loras", type=int, help="Most LoRAs per request."),
+        click.option(
+            "--lora-pattern",
+            "lora_path_patterns",
+            multiple=True,
+            help="Glob every LoRA path must match (repeat).",
+        ),
+        click.option("--max-megapixels", type=float, help="Largest output image, in megapixels."),
+        click.option(
+            "--force-safety-checker",
+            is_flag=True,
+            default=None,
+            help="Always send enable_safety_checker: true.",
+        ),
+        click.option(
+            "--default",
+            "defaults",
+            multiple=True,
+            metavar="FIELD=VALUE",
+            help="A value for a field callers leave out (VALUE is JSON; repeat).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _policy(flags: dict[str, Any]) -> dict[str, Any] | None:
+    """The policy the flags describe, or None when no policy flag was given."""
+    policy: dict[str, Any] = {}
+    for name in ("allowed_endpoints", "lora_path_patterns"):
+        if flags[name]:
+            policy[name] = list(flags[name])
+    for name in ("max_num_images", "max_loras", "max_megapixels", "force_safety_checker"):
+        if flags[name] is not None:
+            policy[name] = flags[name]
+    defaults = {}
+    for item in flags["defaults"]:
+        field, sep, raw = item.partition("=")
+        if not sep:
+            raise click.UsageError(f"--default takes FIELD=VALUE, not {item!r}")
+        try:
+            defaults[field] = json.loads(raw)
+        except json.JSONDecodeError:
+            defaults[field] = raw
+    if defaults:
+        policy["defaults"] = defaults
+    return policy or None
+
+
+POLICY_FLAGS = (
+    "allowed_endpoints",
+    "max_num_images",
+    "max_loras",
+    "lora_path_patterns",
+    "max_megapixels",
+    "force_safety_checker",
+    "defaults",
+)
+
+
+def _split_flags(flags: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """The policy flags (as a policy) and the other flags."""
+    return _policy({k: flags[k] for k in POLICY_FLAGS}), {
+        k: v for k, v in flags.items() if k not in POLICY_FLAGS
+    }
+
+
+def _policy_text(item: dict[str, Any]) -> str:
+    return json.dumps(item.get("policy") or {}, indent=2)
 
 
 @keys.command("create")
@@ -201,22 +293,19 @@ def keys(ctx: click.Context, url: str | None, token: str | None) -> None:
 @click.option("--team", "team_id", help="Team that owns the key [default].")
 @click.option("--expires-at", help="Expiry time, RFC 3339.")
 @click.option("--expires-in", type=int, help="Expiry in days from now.")
+@policy_options
 @json_option
 @click.pass_context
-def keys_create(
-    ctx: click.Context,
-    name: str,
-    team_id: str | None,
-    expires_at: str | None,
-    expires_in: int | None,
-    as_json: bool,
-) -> None:
+def keys_create(ctx: click.Context, /, **flags: Any) -> None:
     """Create a key; its secret is shown this once."""
+    policy, rest = _split_flags(flags)
+    name, team_id, as_json = rest["name"], rest["team_id"], rest["as_json"]
+    expires_at, expires_in = rest["expires_at"], rest["expires_in"]
     if expires_in is not None:
         if expires_at is not None:
             raise click.UsageError("give --expires-at or --expires-in, not both")
         expires_at = (datetime.now(UTC) + timedelta(days=expires_in)).isoformat()
-    body = _overrides(name=name, team_id=team_id, expires_at=expires_at)
+    body = _overrides(name=name, team_id=team_id, expires_at=expires_at, policy=policy)
     created = _admin_call(ctx, "POST", "/keys", body)
     _show(
         created,
@@ -253,3 +342,41 @@ def keys_revoke(ctx: click.Context, key_id: str, as_json: bool) -> None:
         as_json,
         lambda k: _table([k], KEY_COLUMNS),
     )
+
+
+@keys.command("policy")
+@click.argument("key_id")
+@policy_options
+@click.option("--clear", is_flag=True, help="Remove every limit.")
+@json_option
+@click.pass_context
+def keys_policy(ctx: click.Context, /, key_id: str, **flags: Any) -> None:
+    """Replace a key's policy with the one the flags describe."""
+    _put_policy(ctx, f"/keys/{key_id}/policy", flags)
+
+
+@teams.command("show")
+@click.argument("team_id")
+@json_option
+@click.pass_context
+def teams_show(ctx: click.Context, team_id: str, as_json: bool) -> None:
+    """Show a team and its policy."""
+    _show(_admin_call(ctx, "GET", f"/teams/{team_id}"), as_json, _policy_text)
+
+
+@teams.command("policy")
+@click.argument("team_id")
+@policy_options
+@click.option("--clear", is_flag=True, help="Remove every limit.")
+@json_option
+@click.pass_context
+def teams_policy(ctx: click.Context, /, team_id: str, **flags: Any) -> None:
+    """Replace a team's policy with the one the flags describe (applies to all its keys)."""
+    _put_policy(ctx, f"/teams/{team_id}/policy", flags)
+
+
+def _put_policy(ctx: click.Context, path: str, flags: dict[str, Any]) -> None:
+    policy, rest = _split_flags(flags)
+    if (policy is None) == (not rest["clear"]):
+        raise click.UsageError("give policy options, or --clear to remove every limit")
+    _show(_admin_call(ctx, "PUT", path, policy or {}), rest["as_json"], _policy_text)

@@ -7,6 +7,7 @@ Exception tree::
      ├── Unauthorized             401
      ├── Forbidden                403
      ├── NotFound                 404
+     ├── PayloadTooLarge          413
      ├── RequestValidationFailed  422, {"detail": [{"loc", "msg", "type"}, ...]}
      ├── ServiceUnavailable       5xx chosen by the raiser (injected faults, runner trouble)
      ├── StoreUnavailable         503, the gateway's Redis cannot be reached
@@ -78,6 +79,11 @@ class Forbidden(FalError):
 class NotFound(FalError):
     status_code = 404
     error_type = "not_found"
+
+
+class PayloadTooLarge(FalError):
+    status_code = 413
+    error_type = "request_too_large"
 
 
 class ServiceUnavailable(FalError):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from redis.asyncio import Redis
 from starlette.requests import Request
 
 from gateway.accounts.keys import KeyStore
 from gateway.accounts.requests import RequestRegistry
+from gateway.accounts.teams import TeamStore
 from gateway.links import Links
 from gateway.metrics import Metrics
 from gateway.settings import Settings
@@ -20,10 +22,13 @@ class Services:
     settings: Settings
     redis: Redis
     keys: KeyStore
+    teams: TeamStore
     requests: RequestRegistry
     upstream: FalUpstream
     links: Links
     metrics: Metrics
+    openapi: dict[str, Any] = field(default_factory=dict)
+    """The OpenAPI document, built once."""
 
 
 def services(request: Request) -> Services:

@@ -123,6 +123,10 @@ class Settings(BaseSettings):
     """Seals rewritten file links; must be the same on every replica. Unset: the admin token."""
     request_retention: Annotated[float, Field(gt=0)] = 7 * 24 * 3600.0
     """How long the gateway remembers which key owns a request id."""
+    max_body_bytes: Annotated[int, Field(gt=0)] = 48 * 1024 * 1024
+    """Largest request body accepted (413 beyond)."""
+    max_data_uri_bytes: Annotated[int, Field(gt=0)] = 16 * 1024 * 1024
+    """Largest file inlined as a data URI, decoded (422 ``file_too_large`` beyond)."""
 
     @field_validator("fal_key", "media_hosts", mode="before")
     @classmethod

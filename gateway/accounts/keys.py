@@ -14,6 +14,7 @@ from gateway.accounts import redis_keys, tokens
 from gateway.accounts.tokens import Token
 from gateway.errors import Unauthorized
 from gateway.store import RedisFields, fields_of, store_errors
+from gateway.submission.policy import Policy
 
 ACTIVE = "active"
 REVOKED = "revoked"
@@ -37,6 +38,7 @@ class ApiKey:
     created_at: float
     expires_at: float | None
     revoked_at: float | None
+    policy: Policy
 
     def usable(self, now: float) -> bool:
         return self.status == ACTIVE and (self.expires_at is None or now < self.expires_at)
@@ -51,6 +53,7 @@ class ApiKey:
             "created_at": rfc3339(self.created_at),
             "expires_at": rfc3339(self.expires_at),
             "revoked_at": rfc3339(self.revoked_at),
+            "policy": self.policy.model_dump(exclude_defaults=True),
         }
 
     @classmethod
@@ -63,7 +66,17 @@ class ApiKey:
             created_at=float(fields["created_at"]),
             expires_at=float(fields["expires_at"]) if fields.get("expires_at") else None,
             revoked_at=float(fields["revoked_at"]) if fields.get("revoked_at") else None,
+            policy=policy_from(fields.get("policy")),
         )
+
+
+def policy_from(stored: str | None) -> Policy:
+    """A policy as kept in a Redis field (JSON; absent or empty: no limits)."""
+    return Policy.model_validate_json(stored) if stored else Policy()
+
+
+def policy_field(policy: Policy) -> str:
+    return policy.model_dump_json(exclude_defaults=True)
 
 
 def parse_authorization(header: str | None) -> Token:
@@ -97,7 +110,11 @@ class KeyStore:
         self._redis = redis
 
     async def create(
-        self, name: str, team_id: str = tokens.DEFAULT_TEAM, expires_at: float | None = None
+        self,
+        name: str,
+        team_id: str = tokens.DEFAULT_TEAM,
+        expires_at: float | None = None,
+        policy: Policy | None = None,
     ) -> tuple[ApiKey, str]:
         """Create a key; returns it and its secret token, which is never stored or shown again."""
         token = tokens.mint(team_id)
@@ -110,6 +127,7 @@ class KeyStore:
             "created_at": repr(now),
             "expires_at": "" if expires_at is None else repr(expires_at),
             "revoked_at": "",
+            "policy": policy_field(policy or Policy()),
         }
         async with store_errors():
             record: RedisFields = fields
@@ -148,6 +166,28 @@ class KeyStore:
                     mapping={"status": REVOKED, "revoked_at": repr(time.time())},
                 )
         return await self.get(key_id)
+
+    async def set_policy(self, key_id: str, policy: Policy) -> ApiKey | None:
+        key = await self.get(key_id)
+        if key is None:
+            return None
+        async with store_errors():
+            await self._redis.hset(
+                redis_keys.key_record(key.team_id, key_id), "policy", policy_field(policy)
+            )
+        return await self.get(key_id)
+
+    async def authenticate_with_team_policy(
+        self, authorization: str | None
+    ) -> tuple[ApiKey, Policy]:
+        """The caller's usable key and its team's policy, in one round trip."""
+        token = parse_authorization(authorization)
+        async with store_errors():
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hgetall(redis_keys.key_record(token.team_id, token.key_id))
+            pipe.hget(redis_keys.team_record(token.team_id), "policy")
+            key_fields, team_policy = await pipe.execute()
+        return check_key(token, fields_of(key_fields), time.time()), policy_from(team_policy)
 
     async def authenticate(self, authorization: str | None) -> ApiKey:
         """The usable key behind an ``Authorization`` header (one round trip), or 401."""

@@ -18,6 +18,11 @@ def key_record(team_id: str, key_id: str) -> str:
     return f"{PREFIX}:{{{team_id}}}:key:{key_id}"
 
 
+def team_record(team_id: str) -> str:
+    """HASH of one team (its ``policy``, as JSON). Lives until deleted."""
+    return f"{PREFIX}:{{{team_id}}}:team"
+
+
 def request_record(team_id: str, request_id: str) -> str:
     """HASH of one forwarded request (owning key, app, endpoint, time).
     Expires ``request_retention`` seconds after submit."""

@@ -6,9 +6,11 @@ as fal's own models ignore them.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, NamedTuple
+from typing import Annotated, ClassVar, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+
+from gateway.catalog.files import FileField, image, weights
 
 MAX_SIDE = 14142
 """fal's largest accepted image side in pixels (toolkit ``ImageSize``, Kontext ``image_url``)."""
@@ -90,6 +92,16 @@ class ImageEditInput(FalModel):
         """How far the output moves from the input image (0 keeps it, 1 replaces it)."""
         return 0.5
 
+    FILE_FIELDS: ClassVar[tuple[FileField, ...]] = (
+        image("image_url"),
+        weights("loras", "*", "path"),
+    )
+    """The fields that hold files (URLs or data URIs)."""
+
     def output_size(self, input_size: Size) -> Size:
         """The size of each output image, given the size of ``image_url``."""
+        raise NotImplementedError
+
+    def output_size_is_stated(self) -> bool:
+        """Whether the output size follows from the request alone, whatever the input size."""
         raise NotImplementedError

@@ -6,6 +6,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -18,10 +19,12 @@ from gateway.errors import RequestValidationFailed
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One fal endpoint: its id (``owner/app[/subpath]``) and its input model."""
+    """One fal endpoint: its id (``owner/app[/subpath]``), input model (which also knows its
+    file fields and output-size rule) and fal's price per output megapixel."""
 
     id: str
     input_model: type[ImageEditInput]
+    price_per_megapixel_micros: int
 
     @property
     def app_id(self) -> str:
@@ -31,26 +34,36 @@ class Endpoint:
 
     def parse_input(self, raw: bytes) -> ImageEditInput:
         """Validate a raw JSON body, raising fal's 422 on any problem."""
-        try:
-            data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise RequestValidationFailed(
-                [{"loc": ["body"], "msg": f"JSON decode error: {exc}", "type": "json_invalid"}]
-            ) from exc
+        return self.validate(decode_body(raw))
+
+    def validate(self, data: Any) -> ImageEditInput:
+        """Validate a decoded body, raising fal's 422 on any problem."""
         try:
             return self.input_model.model_validate(data)
         except ValidationError as exc:
             raise RequestValidationFailed.from_pydantic(exc) from exc
 
 
+def decode_body(raw: bytes) -> Any:
+    """A JSON body, or fal's 422 when it is not JSON."""
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RequestValidationFailed(
+            [{"loc": ["body"], "msg": f"JSON decode error: {exc}", "type": "json_invalid"}]
+        ) from exc
+
+
 CATALOG: Mapping[str, Endpoint] = MappingProxyType(
     {
         e.id: e
         for e in (
-            Endpoint("fal-ai/flux-lora/inpainting", FluxLoraInpaintingInput),
-            Endpoint("fal-ai/flux-general/inpainting", FluxGeneralInpaintingInput),
-            Endpoint("fal-ai/flux-lora/image-to-image", FluxLoraImageToImageInput),
-            Endpoint("fal-ai/flux-kontext-lora", FluxKontextLoraInput),
+            # Prices in micro-dollars per output megapixel (fal-protocol.md §10; flux-general's
+            # inpainting price is taken from flux-general, as the notes suggest).
+            Endpoint("fal-ai/flux-lora/inpainting", FluxLoraInpaintingInput, 35_000),
+            Endpoint("fal-ai/flux-general/inpainting", FluxGeneralInpaintingInput, 75_000),
+            Endpoint("fal-ai/flux-lora/image-to-image", FluxLoraImageToImageInput, 35_000),
+            Endpoint("fal-ai/flux-kontext-lora", FluxKontextLoraInput, 35_000),
         )
     }
 )

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from gateway.catalog.common import FalModel, OutputFormat, Probability
+from gateway.catalog.files import image, weights
 from gateway.catalog.flux_lora import SizedEditInput
 
 LayerScale = float | dict[str, float]
@@ -85,6 +86,22 @@ class FillImage(FalModel):
 
 
 class FluxGeneralInpaintingInput(SizedEditInput):
+    FILE_FIELDS = (
+        *SizedEditInput.FILE_FIELDS,
+        image("mask_url"),
+        image("reference_image_url"),
+        weights("control_loras", "*", "path"),
+        image("control_loras", "*", "control_image_url"),
+        image("controlnets", "*", "control_image_url"),
+        image("controlnets", "*", "mask_image_url"),
+        image("controlnet_unions", "*", "controls", "*", "control_image_url"),
+        image("controlnet_unions", "*", "controls", "*", "mask_image_url"),
+        image("ip_adapters", "*", "image_url"),
+        image("ip_adapters", "*", "mask_image_url"),
+        image("easycontrols", "*", "image_url"),
+        image("fill_image", "fill_image_url"),
+    )
+
     mask_url: str
     loras: list[GeneralLoraWeight] = Field(default_factory=list)  # type: ignore[assignment]
     num_images: Annotated[int, Field(ge=1, le=10)] = 1

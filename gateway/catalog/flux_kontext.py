@@ -87,3 +87,6 @@ class FluxKontextLoraInput(ImageEditInput):
 
     def output_size(self, input_size: Size) -> Size:
         return kontext_output_size(self.resolution_mode, input_size)
+
+    def output_size_is_stated(self) -> bool:
+        return self.resolution_mode not in ("auto", "match_input")

@@ -13,6 +13,7 @@ from gateway.catalog.common import (
     Size,
     resolve_image_size,
 )
+from gateway.catalog.files import image
 
 
 class SizedEditInput(ImageEditInput):
@@ -30,6 +31,9 @@ class SizedEditInput(ImageEditInput):
             return input_size
         return resolve_image_size(self.image_size)
 
+    def output_size_is_stated(self) -> bool:
+        return self.image_size is not None
+
 
 class FluxLoraImageToImageInput(SizedEditInput):
     guidance_scale: Annotated[float, Field(ge=0, le=35)] = 3.5
@@ -37,6 +41,8 @@ class FluxLoraImageToImageInput(SizedEditInput):
 
 
 class FluxLoraInpaintingInput(FluxLoraImageToImageInput):
+    FILE_FIELDS = (*FluxLoraImageToImageInput.FILE_FIELDS, image("mask_url"))
+
     mask_url: str
 
     def inpainting_mask_url(self) -> str | None:

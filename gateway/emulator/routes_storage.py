@@ -13,14 +13,9 @@ from starlette.routing import Route
 
 from gateway.emulator.routes_queue import base_url, emulator_of
 from gateway.emulator.service import Emulator
-from gateway.errors import BadRequest, FalError, NotFound
+from gateway.errors import BadRequest, NotFound, PayloadTooLarge
 
 _DEFAULT_CONTENT_TYPE = "application/octet-stream"
-
-
-class PayloadTooLarge(FalError):
-    status_code = 413
-    error_type = "file_too_large"
 
 
 async def initiate_upload(request: Request) -> Response:
@@ -50,13 +45,15 @@ async def _read_capped(request: Request, emulator: Emulator) -> bytes:
     limit = emulator.settings.max_upload_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"Uploads are limited to {limit} bytes")
+        raise PayloadTooLarge(f"Uploads are limited to {limit} bytes", error_type="file_too_large")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLarge(f"Uploads are limited to {limit} bytes")
+            raise PayloadTooLarge(
+                f"Uploads are limited to {limit} bytes", error_type="file_too_large"
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 

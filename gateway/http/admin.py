@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 import time
 from typing import Annotated, Any, TypeVar
 
@@ -16,16 +17,19 @@ from gateway.accounts.keys import ApiKey
 from gateway.accounts.tokens import DEFAULT_TEAM, TEAM_ID_PATTERN
 from gateway.errors import NotFound, RequestValidationFailed, Unauthorized
 from gateway.services import Services, services
+from gateway.submission.policy import Policy
 
 Body = TypeVar("Body", bound=BaseModel)
+TeamId = Annotated[str, Field(pattern=f"^{TEAM_ID_PATTERN}$")]
 
 
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Annotated[str, Field(min_length=1, max_length=200)]
-    team_id: Annotated[str, Field(pattern=f"^{TEAM_ID_PATTERN}$")] = DEFAULT_TEAM
+    team_id: TeamId = DEFAULT_TEAM
     expires_at: AwareDatetime | None = None
+    policy: Policy = Field(default_factory=Policy)
 
     @field_validator("expires_at")
     @classmethod
@@ -69,7 +73,7 @@ async def create_key(request: Request) -> Response:
     gateway = _admin(request)
     spec = await _body(request, KeyCreate)
     expires = spec.expires_at.timestamp() if spec.expires_at else None
-    key, secret = await gateway.keys.create(spec.name, spec.team_id, expires)
+    key, secret = await gateway.keys.create(spec.name, spec.team_id, expires, spec.policy)
     body: dict[str, Any] = {**key.public(), "secret": secret}
     return JSONResponse(body, status_code=201)
 
@@ -91,8 +95,37 @@ async def revoke_key(request: Request) -> Response:
     return JSONResponse(key.public())
 
 
+async def set_key_policy(request: Request) -> Response:
+    gateway = _admin(request)
+    policy = await _body(request, Policy)
+    key = _key_or_404(await gateway.keys.set_policy(request.path_params["key_id"], policy))
+    return JSONResponse(key.public())
+
+
+def _team_id(request: Request) -> str:
+    team_id = request.path_params["team_id"]
+    if not re.fullmatch(TEAM_ID_PATTERN, team_id):
+        raise NotFound("Team not found")
+    return str(team_id)
+
+
+async def show_team(request: Request) -> Response:
+    gateway = _admin(request)
+    return JSONResponse(await gateway.teams.public(_team_id(request)))
+
+
+async def set_team_policy(request: Request) -> Response:
+    gateway = _admin(request)
+    team_id = _team_id(request)
+    await gateway.teams.set_policy(team_id, await _body(request, Policy))
+    return JSONResponse(await gateway.teams.public(team_id))
+
+
 ROUTES = [
     Route("/admin/v1/keys", create_key, methods=["POST"]),
+    Route("/admin/v1/keys/{key_id}/policy", set_key_policy, methods=["PUT"]),
+    Route("/admin/v1/teams/{team_id}", show_team, methods=["GET"]),
+    Route("/admin/v1/teams/{team_id}/policy", set_team_policy, methods=["PUT"]),
     Route("/admin/v1/keys", list_keys, methods=["GET"]),
     Route("/admin/v1/keys/{key_id}", show_key, methods=["GET"]),
     Route("/admin/v1/keys/{key_id}/revoke", revoke_key, methods=["POST"]),

@@ -35,6 +35,11 @@ async def readyz(request: Request) -> Response:
     )
 
 
+async def openapi(request: Request) -> Response:
+    """The public API's OpenAPI document."""
+    return JSONResponse(services(request).openapi)
+
+
 async def metrics(request: Request) -> Response:
     content, content_type = services(request).metrics.exposition()
     return Response(content, media_type=content_type)
@@ -44,4 +49,5 @@ ROUTES = [
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
+    Route("/openapi.json", openapi, methods=["GET"]),
 ]

@@ -22,6 +22,8 @@ from gateway.catalog import Endpoint, find_endpoint
 from gateway.errors import BadRequest, FalError, NotFound, UpstreamError
 from gateway.fal_routes import queue_routes
 from gateway.services import Services, services
+from gateway.submission.policy import effective
+from gateway.submission.prepare import Submission, prepare
 from gateway.upstream.client import forwarded_headers
 
 logger = logging.getLogger(__name__)
@@ -34,6 +36,10 @@ RELAYED_HEADERS = (
     "x-fal-request-timeout-type",
     "retry-after",
 )
+ESTIMATE_HEADER = "X-Gateway-Estimated-Cost-Micros"
+"""fal's list price of the request as forwarded, in micro-units (before any reseller margin)."""
+IGNORED_FIELDS_HEADER = "X-Gateway-Ignored-Fields"
+"""Comma-separated paths of body fields the endpoint does not have; they were not forwarded."""
 
 
 def _endpoint(path: str) -> Endpoint:
@@ -72,23 +78,40 @@ async def _owned(request: Request) -> tuple[Services, str, str]:
     return gateway, app_id, request_id
 
 
+def _submission_headers(submission: Submission) -> dict[str, str]:
+    headers = {ESTIMATE_HEADER: str(submission.estimate.cost_micros)}
+    if submission.ignored_fields:
+        headers[IGNORED_FIELDS_HEADER] = ",".join(submission.ignored_fields)
+    return headers
+
+
 async def submit(request: Request) -> Response:
     gateway = services(request)
-    key = await gateway.keys.authenticate(request.headers.get("authorization"))
+    key, team_policy = await gateway.keys.authenticate_with_team_policy(
+        request.headers.get("authorization")
+    )
     endpoint = _endpoint(request.path_params["endpoint"])
     if "fal_webhook" in request.query_params:
         raise BadRequest(
             "fal_webhook is not available through this gateway yet", error_type="unsupported"
         )
+    submission = await prepare(
+        endpoint,
+        await request.body(),
+        effective(team_policy, key.policy),
+        gateway.settings.max_data_uri_bytes,
+    )
     response = await gateway.upstream.submit(
-        endpoint.id, await request.body(), forwarded_headers(request.headers), None
+        endpoint.id, submission.body, forwarded_headers(request.headers), None
     )
     gateway.upstream.check("submit", response)
     body = _json_body(response)
     if not response.is_success:
         return _relay(response, gateway.links.rewrite(body))
     await gateway.requests.record(key, body["request_id"], endpoint)
-    return _relay(response, gateway.links.rewrite_queue_body(body, endpoint.app_id))
+    relayed = _relay(response, gateway.links.rewrite_queue_body(body, endpoint.app_id))
+    relayed.headers.update(_submission_headers(submission))
+    return relayed
 
 
 async def status(request: Request) -> Response:

@@ -1,0 +1,50 @@
+"""Which input fields hold files, and how to find their values in a body.
+
+A field path is a tuple of names; ``"*"`` stands for every item of a list. Image fields take an
+http(s) URL or an image ``data:`` URI; weights fields (LoRA paths) take an http(s) URL.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+Loc = tuple[str | int, ...]
+
+
+class FileKind(enum.Enum):
+    IMAGE = "image"
+    WEIGHTS = "weights"
+
+
+@dataclass(frozen=True)
+class FileField:
+    path: tuple[str, ...]
+    kind: FileKind = FileKind.IMAGE
+
+    def values(self, body: Any) -> Iterator[tuple[Loc, Any]]:
+        """Every value this field has in ``body``, with its location."""
+        yield from _walk(body, self.path, ())
+
+
+def image(*path: str) -> FileField:
+    return FileField(path, FileKind.IMAGE)
+
+
+def weights(*path: str) -> FileField:
+    return FileField(path, FileKind.WEIGHTS)
+
+
+def _walk(node: Any, path: tuple[str, ...], loc: Loc) -> Iterator[tuple[Loc, Any]]:
+    if not path:
+        yield loc, node
+        return
+    head, rest = path[0], path[1:]
+    if head == "*":
+        if isinstance(node, list):
+            for index, item in enumerate(node):
+                yield from _walk(item, rest, (*loc, index))
+    elif isinstance(node, dict) and node.get(head) is not None:
+        yield from _walk(node[head], rest, (*loc, head))

@@ -1,0 +1,111 @@
+"""File fields: only http(s) URLs and data URIs, and inline images that fal would accept.
+
+Data URIs are decoded and their image header read (format and size, without decoding the pixels):
+allowed formats are the ones fal lists (jpg/jpeg, png, webp, gif, avif), each side at most 14142
+pixels, each file at most ``max_data_uri_bytes``. LoRA weights must be http(s) URLs.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from PIL import Image, UnidentifiedImageError
+
+from gateway.catalog import ImageEditInput, Size
+from gateway.catalog.common import MAX_SIDE
+from gateway.catalog.files import FileKind, Loc
+from gateway.errors import ErrorItem
+from gateway.media import DataUriError, is_data_uri, parse_data_uri
+
+ALLOWED_MEDIA_TYPES = frozenset(
+    {"image/jpeg", "image/jpg", "image/png", "image/webp", "image/gif", "image/avif"}
+)
+ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "AVIF"})
+MAX_URL_LENGTH = 4096
+
+
+@dataclass(frozen=True)
+class FileReport:
+    errors: list[ErrorItem]
+    input_size: Size | None
+    """The size of ``image_url`` when it is an inline image (else unknown)."""
+
+
+def _error(loc: Loc, msg: str, error_type: str) -> ErrorItem:
+    return {"loc": ["body", *loc], "msg": msg, "type": error_type}
+
+
+def has_data_uris(request: ImageEditInput) -> bool:
+    """Whether checking ``request`` means decoding inline files (worth a worker thread)."""
+    data = request.model_dump()
+    return any(
+        isinstance(value, str) and is_data_uri(value)
+        for file_field in type(request).FILE_FIELDS
+        for _, value in file_field.values(data)
+    )
+
+
+def check_files(request: ImageEditInput, max_data_uri_bytes: int) -> FileReport:
+    """Every file field of ``request`` checked; CPU-bound for large data URIs."""
+    data = request.model_dump()
+    errors: list[ErrorItem] = []
+    input_size = None
+    for file_field in type(request).FILE_FIELDS:
+        for loc, value in file_field.values(data):
+            if not isinstance(value, str):
+                continue
+            if not is_data_uri(value):
+                if not _valid_http_url(value):
+                    errors.append(_error(loc, "must be an http(s) URL or a data URI", "url_scheme"))
+                continue
+            if file_field.kind is FileKind.WEIGHTS:
+                errors.append(_error(loc, "LoRA weights must be an http(s) URL", "url_scheme"))
+                continue
+            found = _check_image(loc, value, max_data_uri_bytes)
+            if isinstance(found, Size):
+                if loc == ("image_url",):
+                    input_size = found
+            else:
+                errors.append(found)
+    return FileReport(errors, input_size)
+
+
+def _valid_http_url(value: str) -> bool:
+    if len(value) > MAX_URL_LENGTH or any(c.isspace() or ord(c) < 32 for c in value):
+        return False
+    try:
+        parts = urlsplit(value)
+        return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        return False
+
+
+def _check_image(loc: Loc, value: str, max_bytes: int) -> Size | ErrorItem:
+    # base64 inflates by 4/3: refuse oversize payloads before decoding them.
+    if len(value) > max_bytes * 4 // 3 + 1024:
+        return _error(loc, f"inline file is larger than {max_bytes} bytes", "file_too_large")
+    try:
+        uri = parse_data_uri(value)
+    except DataUriError as exc:
+        return _error(loc, f"invalid data URI: {exc}", "invalid_data_uri")
+    if len(uri.data) > max_bytes:
+        return _error(loc, f"inline file is larger than {max_bytes} bytes", "file_too_large")
+    if uri.media_type not in ALLOWED_MEDIA_TYPES:
+        allowed = "jpg, jpeg, png, webp, gif, avif"
+        return _error(loc, f"file type {uri.media_type} is not allowed ({allowed})", "file_type")
+    try:
+        with Image.open(io.BytesIO(uri.data)) as image:  # reads the header only
+            image_format, size = image.format, Size(*image.size)
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return _error(loc, "data URI does not hold a readable image", "image_load_error")
+    if image_format not in ALLOWED_FORMATS:
+        return _error(loc, f"image format {image_format} is not allowed", "file_type")
+    if max(size) > MAX_SIDE:
+        return _error(
+            loc,
+            f"image is {size.width}x{size.height}; sides are limited to {MAX_SIDE}",
+            "image_too_large",
+        )
+    return size

@@ -1,0 +1,86 @@
+"""From a caller's raw body to the exact bytes forwarded to fal, and their price.
+
+Order: decode JSON → fill in the policy's defaults → validate against the endpoint's model →
+check file fields → price → check the plan's limits → apply the policy's overrides → serialise
+every field with its value, defaults included, and nothing the model does not know. The bytes
+priced are the bytes sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from gateway.catalog import Endpoint, ImageEditInput
+from gateway.catalog.endpoints import decode_body
+from gateway.catalog.pricing import Estimate, estimate
+from gateway.errors import RequestValidationFailed
+from gateway.submission import files, policy
+from gateway.submission.policy import EffectivePolicy
+
+
+@dataclass(frozen=True)
+class Submission:
+    endpoint: Endpoint
+    request: ImageEditInput
+    body: bytes
+    """Exactly what is forwarded to fal, and what ``estimate`` prices."""
+    estimate: Estimate
+    ignored_fields: tuple[str, ...]
+    """Dotted paths of fields the caller sent that the endpoint does not have (dropped)."""
+
+
+def unknown_fields(raw: Any, model: BaseModel, prefix: str = "") -> list[str]:
+    """Paths in ``raw`` that ``model`` has no field for, nested models and lists included."""
+    if not isinstance(raw, dict):
+        return []
+    found = []
+    for name, value in raw.items():
+        path = f"{prefix}{name}"
+        if name not in type(model).model_fields:
+            found.append(path)
+            continue
+        parsed = getattr(model, name)
+        if isinstance(parsed, BaseModel):
+            found += unknown_fields(value, parsed, f"{path}.")
+        elif isinstance(parsed, list) and isinstance(value, list):
+            for index, (item, item_model) in enumerate(zip(value, parsed, strict=False)):
+                if isinstance(item_model, BaseModel):
+                    found += unknown_fields(item, item_model, f"{path}.{index}.")
+    return found
+
+
+def serialise(request: ImageEditInput) -> bytes:
+    """The body fal receives: every known field, explicit defaults, no nulls."""
+    return json.dumps(
+        request.model_dump(mode="json", exclude_none=True), separators=(",", ":")
+    ).encode()
+
+
+async def prepare(
+    endpoint: Endpoint, raw: bytes, rules: EffectivePolicy, max_data_uri_bytes: int
+) -> Submission:
+    """Check and rewrite a submitted body; raises fal-shaped 403/422 errors."""
+    policy.check_endpoint(rules, endpoint)
+    data = policy.apply_defaults(rules, endpoint, decode_body(raw))
+    request = endpoint.validate(data)
+    if files.has_data_uris(request):
+        report = await asyncio.to_thread(files.check_files, request, max_data_uri_bytes)
+    else:
+        report = files.check_files(request, max_data_uri_bytes)
+    if report.errors:
+        raise RequestValidationFailed(report.errors)
+    priced = estimate(request, endpoint.price_per_megapixel_micros, report.input_size)
+    policy.check_request(rules, request, priced)
+    final = policy.enforce(rules, request)
+    return Submission(
+        endpoint=endpoint,
+        request=final,
+        body=serialise(final),
+        estimate=priced,
+        ignored_fields=tuple(unknown_fields(data, request)),
+    )
