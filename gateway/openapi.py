@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic.json_schema import models_json_schema
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from gateway.catalog import APP_IDS, CATALOG
 from gateway.catalog.outputs import EditOutput
@@ -165,9 +166,10 @@ def _request_paths(app_id: str) -> dict[str, Any]:
 
 def openapi_document(public_url: str) -> dict[str, Any]:
     """The OpenAPI 3.1 description of the queue API this gateway serves."""
-    models = [(e.input_model, "validation") for e in CATALOG.values()] + [
-        (EditOutput, "serialization")
+    models: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+        (e.input_model, "validation") for e in CATALOG.values()
     ]
+    models.append((EditOutput, "serialization"))
     _, definitions = models_json_schema(models, ref_template=_REF)
     schemas: dict[str, Any] = {
         **definitions.get("$defs", {}),
