@@ -213,3 +213,26 @@ class Gateway(ServerProcess):
     def client(self, token: str | None, scheme: str = "Bearer") -> httpx.Client:
         headers = {"Authorization": f"{scheme} {token}"} if token else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+
+class UpstreamLog:
+    """What reached the emulator since this object was made (its ``/_emulator/requests`` log)."""
+
+    def __init__(self, emulator: Emulator) -> None:
+        self._emulator = emulator
+        with emulator.client() as client:
+            self._mark = client.get("/_emulator/requests").json()["next"]
+
+    def requests(self) -> list[dict[str, object]]:
+        with self._emulator.client() as client:
+            found: list[dict[str, object]] = client.get(
+                "/_emulator/requests", params={"since": self._mark}
+            ).json()["requests"]
+        return found
+
+    def submits(self) -> list[dict[str, object]]:
+        return [
+            r
+            for r in self.requests()
+            if r["method"] == "POST" and not str(r["path"]).startswith("/storage")
+        ]

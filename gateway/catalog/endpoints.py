@@ -44,11 +44,16 @@ class Endpoint:
             raise RequestValidationFailed.from_pydantic(exc) from exc
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not valid JSON")
+
+
 def decode_body(raw: bytes) -> Any:
-    """A JSON body, or fal's 422 when it is not JSON."""
+    """A JSON body, or fal's 422 when it is not JSON (``NaN`` and ``Infinity`` included, which
+    Python would otherwise accept and could not forward as JSON)."""
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return json.loads(raw, parse_constant=_not_json)
+    except (UnicodeDecodeError, ValueError) as exc:
         raise RequestValidationFailed(
             [{"loc": ["body"], "msg": f"JSON decode error: {exc}", "type": "json_invalid"}]
         ) from exc
