@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 import os
@@ -11,6 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import click
 import uvicorn
@@ -187,14 +190,21 @@ def _show(data: Any, as_json: bool, render: Callable[[Any], str]) -> None:
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
+def _connection(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--url`` and ``--token`` for commands that call the admin API."""
+    command = click.option(
+        "--token", envvar="GATEWAY_ADMIN_TOKEN", help="Admin token [GATEWAY_ADMIN_TOKEN]."
+    )(command)
+    return click.option(
+        "--url", envvar="GATEWAY_ADMIN_URL", help="Gateway URL [GATEWAY_PUBLIC_URL]."
+    )(command)
+
+
 def _admin_group(name: str, help_text: str) -> click.Group:
-    """A command group that talks to the admin API (``--url``, ``--token``)."""
+    """A command group that talks to the admin API."""
 
     @main.group(name=name, help=help_text)
-    @click.option("--url", envvar="GATEWAY_ADMIN_URL", help="Gateway URL [GATEWAY_PUBLIC_URL].")
-    @click.option(
-        "--token", envvar="GATEWAY_ADMIN_TOKEN", help="Admin token [GATEWAY_ADMIN_TOKEN]."
-    )
+    @_connection
     @click.pass_context
     def group(ctx: click.Context, url: str | None, token: str | None) -> None:
         ctx.obj = (url or Settings().public_url, token)
@@ -203,7 +213,9 @@ def _admin_group(name: str, help_text: str) -> click.Group:
 
 
 keys = _admin_group("keys", "Manage the API keys callers use (through the admin API).")
-teams = _admin_group("teams", "Manage teams' policies (through the admin API).")
+teams = _admin_group(
+    "teams", "Manage teams: credit, ledger, limits and policy (through the admin API)."
+)
 
 
 def policy_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -288,16 +300,44 @@ def _policy_text(item: dict[str, Any]) -> str:
     return json.dumps(item.get("policy") or {}, indent=2)
 
 
+KEY_LIMIT_FLAGS = ("spend_cap_micros", "max_concurrent", "rate_per_minute", "rate_burst")
+
+
+def key_limit_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(
+        [
+            click.option(
+                "--spend-cap",
+                "spend_cap_micros",
+                type=int,
+                help="Most the key may ever spend, in micro-units.",
+            ),
+            click.option("--max-concurrent", type=int, help="Most jobs in flight at once."),
+            click.option("--rate-per-minute", type=int, help="Requests per minute."),
+            click.option("--rate-burst", type=int, help="Requests allowed at once."),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def _pop_limits(flags: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
+    """Remove the limit flags from ``flags``; those the user gave."""
+    return {n: v for n in names if (v := flags.pop(n)) is not None}
+
+
 @keys.command("create")
 @click.option("--name", required=True, help="What the key is for.")
 @click.option("--team", "team_id", help="Team that owns the key [default].")
 @click.option("--expires-at", help="Expiry time, RFC 3339.")
 @click.option("--expires-in", type=int, help="Expiry in days from now.")
+@key_limit_options
 @policy_options
 @json_option
 @click.pass_context
 def keys_create(ctx: click.Context, /, **flags: Any) -> None:
     """Create a key; its secret is shown this once."""
+    limits = _pop_limits(flags, KEY_LIMIT_FLAGS)
     policy, rest = _split_flags(flags)
     name, team_id, as_json = rest["name"], rest["team_id"], rest["as_json"]
     expires_at, expires_in = rest["expires_at"], rest["expires_in"]
@@ -305,7 +345,7 @@ def keys_create(ctx: click.Context, /, **flags: Any) -> None:
         if expires_at is not None:
             raise click.UsageError("give --expires-at or --expires-in, not both")
         expires_at = (datetime.now(UTC) + timedelta(days=expires_in)).isoformat()
-    body = _overrides(name=name, team_id=team_id, expires_at=expires_at, policy=policy)
+    body = _overrides(name=name, team_id=team_id, expires_at=expires_at, policy=policy) | limits
     created = _admin_call(ctx, "POST", "/keys", body)
     _show(
         created,
@@ -360,8 +400,8 @@ def keys_policy(ctx: click.Context, /, key_id: str, **flags: Any) -> None:
 @json_option
 @click.pass_context
 def teams_show(ctx: click.Context, team_id: str, as_json: bool) -> None:
-    """Show a team and its policy."""
-    _show(_admin_call(ctx, "GET", f"/teams/{team_id}"), as_json, _policy_text)
+    """Show a team: balance, limits, policy."""
+    _show(_admin_call(ctx, "GET", f"/teams/{team_id}"), as_json, _team_text)
 
 
 @teams.command("policy")
@@ -380,3 +420,179 @@ def _put_policy(ctx: click.Context, path: str, flags: dict[str, Any]) -> None:
     if (policy is None) == (not rest["clear"]):
         raise click.UsageError("give policy options, or --clear to remove every limit")
     _show(_admin_call(ctx, "PUT", path, policy or {}), rest["as_json"], _policy_text)
+
+
+@keys.command("limits")
+@click.argument("key_id")
+@key_limit_options
+@json_option
+@click.pass_context
+def keys_limits(ctx: click.Context, /, key_id: str, **flags: Any) -> None:
+    """Change a key's limits (0 removes one)."""
+    limits = _pop_limits(flags, KEY_LIMIT_FLAGS)
+    if not limits:
+        raise click.UsageError("give at least one limit option")
+    key = _admin_call(ctx, "PATCH", f"/keys/{key_id}", limits)
+    _show(key, flags["as_json"], lambda k: _table([k], KEY_COLUMNS))
+
+
+TEAM_COLUMNS = (
+    "id",
+    "name",
+    "balance_micros",
+    "reserved_micros",
+    "available_micros",
+    "price_multiplier",
+)
+TEAM_LIMIT_FLAGS = (
+    "price_multiplier",
+    "daily_cap_micros",
+    "monthly_cap_micros",
+    "rate_per_minute",
+    "rate_burst",
+)
+
+
+def team_limit_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(
+        [
+            click.option("--price-multiplier", help="Charge = fal's list price x this."),
+            click.option(
+                "--daily-cap",
+                "daily_cap_micros",
+                type=int,
+                help="Most the team may spend per UTC day, in micro-units.",
+            ),
+            click.option(
+                "--monthly-cap",
+                "monthly_cap_micros",
+                type=int,
+                help="Most the team may spend per UTC month, in micro-units.",
+            ),
+            click.option("--rate-per-minute", type=int, help="Requests per minute, all keys."),
+            click.option("--rate-burst", type=int, help="Requests allowed at once, all keys."),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def _team_text(team: dict[str, Any]) -> str:
+    limits, policy = json.dumps(team["limits"]), json.dumps(team["policy"])
+    return f"{_table([team], TEAM_COLUMNS)}\n\nlimits: {limits}\npolicy: {policy}"
+
+
+@teams.command("create")
+@click.option("--name", required=True)
+@click.option("--id", "team_id", help="Team id (lowercase, digits, '-'); generated if not given.")
+@team_limit_options
+@json_option
+@click.pass_context
+def teams_create(ctx: click.Context, /, name: str, team_id: str | None, **flags: Any) -> None:
+    """Create a team (balance 0; add credit with `teams credit`)."""
+    limits = _pop_limits(flags, TEAM_LIMIT_FLAGS)
+    team = _admin_call(ctx, "POST", "/teams", _overrides(id=team_id, name=name) | limits)
+    _show(team, flags["as_json"], _team_text)
+
+
+@teams.command("list")
+@json_option
+@click.pass_context
+def teams_list(ctx: click.Context, as_json: bool) -> None:
+    """List teams with their balances."""
+    _show(_admin_call(ctx, "GET", "/teams"), as_json, lambda d: _table(d["teams"], TEAM_COLUMNS))
+
+
+@teams.command("limits")
+@click.argument("team_id")
+@team_limit_options
+@json_option
+@click.pass_context
+def teams_limits(ctx: click.Context, /, team_id: str, **flags: Any) -> None:
+    """Change a team's multiplier and limits (0 removes a cap or rate limit)."""
+    limits = _pop_limits(flags, TEAM_LIMIT_FLAGS)
+    if not limits:
+        raise click.UsageError("give at least one limit option")
+    _show(_admin_call(ctx, "PATCH", f"/teams/{team_id}", limits), flags["as_json"], _team_text)
+
+
+@teams.command("credit")
+@click.argument("team_id")
+@click.argument("amount_micros", type=int)
+@click.option("--note", default="", help="Why (kept in the ledger).")
+@json_option
+@click.pass_context
+def teams_credit(
+    ctx: click.Context, team_id: str, amount_micros: int, note: str, as_json: bool
+) -> None:
+    """Add credit to a team (negative to take it away); every change is in the ledger."""
+    body = {"amount_micros": amount_micros, "note": note}
+    _show(
+        _admin_call(ctx, "POST", f"/teams/{team_id}/credits", body),
+        as_json,
+        lambda d: f"balance_micros: {d['balance_micros']}",
+    )
+
+
+LEDGER_COLUMNS = ("at", "kind", "amount_micros", "balance_micros", "request_id", "note")
+
+
+@teams.command("ledger")
+@click.argument("team_id")
+@click.option("--limit", type=int, default=50, show_default=True)
+@json_option
+@click.pass_context
+def teams_ledger(ctx: click.Context, team_id: str, limit: int, as_json: bool) -> None:
+    """The team's balance changes, newest first."""
+    data = _admin_call(ctx, "GET", f"/teams/{team_id}/ledger?limit={limit}")
+    _show(data, as_json, lambda d: _table(d["entries"], LEDGER_COLUMNS))
+
+
+USAGE_METRICS = ("requests", "images", "megapixels", "cost_micros")
+
+
+@main.command()
+@_connection
+@click.option("--team", "team_id", help="Only this team.")
+@click.option("--key", "key_id", help="Only this key.")
+@click.option("--endpoint", help="Only this endpoint.")
+@click.option("--from", "start", help="First day, YYYY-MM-DD (UTC) [today].")
+@click.option("--to", "end", help="Last day, YYYY-MM-DD (UTC) [today].")
+@click.option(
+    "--group-by",
+    default="day,team_id,key_id,endpoint",
+    show_default=True,
+    help="Comma-separated: day, team_id, key_id, endpoint.",
+)
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
+@json_option
+def usage(
+    url: str | None,
+    token: str | None,
+    team_id: str | None,
+    key_id: str | None,
+    endpoint: str | None,
+    start: str | None,
+    end: str | None,
+    group_by: str,
+    as_csv: bool,
+    as_json: bool,
+) -> None:
+    """Usage (requests, images, megapixels, cost) from the admin API."""
+    query = _overrides(team_id=team_id, key_id=key_id, endpoint=endpoint, to=end, group_by=group_by)
+    if start:
+        query["from"] = start
+    ctx = click.get_current_context()
+    ctx.obj = (url or Settings().public_url, token)
+    rows = _admin_call(ctx, "GET", "/usage?" + urlencode(query))["usage"]
+    columns = [*(g for g in group_by.split(",") if g), *USAGE_METRICS]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    elif as_csv:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        click.echo(buffer.getvalue(), nl=False)
+    else:
+        click.echo(_table(rows, columns))

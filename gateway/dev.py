@@ -29,11 +29,18 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from gateway.accounts.keys import KeyStore
+from gateway.accounts.teams import TeamLimits, TeamStore
+from gateway.accounts.tokens import DEFAULT_TEAM
 from gateway.emulator.render import demo_images
 from gateway.errors import Unauthorized
+from gateway.limits.credits import add_credit
+from gateway.limits.scripts import Scripts
+from gateway.metrics import Metrics
 from gateway.settings import Settings
 
 DEMO_KEY_NAME = "demo"
+DEMO_CREDIT_MICROS = 100_000_000
+"""Credit the dev setup gives the default team when it creates it: 100 units of currency."""
 
 
 def redis_server_binary() -> str:
@@ -153,6 +160,9 @@ class DevStack:
 async def _usable_or_new_key(settings: Settings, token: str | None) -> str:
     redis = Redis.from_url(settings.redis_url, decode_responses=True)
     try:
+        if await TeamStore(redis).create(DEFAULT_TEAM, "Default team", TeamLimits()):
+            scripts = Scripts(redis, Metrics())
+            await add_credit(scripts, DEFAULT_TEAM, DEMO_CREDIT_MICROS, "dev demo credit")
         keys = KeyStore(redis)
         if token is not None:
             try:
@@ -238,7 +248,7 @@ def prepare(
             f"fal gateway (dev) on {ready.public_url}, forwarding to {upstream}",
             f"Redis: {redis_url} (data in {data / 'redis'})",
             f"Admin token: export GATEWAY_ADMIN_TOKEN=$(cat {data / 'admin-token'})",
-            f"Demo key:    {token}",
+            f"Demo key:    {token}   (team '{DEFAULT_TEAM}', with demo credit)",
             "",
             "Try it:",
             demo_commands(ready, token, image_base, body_file),

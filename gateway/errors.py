@@ -5,10 +5,12 @@ Exception tree::
     FalError                      {"detail": "...", "error_type": "..."}
      ├── BadRequest               400
      ├── Unauthorized             401
+     ├── PaymentRequired          402, out of credit or over a spending cap
      ├── Forbidden                403
      ├── NotFound                 404
      ├── PayloadTooLarge          413
      ├── RequestValidationFailed  422, {"detail": [{"loc", "msg", "type"}, ...]}
+     ├── RateLimited              429, with Retry-After and RateLimit-* headers when known
      ├── ServiceUnavailable       5xx chosen by the raiser (injected faults, runner trouble)
      ├── StoreUnavailable         503, the gateway's Redis cannot be reached
      └── UpstreamError            502, fal answered with an error of its own or not at all
@@ -69,6 +71,16 @@ class BadRequest(FalError):
 class Unauthorized(FalError):
     status_code = 401
     error_type = "unauthorized"
+
+
+class PaymentRequired(FalError):
+    status_code = 402
+    error_type = "insufficient_credit"
+
+
+class RateLimited(FalError):
+    status_code = 429
+    error_type = "rate_limited"
 
 
 class Forbidden(FalError):

@@ -62,6 +62,44 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.redis_seconds = Histogram(
+            "gateway_redis_duration_seconds",
+            "Time Redis took for the gateway's scripts and commands, by operation.",
+            ["operation"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.admissions = Counter(
+            "gateway_admissions_total",
+            "Submits admitted or refused, by outcome (admitted or the refusal reason).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.settlements = Counter(
+            "gateway_settlements_total",
+            "Reservations settled, by outcome (charged, failed, refused, cancelled, lost, ...).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.settled_cost = Counter(
+            "gateway_settled_cost_micros_total",
+            "Cost charged to teams on settlement, in micro-units, by endpoint.",
+            ["endpoint"],
+            registry=self.registry,
+        )
+        self.reservations_outstanding = Gauge(
+            "gateway_reservations_outstanding",
+            "Reservations not settled yet, as last counted by the reconciler.",
+            registry=self.registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.reserved_micros = Gauge(
+            "gateway_reserved_micros",
+            "Credit held by open reservations, as last counted by the reconciler.",
+            registry=self.registry,
+            multiprocess_mode="mostrecent",
+        )
+
     def exposition(self) -> tuple[bytes, str]:
         """The text to answer ``/metrics`` with, and its content type."""
         if os.environ.get(MULTIPROC_ENV):

@@ -11,6 +11,11 @@ from starlette.requests import Request
 from gateway.accounts.keys import KeyStore
 from gateway.accounts.requests import RequestRegistry
 from gateway.accounts.teams import TeamStore
+from gateway.limits.admission import Admitter
+from gateway.limits.completion import Completion
+from gateway.limits.policies import PolicyCache
+from gateway.limits.scripts import Scripts
+from gateway.limits.settlement import Meter
 from gateway.links import Links
 from gateway.metrics import Metrics
 from gateway.settings import Settings
@@ -27,6 +32,11 @@ class Services:
     upstream: FalUpstream
     links: Links
     metrics: Metrics
+    scripts: Scripts
+    policies: PolicyCache
+    admitter: Admitter
+    meter: Meter
+    completion: Completion
     openapi: dict[str, Any] = field(default_factory=dict)
     """The OpenAPI document, built once."""
 

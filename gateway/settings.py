@@ -123,6 +123,14 @@ class Settings(BaseSettings):
     """Seals rewritten file links; must be the same on every replica. Unset: the admin token."""
     request_retention: Annotated[float, Field(gt=0)] = 7 * 24 * 3600.0
     """How long the gateway remembers which key owns a request id."""
+    lease_ttl: Annotated[float, Field(gt=0)] = 3600.0
+    """A job's concurrency lease lapses after this long even if its end is never seen."""
+    reconcile_interval: Annotated[float, Field(gt=0)] = 30.0
+    """How often each process looks for jobs whose end nobody has seen."""
+    reconcile_after: Annotated[float, Field(gt=0)] = 60.0
+    """Age after which an unsettled job is checked at fal by the reconciler."""
+    bind_grace: Annotated[float, Field(gt=0)] = 600.0
+    """A reservation still without a fal request id after this long is refunded (lost submit)."""
     max_body_bytes: Annotated[int, Field(gt=0)] = 48 * 1024 * 1024
     """Largest request body accepted (413 beyond)."""
     max_data_uri_bytes: Annotated[int, Field(gt=0)] = 16 * 1024 * 1024

@@ -202,8 +202,22 @@ class Gateway(ServerProcess):
             base_url=self.url, headers={"Authorization": f"Bearer {self.ADMIN_TOKEN}"}, timeout=30
         )
 
+    FUNDS = 10**12
+    """Credit given to teams made by ``ensure_team``: a million dollars of micro-units."""
+
+    def ensure_team(self, team_id: str = "default", funds: int = FUNDS, **limits: object) -> None:
+        """Create ``team_id`` with ``funds`` of credit, unless it exists."""
+        with self.admin() as admin:
+            created = admin.post("/admin/v1/teams", json={"id": team_id, "name": team_id, **limits})
+            if created.status_code == 201 and funds:
+                credit = {"amount_micros": funds, "note": "test funds"}
+                admin.post(f"/admin/v1/teams/{team_id}/credits", json=credit).raise_for_status()
+            elif created.status_code != 409:
+                raise AssertionError(created.text)
+
     def new_key(self, name: str = "test", **fields: object) -> tuple[str, dict[str, object]]:
-        """Create a key through the admin API; its secret token and its record."""
+        """Create a key (in a funded team) through the admin API; its secret token and record."""
+        self.ensure_team(str(fields.get("team_id", "default")))
         with self.admin() as admin:
             response = admin.post("/admin/v1/keys", json={"name": name, **fields})
         assert response.status_code == 201, response.text

@@ -19,6 +19,14 @@ from gateway.submission.policy import Policy
 ACTIVE = "active"
 REVOKED = "revoked"
 
+# Key limit ← Redis field; 0 in Redis means "no limit".
+KEY_LIMIT_FIELDS = {
+    "spend_cap_micros": "spend_cap",
+    "max_concurrent": "max_concurrent",
+    "rate_per_minute": "rate_per_minute",
+    "rate_burst": "rate_burst",
+}
+
 # One message for every refusal, so a caller learns nothing about which check failed.
 INVALID_KEY = "Invalid or missing API key"
 
@@ -39,6 +47,10 @@ class ApiKey:
     expires_at: float | None
     revoked_at: float | None
     policy: Policy
+    policy_version: int
+    limits: dict[str, int | None]
+    spent_micros: int
+    reserved_micros: int
 
     def usable(self, now: float) -> bool:
         return self.status == ACTIVE and (self.expires_at is None or now < self.expires_at)
@@ -54,6 +66,9 @@ class ApiKey:
             "expires_at": rfc3339(self.expires_at),
             "revoked_at": rfc3339(self.revoked_at),
             "policy": self.policy.model_dump(exclude_defaults=True),
+            "limits": self.limits,
+            "spent_micros": self.spent_micros,
+            "reserved_micros": self.reserved_micros,
         }
 
     @classmethod
@@ -67,6 +82,13 @@ class ApiKey:
             expires_at=float(fields["expires_at"]) if fields.get("expires_at") else None,
             revoked_at=float(fields["revoked_at"]) if fields.get("revoked_at") else None,
             policy=policy_from(fields.get("policy")),
+            policy_version=int(fields.get("policy_version") or 0),
+            limits={
+                name: int(fields[field]) if int(fields.get(field) or 0) > 0 else None
+                for name, field in KEY_LIMIT_FIELDS.items()
+            },
+            spent_micros=int(fields.get("spent") or 0),
+            reserved_micros=int(fields.get("reserved") or 0),
         )
 
 
@@ -77,6 +99,11 @@ def policy_from(stored: str | None) -> Policy:
 
 def policy_field(policy: Policy) -> str:
     return policy.model_dump_json(exclude_defaults=True)
+
+
+def key_limit_fields(limits: dict[str, Any]) -> dict[str, str]:
+    """Redis fields for the key limits given (only those present)."""
+    return {KEY_LIMIT_FIELDS[k]: str(v or 0) for k, v in limits.items() if k in KEY_LIMIT_FIELDS}
 
 
 def parse_authorization(header: str | None) -> Token:
@@ -115,6 +142,7 @@ class KeyStore:
         team_id: str = tokens.DEFAULT_TEAM,
         expires_at: float | None = None,
         policy: Policy | None = None,
+        limits: dict[str, Any] | None = None,
     ) -> tuple[ApiKey, str]:
         """Create a key; returns it and its secret token, which is never stored or shown again."""
         token = tokens.mint(team_id)
@@ -128,6 +156,10 @@ class KeyStore:
             "expires_at": "" if expires_at is None else repr(expires_at),
             "revoked_at": "",
             "policy": policy_field(policy or Policy()),
+            "policy_version": "0",
+            "spent": "0",
+            "reserved": "0",
+            **key_limit_fields(dict.fromkeys(KEY_LIMIT_FIELDS) | (limits or {})),
         }
         async with store_errors():
             record: RedisFields = fields
@@ -171,23 +203,23 @@ class KeyStore:
         key = await self.get(key_id)
         if key is None:
             return None
+        record = redis_keys.key_record(key.team_id, key_id)
         async with store_errors():
-            await self._redis.hset(
-                redis_keys.key_record(key.team_id, key_id), "policy", policy_field(policy)
-            )
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.hset(record, "policy", policy_field(policy))
+            pipe.hincrby(record, "policy_version", 1)
+            await pipe.execute()
         return await self.get(key_id)
 
-    async def authenticate_with_team_policy(
-        self, authorization: str | None
-    ) -> tuple[ApiKey, Policy]:
-        """The caller's usable key and its team's policy, in one round trip."""
-        token = parse_authorization(authorization)
-        async with store_errors():
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.hgetall(redis_keys.key_record(token.team_id, token.key_id))
-            pipe.hget(redis_keys.team_record(token.team_id), "policy")
-            key_fields, team_policy = await pipe.execute()
-        return check_key(token, fields_of(key_fields), time.time()), policy_from(team_policy)
+    async def update_limits(self, key_id: str, changes: dict[str, Any]) -> ApiKey | None:
+        key = await self.get(key_id)
+        if key is None:
+            return None
+        fields: RedisFields = key_limit_fields(changes)
+        if fields:
+            async with store_errors():
+                await self._redis.hset(redis_keys.key_record(key.team_id, key_id), mapping=fields)
+        return await self.get(key_id)
 
     async def authenticate(self, authorization: str | None) -> ApiKey:
         """The usable key behind an ``Authorization`` header (one round trip), or 401."""

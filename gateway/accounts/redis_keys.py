@@ -27,3 +27,56 @@ def request_record(team_id: str, request_id: str) -> str:
     """HASH of one forwarded request (owning key, app, endpoint, time).
     Expires ``request_retention`` seconds after submit."""
     return f"{PREFIX}:{{{team_id}}}:req:{request_id}"
+
+
+TEAM_INDEX = f"{PREFIX}:teams"
+"""SET of every team id, for admin listings and the reconciler. Lives forever."""
+
+
+def key_rate(team_id: str, key_id: str) -> str:
+    """STRING: the key's GCRA theoretical arrival time (ms). Expires when it is in the past."""
+    return f"{PREFIX}:{{{team_id}}}:rate:key:{key_id}"
+
+
+def team_rate(team_id: str) -> str:
+    """STRING: the team's GCRA theoretical arrival time (ms). Expires when it is in the past."""
+    return f"{PREFIX}:{{{team_id}}}:rate:team"
+
+
+def leases(team_id: str, key_id: str) -> str:
+    """ZSET reservation id → lease expiry (ms): the key's jobs in flight.
+    Expires with its last lease."""
+    return f"{PREFIX}:{{{team_id}}}:leases:{key_id}"
+
+
+def reservation(team_id: str, reservation_id: str) -> str:
+    """HASH of one credit reservation (key, endpoint, cost, period, state, request id).
+    Expires ``request_retention`` seconds after admission."""
+    return f"{PREFIX}:{{{team_id}}}:resv:{reservation_id}"
+
+
+def open_reservations(team_id: str) -> str:
+    """ZSET reservation id → admission time (s) of reservations not settled yet. Lives forever."""
+    return f"{PREFIX}:{{{team_id}}}:open"
+
+
+def spend(team_id: str) -> str:
+    """HASH ``d:<YYYY-MM-DD>`` / ``m:<YYYY-MM>`` → micros reserved or spent in that period.
+    Old periods are pruned by the reconciler."""
+    return f"{PREFIX}:{{{team_id}}}:spend"
+
+
+def ledger(team_id: str) -> str:
+    """STREAM of every change of the team's balance (credits and usage). Lives forever."""
+    return f"{PREFIX}:{{{team_id}}}:ledger"
+
+
+def usage_log(team_id: str) -> str:
+    """STREAM with one usage record per settled request. Lives forever."""
+    return f"{PREFIX}:{{{team_id}}}:usage:log"
+
+
+def usage_day_prefix(team_id: str) -> str:
+    """Prefix of ``<prefix><YYYY-MM-DD>``: HASH ``<key>|<endpoint>|<metric>`` → total, the team's
+    usage that day. Written by ``settle.lua`` (same hash tag). Lives forever."""
+    return f"{PREFIX}:{{{team_id}}}:usage:day:"

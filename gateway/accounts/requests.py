@@ -24,6 +24,8 @@ class OwnedRequest:
     app_id: str
     endpoint_id: str
     created_at: float
+    reservation_id: str
+    settled: bool
 
 
 class RequestRegistry:
@@ -33,18 +35,24 @@ class RequestRegistry:
         self._redis = redis
         self._retention = int(retention)
 
-    async def record(self, key: ApiKey, request_id: str, endpoint: Endpoint) -> None:
-        name = redis_keys.request_record(key.team_id, request_id)
+    async def record(
+        self, team_id: str, key_id: str, request_id: str, endpoint: Endpoint, reservation_id: str
+    ) -> None:
+        """Remember who owns ``request_id``, and bind its reservation to it (one round trip)."""
+        name = redis_keys.request_record(team_id, request_id)
         fields: RedisFields = {
-            "key_id": key.id,
+            "key_id": key_id,
             "app_id": endpoint.app_id,
             "endpoint_id": endpoint.id,
             "created_at": repr(time.time()),
+            "reservation": reservation_id,
+            "settled": "0",
         }
         async with store_errors():
             pipe = self._redis.pipeline(transaction=True)
             pipe.hset(name, mapping=fields)
             pipe.expire(name, self._retention)
+            pipe.hset(redis_keys.reservation(team_id, reservation_id), "request_id", request_id)
             await pipe.execute()
 
     async def authorize(
@@ -72,5 +80,7 @@ class RequestRegistry:
             app_id=app_id,
             endpoint_id=request_fields["endpoint_id"],
             created_at=float(request_fields["created_at"]),
+            reservation_id=request_fields.get("reservation", ""),
+            settled=request_fields.get("settled") == "1",
         )
         return key, owned

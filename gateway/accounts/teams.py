@@ -1,33 +1,196 @@
-"""Teams: the policy every key of the team is held to (balances and limits come with quotas)."""
+"""Teams: the accounts that own keys, hold credit and carry team-wide limits and policy.
+
+Money is integer micro-units. The price multiplier (the reseller's margin) is kept in parts per
+million so admission can apply it with integer arithmetic.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Annotated, Any
 
+from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 
 from gateway.accounts import redis_keys
-from gateway.accounts.keys import policy_field, policy_from
-from gateway.store import store_errors
+from gateway.accounts.keys import policy_field, policy_from, rfc3339
+from gateway.accounts.tokens import TEAM_ID_PATTERN
+from gateway.errors import NotFound
+from gateway.store import RedisFields, fields_of, store_errors
 from gateway.submission.policy import Policy
+
+PPM = 1_000_000
+TeamId = Annotated[str, Field(pattern=f"^{TEAM_ID_PATTERN}$")]
+Micros = Annotated[int, Field(ge=0)]
+
+
+class TeamLimits(BaseModel):
+    """Team-wide limits; an unset (null) limit means none."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    price_multiplier: Annotated[Decimal, Field(ge=0, decimal_places=6)] = Decimal(1)
+    """Charged = fal's list price x this (the reseller's margin)."""
+    daily_cap_micros: Micros | None = None
+    monthly_cap_micros: Micros | None = None
+    rate_per_minute: Annotated[int, Field(ge=1)] | None = None
+    rate_burst: Annotated[int, Field(ge=1)] | None = None
+
+
+# Redis field ← limit; 0 in Redis means "no limit".
+_LIMIT_FIELDS = {
+    "daily_cap_micros": "daily_cap",
+    "monthly_cap_micros": "monthly_cap",
+    "rate_per_minute": "rate_per_minute",
+    "rate_burst": "rate_burst",
+}
+
+
+def limit_fields(limits: dict[str, Any]) -> dict[str, str]:
+    """Redis fields for the limits given (only those present)."""
+    fields = {
+        _LIMIT_FIELDS[name]: str(value or 0)
+        for name, value in limits.items()
+        if name in _LIMIT_FIELDS
+    }
+    if "price_multiplier" in limits:
+        fields["multiplier_ppm"] = str(int(Decimal(limits["price_multiplier"]) * PPM))
+    return fields
+
+
+def _optional(value: str | None) -> int | None:
+    return int(value) if value and int(value) > 0 else None
+
+
+@dataclass(frozen=True)
+class Team:
+    id: str
+    name: str
+    created_at: float
+    balance_micros: int
+    reserved_micros: int
+    multiplier_ppm: int
+    limits: dict[str, int | None]
+    policy: Policy
+    policy_version: int
+
+    @classmethod
+    def from_record(cls, team_id: str, fields: dict[str, str]) -> Team:
+        return cls(
+            id=team_id,
+            name=fields.get("name", team_id),
+            created_at=float(fields.get("created_at", "0")),
+            balance_micros=int(fields.get("balance", "0")),
+            reserved_micros=int(fields.get("reserved", "0")),
+            multiplier_ppm=int(fields.get("multiplier_ppm", str(PPM))),
+            limits={name: _optional(fields.get(field)) for name, field in _LIMIT_FIELDS.items()},
+            policy=policy_from(fields.get("policy")),
+            policy_version=int(fields.get("policy_version", "0")),
+        )
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "created_at": rfc3339(self.created_at),
+            "balance_micros": self.balance_micros,
+            "reserved_micros": self.reserved_micros,
+            "available_micros": self.balance_micros - self.reserved_micros,
+            "price_multiplier": str(Decimal(self.multiplier_ppm) / PPM),
+            "limits": self.limits,
+            "policy": self.policy.model_dump(exclude_defaults=True),
+        }
+
+
+def ledger_entry(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
+    """A ledger stream entry as the admin API shows it."""
+    return {
+        "id": entry_id,
+        "at": rfc3339(int(entry_id.split("-")[0]) / 1000),
+        "kind": fields["kind"],
+        "amount_micros": int(fields["amount_micros"]),
+        "balance_micros": int(fields["balance_micros"]),
+        "request_id": fields.get("request_id") or None,
+        "key_id": fields.get("key_id") or None,
+        "note": fields.get("note", ""),
+    }
 
 
 class TeamStore:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
 
-    async def policy(self, team_id: str) -> Policy:
-        async with store_errors():
-            stored = await self._redis.hget(redis_keys.team_record(team_id), "policy")
-        return policy_from(None if stored is None else str(stored))
-
-    async def set_policy(self, team_id: str, policy: Policy) -> None:
-        async with store_errors():
-            await self._redis.hset(redis_keys.team_record(team_id), "policy", policy_field(policy))
-
-    async def public(self, team_id: str) -> dict[str, Any]:
-        """The team as the admin API shows it."""
-        return {
-            "id": team_id,
-            "policy": (await self.policy(team_id)).model_dump(exclude_defaults=True),
+    async def create(self, team_id: str, name: str, limits: TeamLimits) -> Team | None:
+        """Create a team with a zero balance; None if the id is taken."""
+        fields: RedisFields = {
+            "name": name,
+            "created_at": repr(time.time()),
+            "balance": "0",
+            "reserved": "0",
+            "policy": policy_field(Policy()),
+            "policy_version": "0",
+            **limit_fields(limits.model_dump()),
         }
+        record = redis_keys.team_record(team_id)
+        async with store_errors():
+            if not await self._redis.hsetnx(record, "multiplier_ppm", fields["multiplier_ppm"]):
+                return None
+            await self._redis.hset(record, mapping=fields)
+            await self._redis.sadd(redis_keys.TEAM_INDEX, team_id)
+        return await self.get(team_id)
+
+    async def ensure(self, team_id: str) -> None:
+        """Create ``team_id`` (zero balance, no limits) unless it exists."""
+        await self.create(team_id, team_id, TeamLimits())
+
+    async def get(self, team_id: str) -> Team | None:
+        async with store_errors():
+            fields = fields_of(await self._redis.hgetall(redis_keys.team_record(team_id)))
+        return Team.from_record(team_id, fields) if fields.get("multiplier_ppm") else None
+
+    async def require(self, team_id: str) -> Team:
+        team = await self.get(team_id)
+        if team is None:
+            raise NotFound("Team not found")
+        return team
+
+    async def all(self) -> list[Team]:
+        ids = await self.ids()
+        async with store_errors():
+            pipe = self._redis.pipeline(transaction=False)
+            for team_id in ids:
+                pipe.hgetall(redis_keys.team_record(team_id))
+            records = await pipe.execute()
+        return [Team.from_record(t, fields_of(f)) for t, f in zip(ids, records, strict=True) if f]
+
+    async def ids(self) -> list[str]:
+        async with store_errors():
+            return sorted(str(t) for t in await self._redis.smembers(redis_keys.TEAM_INDEX))
+
+    async def update_limits(self, team_id: str, changes: dict[str, Any]) -> Team:
+        await self.require(team_id)
+        fields: RedisFields = limit_fields(changes)
+        if fields:
+            async with store_errors():
+                await self._redis.hset(redis_keys.team_record(team_id), mapping=fields)
+        return await self.require(team_id)
+
+    async def set_policy(self, team_id: str, policy: Policy) -> Team:
+        await self.require(team_id)
+        record = redis_keys.team_record(team_id)
+        async with store_errors():
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.hset(record, "policy", policy_field(policy))
+            pipe.hincrby(record, "policy_version", 1)
+            await pipe.execute()
+        return await self.require(team_id)
+
+    async def ledger(self, team_id: str, limit: int) -> list[dict[str, Any]]:
+        """The newest ``limit`` ledger entries, newest first."""
+        async with store_errors():
+            entries = await self._redis.xrevrange(redis_keys.ledger(team_id), count=limit)
+        return [
+            ledger_entry(str(entry_id), fields_of(fields)) for entry_id, fields in entries or []
+        ]

@@ -1,10 +1,13 @@
-"""The admin API (``/admin/v1``), behind ``Authorization: Bearer <GATEWAY_ADMIN_TOKEN>``."""
+"""The admin API (``/admin/v1``), behind ``Authorization: Bearer <GATEWAY_ADMIN_TOKEN>``: keys.
+
+Teams, credit and usage are in ``admin_teams``; this module also holds what every admin handler
+shares (the token check and body parsing).
+"""
 
 from __future__ import annotations
 
 import hmac
 import json
-import re
 import time
 from typing import Annotated, Any, TypeVar
 
@@ -14,18 +17,30 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.accounts.keys import ApiKey
-from gateway.accounts.tokens import DEFAULT_TEAM, TEAM_ID_PATTERN
+from gateway.accounts.teams import TeamId
+from gateway.accounts.tokens import DEFAULT_TEAM
 from gateway.errors import NotFound, RequestValidationFailed, Unauthorized
 from gateway.services import Services, services
 from gateway.submission.policy import Policy
 
 Body = TypeVar("Body", bound=BaseModel)
-TeamId = Annotated[str, Field(pattern=f"^{TEAM_ID_PATTERN}$")]
+Positive = Annotated[int, Field(ge=1)]
 
 
-class KeyCreate(BaseModel):
+class KeyLimits(BaseModel):
+    """A key's own limits; unset (null) means none."""
+
     model_config = ConfigDict(extra="forbid")
 
+    spend_cap_micros: Annotated[int, Field(ge=0)] | None = None
+    """Most the key may ever spend (settled plus reserved)."""
+    max_concurrent: Positive | None = None
+    """Most jobs in flight at once."""
+    rate_per_minute: Positive | None = None
+    rate_burst: Positive | None = None
+
+
+class KeyCreate(KeyLimits):
     name: Annotated[str, Field(min_length=1, max_length=200)]
     team_id: TeamId = DEFAULT_TEAM
     expires_at: AwareDatetime | None = None
@@ -39,7 +54,8 @@ class KeyCreate(BaseModel):
         return value
 
 
-def _admin(request: Request) -> Services:
+def admin(request: Request) -> Services:
+    """The services, if the caller presents the admin token (else 401)."""
     gateway = services(request)
     token = gateway.settings.admin_token
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
@@ -52,7 +68,8 @@ def _admin(request: Request) -> Services:
     return gateway
 
 
-async def _body(request: Request, model: type[Body]) -> Body:
+async def body(request: Request, model: type[Body]) -> Body:
+    """The JSON body as ``model``, or fal's 422."""
     try:
         return model.model_validate(json.loads(await request.body() or b"null"))
     except json.JSONDecodeError as exc:
@@ -70,63 +87,55 @@ def _key_or_404(key: ApiKey | None) -> ApiKey:
 
 
 async def create_key(request: Request) -> Response:
-    gateway = _admin(request)
-    spec = await _body(request, KeyCreate)
+    gateway = admin(request)
+    spec = await body(request, KeyCreate)
+    if spec.team_id == DEFAULT_TEAM:
+        await gateway.teams.ensure(DEFAULT_TEAM)
+    else:
+        await gateway.teams.require(spec.team_id)
     expires = spec.expires_at.timestamp() if spec.expires_at else None
-    key, secret = await gateway.keys.create(spec.name, spec.team_id, expires, spec.policy)
-    body: dict[str, Any] = {**key.public(), "secret": secret}
-    return JSONResponse(body, status_code=201)
+    limits = spec.model_dump(include=set(KeyLimits.model_fields))
+    key, secret = await gateway.keys.create(spec.name, spec.team_id, expires, spec.policy, limits)
+    created: dict[str, Any] = {**key.public(), "secret": secret}
+    return JSONResponse(created, status_code=201)
 
 
 async def list_keys(request: Request) -> Response:
-    gateway = _admin(request)
+    gateway = admin(request)
     return JSONResponse({"keys": [key.public() for key in await gateway.keys.list()]})
 
 
 async def show_key(request: Request) -> Response:
-    gateway = _admin(request)
+    gateway = admin(request)
     key = _key_or_404(await gateway.keys.get(request.path_params["key_id"]))
     return JSONResponse(key.public())
 
 
+async def update_key_limits(request: Request) -> Response:
+    gateway = admin(request)
+    changes = (await body(request, KeyLimits)).model_dump(exclude_unset=True)
+    key = await gateway.keys.update_limits(request.path_params["key_id"], changes)
+    return JSONResponse(_key_or_404(key).public())
+
+
 async def revoke_key(request: Request) -> Response:
-    gateway = _admin(request)
+    gateway = admin(request)
     key = _key_or_404(await gateway.keys.revoke(request.path_params["key_id"]))
     return JSONResponse(key.public())
 
 
 async def set_key_policy(request: Request) -> Response:
-    gateway = _admin(request)
-    policy = await _body(request, Policy)
+    gateway = admin(request)
+    policy = await body(request, Policy)
     key = _key_or_404(await gateway.keys.set_policy(request.path_params["key_id"], policy))
     return JSONResponse(key.public())
 
 
-def _team_id(request: Request) -> str:
-    team_id = request.path_params["team_id"]
-    if not re.fullmatch(TEAM_ID_PATTERN, team_id):
-        raise NotFound("Team not found")
-    return str(team_id)
-
-
-async def show_team(request: Request) -> Response:
-    gateway = _admin(request)
-    return JSONResponse(await gateway.teams.public(_team_id(request)))
-
-
-async def set_team_policy(request: Request) -> Response:
-    gateway = _admin(request)
-    team_id = _team_id(request)
-    await gateway.teams.set_policy(team_id, await _body(request, Policy))
-    return JSONResponse(await gateway.teams.public(team_id))
-
-
 ROUTES = [
     Route("/admin/v1/keys", create_key, methods=["POST"]),
-    Route("/admin/v1/keys/{key_id}/policy", set_key_policy, methods=["PUT"]),
-    Route("/admin/v1/teams/{team_id}", show_team, methods=["GET"]),
-    Route("/admin/v1/teams/{team_id}/policy", set_team_policy, methods=["PUT"]),
     Route("/admin/v1/keys", list_keys, methods=["GET"]),
     Route("/admin/v1/keys/{key_id}", show_key, methods=["GET"]),
+    Route("/admin/v1/keys/{key_id}", update_key_limits, methods=["PATCH"]),
     Route("/admin/v1/keys/{key_id}/revoke", revoke_key, methods=["POST"]),
+    Route("/admin/v1/keys/{key_id}/policy", set_key_policy, methods=["PUT"]),
 ]

@@ -18,11 +18,16 @@ from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from gateway.accounts.keys import parse_authorization
+from gateway.accounts.requests import OwnedRequest
+from gateway.accounts.tokens import Token
 from gateway.catalog import Endpoint, find_endpoint
-from gateway.errors import BadRequest, FalError, NotFound, UpstreamError
+from gateway.errors import BadRequest, FalError, NotFound, StoreUnavailable, UpstreamError
 from gateway.fal_routes import queue_routes
+from gateway.limits.admission import Admission, StalePolicy
+from gateway.limits.completion import Job
+from gateway.limits.settlement import REFUSED
 from gateway.services import Services, services
-from gateway.submission.policy import effective
 from gateway.submission.prepare import Submission, prepare
 from gateway.upstream.client import forwarded_headers
 
@@ -40,6 +45,8 @@ ESTIMATE_HEADER = "X-Gateway-Estimated-Cost-Micros"
 """fal's list price of the request as forwarded, in micro-units (before any reseller margin)."""
 IGNORED_FIELDS_HEADER = "X-Gateway-Ignored-Fields"
 """Comma-separated paths of body fields the endpoint does not have; they were not forwarded."""
+RESERVED_HEADER = "X-Gateway-Reserved-Micros"
+"""Credit held for the request (list price times the team's multiplier) until it settles."""
 
 
 def _endpoint(path: str) -> Endpoint:
@@ -69,64 +76,108 @@ def _relay(response: httpx.Response, body: Any) -> Response:
     return JSONResponse(body, status_code=response.status_code, headers=headers)
 
 
-async def _owned(request: Request) -> tuple[Services, str, str]:
-    """The services, app id and request id of a call on a request the caller owns."""
+async def _owned(request: Request) -> tuple[Services, OwnedRequest]:
+    """The services and the caller's own request named in the path (else 401/404)."""
     gateway = services(request)
     params = request.path_params
     app_id, request_id = f"{params['owner']}/{params['app']}", params["request_id"]
-    await gateway.requests.authorize(request.headers.get("authorization"), app_id, request_id)
-    return gateway, app_id, request_id
+    _, owned = await gateway.requests.authorize(
+        request.headers.get("authorization"), app_id, request_id
+    )
+    return gateway, owned
 
 
-def _submission_headers(submission: Submission) -> dict[str, str]:
-    headers = {ESTIMATE_HEADER: str(submission.estimate.cost_micros)}
+def _job(owned: OwnedRequest) -> Job:
+    return Job(owned.team_id, owned.key_id, owned.reservation_id, owned.id, owned.endpoint_id)
+
+
+def _submission_headers(submission: Submission, admission: Admission) -> dict[str, str]:
+    headers = {
+        ESTIMATE_HEADER: str(submission.estimate.cost_micros),
+        RESERVED_HEADER: str(admission.cost_micros),
+        **admission.headers,
+    }
     if submission.ignored_fields:
         headers[IGNORED_FIELDS_HEADER] = ",".join(submission.ignored_fields)
     return headers
 
 
+async def _admit(
+    gateway: Services, token: Token, endpoint: Endpoint, raw: bytes
+) -> tuple[Submission, Admission]:
+    """Prepare the body under the key's policy and admit it (one Redis round trip, unless the
+    cached policy turns out stale: then it is read again once)."""
+    for _ in range(2):
+        rules = await gateway.policies.rules(token)
+        submission = await prepare(
+            endpoint, raw, rules.effective(), gateway.settings.max_data_uri_bytes
+        )
+        try:
+            return submission, await gateway.admitter.admit(token, rules, submission)
+        except StalePolicy:
+            gateway.policies.forget(token)
+    raise StoreUnavailable("The key's policy is changing; try again")
+
+
 async def submit(request: Request) -> Response:
     gateway = services(request)
-    key, team_policy = await gateway.keys.authenticate_with_team_policy(
-        request.headers.get("authorization")
-    )
+    token = parse_authorization(request.headers.get("authorization"))
     endpoint = _endpoint(request.path_params["endpoint"])
     if "fal_webhook" in request.query_params:
         raise BadRequest(
             "fal_webhook is not available through this gateway yet", error_type="unsupported"
         )
-    submission = await prepare(
-        endpoint,
-        await request.body(),
-        effective(team_policy, key.policy),
-        gateway.settings.max_data_uri_bytes,
-    )
-    response = await gateway.upstream.submit(
-        endpoint.id, submission.body, forwarded_headers(request.headers), None
-    )
-    gateway.upstream.check("submit", response)
-    body = _json_body(response)
+    submission, admission = await _admit(gateway, token, endpoint, await request.body())
+
+    async def refund() -> None:
+        await gateway.meter.settle(
+            token.team_id,
+            token.key_id,
+            admission.reservation_id,
+            outcome=REFUSED,
+            endpoint_id=endpoint.id,
+        )
+
+    try:
+        response = await gateway.upstream.submit(
+            endpoint.id, submission.body, forwarded_headers(request.headers), None
+        )
+        gateway.upstream.check("submit", response)
+        body = _json_body(response)
+    except FalError:
+        await refund()
+        raise
     if not response.is_success:
+        await refund()
         return _relay(response, gateway.links.rewrite(body))
-    await gateway.requests.record(key, body["request_id"], endpoint)
+    await gateway.requests.record(
+        token.team_id, token.key_id, body["request_id"], endpoint, admission.reservation_id
+    )
     relayed = _relay(response, gateway.links.rewrite_queue_body(body, endpoint.app_id))
-    relayed.headers.update(_submission_headers(submission))
+    relayed.headers.update(_submission_headers(submission, admission))
     return relayed
 
 
+def _note_completion(gateway: Services, owned: OwnedRequest, status: Any) -> None:
+    if not owned.settled and isinstance(status, dict) and status.get("status") == "COMPLETED":
+        gateway.completion.schedule(_job(owned))
+
+
 async def status(request: Request) -> Response:
-    gateway, app_id, request_id = await _owned(request)
-    response = await gateway.upstream.status(app_id, request_id, _wants_logs(request))
+    gateway, owned = await _owned(request)
+    response = await gateway.upstream.status(owned.app_id, owned.id, _wants_logs(request))
     gateway.upstream.check("status", response)
-    return _relay(response, gateway.links.rewrite_queue_body(_json_body(response), app_id))
+    body = _json_body(response)
+    _note_completion(gateway, owned, body)
+    return _relay(response, gateway.links.rewrite_queue_body(body, owned.app_id))
 
 
 async def status_stream(request: Request) -> Response:
     """Relay fal's status events one by one as they arrive, URLs rewritten."""
-    gateway, app_id, request_id = await _owned(request)
+    gateway, owned = await _owned(request)
     stack = contextlib.AsyncExitStack()
     upstream = await stack.enter_async_context(
-        gateway.upstream.status_stream(app_id, request_id, _wants_logs(request))
+        gateway.upstream.status_stream(owned.app_id, owned.id, _wants_logs(request))
     )
     try:
         if not upstream.is_success:
@@ -144,27 +195,40 @@ async def status_stream(request: Request) -> Response:
                     async for event in EventSource(upstream).aiter_sse():
                         if not event.data:
                             continue
-                        data = gateway.links.rewrite_queue_body(json.loads(event.data), app_id)
+                        status = json.loads(event.data)
+                        _note_completion(gateway, owned, status)
+                        data = gateway.links.rewrite_queue_body(status, owned.app_id)
                         yield {"data": json.dumps(data)}
             except UpstreamError:
-                logger.warning("status stream of %s broke off upstream", request_id)
+                logger.warning("status stream of %s broke off upstream", owned.id)
 
-    headers = {"x-fal-request-id": request_id}
-    return EventSourceResponse(events(), headers=headers)
+    return EventSourceResponse(events(), headers={"x-fal-request-id": owned.id})
 
 
 async def result(request: Request) -> Response:
-    gateway, app_id, request_id = await _owned(request)
-    response = await gateway.upstream.result(app_id, request_id)
+    gateway, owned = await _owned(request)
+    response = await gateway.upstream.result(owned.app_id, owned.id)
     gateway.upstream.check("result", response)
+    if response.status_code == 200 and not owned.settled:
+        await gateway.meter.settle_from_result(
+            owned.team_id,
+            owned.key_id,
+            owned.reservation_id,
+            owned.id,
+            owned.endpoint_id,
+            response,
+        )
     return _relay(response, gateway.links.rewrite(_json_body(response)))
 
 
 async def cancel(request: Request) -> Response:
-    gateway, app_id, request_id = await _owned(request)
-    response = await gateway.upstream.cancel(app_id, request_id)
+    gateway, owned = await _owned(request)
+    response = await gateway.upstream.cancel(owned.app_id, owned.id)
     gateway.upstream.check("cancel", response)
-    return _relay(response, gateway.links.rewrite(_json_body(response)))
+    body = _json_body(response)
+    if response.status_code == 200 and isinstance(body, dict) and body.get("status") == "OK":
+        await gateway.completion.refund_cancelled(_job(owned))  # left the queue before any work
+    return _relay(response, gateway.links.rewrite(body))
 
 
 ROUTES = queue_routes(

@@ -12,6 +12,7 @@ from tests.servers import Gateway
 
 def test_create_show_list_revoke(gateway: Gateway) -> None:
     expires = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0)
+    gateway.ensure_team("acme")
     with gateway.admin() as admin:
         created = admin.post(
             "/admin/v1/keys",
@@ -91,6 +92,13 @@ def test_bad_key_specs_are_422(gateway: Gateway, body: dict[str, object], loc: l
         assert response.status_code == 422
         assert loc in [item["loc"] for item in response.json()["detail"]]
         assert len(admin.get("/admin/v1/keys").json()["keys"]) == before
+
+
+def test_keys_need_an_existing_team(gateway: Gateway) -> None:
+    with gateway.admin() as admin:
+        response = admin.post("/admin/v1/keys", json={"name": "x", "team_id": "no-such-team"})
+        assert response.status_code == 404
+        assert response.json()["detail"] == "Team not found"
 
 
 def test_unknown_key_is_404(gateway: Gateway) -> None:

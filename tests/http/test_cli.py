@@ -25,6 +25,7 @@ def _cli(
 
 
 def test_create_list_show_revoke_from_the_cli(gateway: Gateway) -> None:
+    gateway.ensure_team("cli-team")
     created = _cli(
         gateway, "create", "--name", "from cli", "--team", "cli-team", "--expires-in", "7", "--json"
     )

@@ -43,8 +43,11 @@ def test_the_stricter_of_team_and_key_wins() -> None:
     assert effective(Policy(), Policy()).allowed_endpoints is None
 
 
-def _team() -> str:
-    return f"team-{os.urandom(4).hex()}"
+def _team(gateway: Gateway) -> str:
+    """A new funded team."""
+    team_id = f"team-{os.urandom(4).hex()}"
+    gateway.ensure_team(team_id)
+    return team_id
 
 
 def _set_team_policy(gateway: Gateway, team_id: str, policy: dict[str, Any]) -> None:
@@ -76,7 +79,7 @@ def test_endpoint_not_allowed_is_403(gateway: Gateway, emulator: Emulator) -> No
 
 
 def test_team_policy_applies_to_all_its_keys(gateway: Gateway, emulator: Emulator) -> None:
-    team = _team()
+    team = _team(gateway)
     _set_team_policy(gateway, team, {"allowed_endpoints": [IMAGE_TO_IMAGE]})
     token, _ = gateway.new_key(team_id=team)
     with gateway.client(token) as client:
@@ -155,7 +158,7 @@ def test_within_limits_passes(gateway: Gateway, emulator: Emulator) -> None:
 def test_defaults_fill_gaps_and_the_key_beats_the_team(
     gateway: Gateway, emulator: Emulator
 ) -> None:
-    team = _team()
+    team = _team(gateway)
     _set_team_policy(
         gateway, team, {"defaults": {"num_inference_steps": 20, "guidance_scale": 2.0}}
     )
@@ -202,12 +205,12 @@ def test_policies_are_shown_and_replaced(gateway: Gateway) -> None:
     with gateway.admin() as admin:
         replaced = admin.put(f"/admin/v1/keys/{created['id']}/policy", json={"max_loras": 0}).json()
         assert replaced["policy"] == {"max_loras": 0}
-        assert admin.get(f"/admin/v1/teams/{_team()}").json()["policy"] == {}
+        assert admin.get(f"/admin/v1/teams/{_team(gateway)}").json()["policy"] == {}
 
 
 def test_policy_from_the_cli(gateway: Gateway, emulator: Emulator) -> None:
     _, created = gateway.new_key()
-    team = _team()
+    team = _team(gateway)
     env = {
         **os.environ,
         "GATEWAY_ADMIN_TOKEN": Gateway.ADMIN_TOKEN,
@@ -248,7 +251,8 @@ def test_policy_from_the_cli(gateway: Gateway, emulator: Emulator) -> None:
     team_policy = cli("teams", "policy", team, "--force-safety-checker", "--max-megapixels", "1.5")
     assert team_policy.returncode == 0, team_policy.stderr
     shown = json.loads(cli("teams", "show", team, "--json").stdout)
-    assert shown == {"id": team, "policy": {"max_megapixels": 1.5, "force_safety_checker": True}}
+    assert shown["id"] == team
+    assert shown["policy"] == {"max_megapixels": 1.5, "force_safety_checker": True}
     assert cli("keys", "policy", str(created["id"])).returncode == 2  # no options, no --clear
     cleared = cli("keys", "policy", str(created["id"]), "--clear", "--json")
     assert json.loads(cleared.stdout)["policy"] == {}

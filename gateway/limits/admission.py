@@ -1,0 +1,116 @@
+"""Admission of a submit: one call of ``admit.lua``, and its refusals as fal-shaped errors."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+
+from gateway.accounts import redis_keys, tokens
+from gateway.accounts.keys import INVALID_KEY
+from gateway.accounts.tokens import Token
+from gateway.errors import FalError, PaymentRequired, RateLimited, Unauthorized
+from gateway.limits.policies import Rules
+from gateway.limits.scripts import Scripts
+from gateway.metrics import Metrics
+from gateway.settings import Settings
+from gateway.submission.prepare import Submission
+
+
+class StalePolicy(Exception):
+    """The cached policy changed in Redis; re-read it and prepare the request again."""
+
+
+@dataclass(frozen=True)
+class Admission:
+    reservation_id: str
+    cost_micros: int
+    """What the team is charged (the list price times its multiplier), reserved until settled."""
+    headers: dict[str, str]
+    """``RateLimit-*`` headers for the caller, when its key has a rate limit."""
+
+
+def _rate_headers(limit: int, remaining: int, reset_ms: int) -> dict[str, str]:
+    if limit <= 0:
+        return {}
+    return {
+        "RateLimit-Limit": str(limit),
+        "RateLimit-Remaining": str(max(remaining, 0)),
+        "RateLimit-Reset": str(math.ceil(reset_ms / 1000)),
+    }
+
+
+def _refusal(reason: str, retry_after_ms: int, detail: int) -> FalError:
+    if reason == "invalid_key":
+        return Unauthorized(INVALID_KEY)
+    if reason in ("rate_key", "rate_team"):
+        seconds = max(1, math.ceil(retry_after_ms / 1000))
+        scope = "this key" if reason == "rate_key" else "this key's team"
+        return RateLimited(
+            f"Rate limit of {detail} requests per minute reached for {scope}",
+            headers={
+                "Retry-After": str(seconds),
+                **_rate_headers(detail, 0, retry_after_ms),
+            },
+        )
+    if reason == "concurrency":
+        return RateLimited(
+            f"{detail} jobs are already in flight for this key; retry when one completes",
+            error_type="concurrency_limit",
+        )
+    messages = {
+        "insufficient_credit": "Not enough credit for this request",
+        "key_spend_cap": "This key has reached its spending cap",
+        "daily_cap": "The team's daily spending cap is reached",
+        "monthly_cap": "The team's monthly spending cap is reached",
+        "no_team": "This key's team has no credit account",
+    }
+    return PaymentRequired(messages.get(reason, "Request refused"), error_type=reason)
+
+
+class Admitter:
+    def __init__(self, scripts: Scripts, settings: Settings, metrics: Metrics) -> None:
+        self._scripts = scripts
+        self._settings = settings
+        self._metrics = metrics
+
+    async def admit(self, token: Token, rules: Rules, submission: Submission) -> Admission:
+        """Reserve credit and a lease for ``submission``, or raise why not (one round trip)."""
+        team, key = token.team_id, token.key_id
+        reservation_id = uuid.uuid4().hex
+        result = await self._scripts.run(
+            "admit",
+            keys=[
+                redis_keys.key_record(team, key),
+                redis_keys.team_record(team),
+                redis_keys.key_rate(team, key),
+                redis_keys.team_rate(team),
+                redis_keys.leases(team, key),
+                redis_keys.reservation(team, reservation_id),
+                redis_keys.open_reservations(team),
+                redis_keys.spend(team),
+            ],
+            args=[
+                tokens.hash_secret(token.secret),
+                submission.estimate.cost_micros,
+                reservation_id,
+                int(self._settings.lease_ttl),
+                int(self._settings.request_retention),
+                rules.key_version,
+                rules.team_version,
+                submission.endpoint.id,
+                key,
+            ],
+        )
+        if result[0] != "ok":
+            reason = str(result[1])
+            if reason == "stale_policy":
+                raise StalePolicy
+            self._metrics.admissions.labels(reason).inc()
+            raise _refusal(reason, int(result[2]), int(result[3]))
+        self._metrics.admissions.labels("admitted").inc()
+        return Admission(
+            reservation_id=reservation_id,
+            cost_micros=int(result[1]),
+            headers=_rate_headers(int(result[2]), int(result[3]), int(result[4])),
+        )

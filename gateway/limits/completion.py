@@ -1,0 +1,94 @@
+"""Finishing jobs: once fal says a job is COMPLETED, fetch its result and settle it.
+
+Callers' status polls and streams, cancels and the reconciler all end up here; settlement itself
+is idempotent, and this process also avoids fetching the same result twice at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.catalog import find_endpoint
+from gateway.errors import FalError
+from gateway.limits.settlement import FAILED, LOST, Meter
+from gateway.upstream import FalUpstream
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A forwarded request with an unsettled reservation."""
+
+    team_id: str
+    key_id: str
+    reservation_id: str
+    request_id: str
+    endpoint_id: str
+
+    @property
+    def app_id(self) -> str:
+        endpoint = find_endpoint(self.endpoint_id)
+        return endpoint.app_id if endpoint else "/".join(self.endpoint_id.split("/")[:2])
+
+
+class Completion:
+    def __init__(self, meter: Meter, upstream: FalUpstream) -> None:
+        self._meter = meter
+        self._upstream = upstream
+        self._running: dict[str, asyncio.Task[Any]] = {}
+
+    def schedule(self, job: Job) -> None:
+        """Settle ``job`` in the background (once per process at a time)."""
+        if job.reservation_id in self._running:
+            return
+        task = asyncio.create_task(self._finish_logged(job))
+        self._running[job.reservation_id] = task
+        task.add_done_callback(lambda _: self._running.pop(job.reservation_id, None))
+
+    async def close(self) -> None:
+        tasks = list(self._running.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _finish_logged(self, job: Job) -> None:
+        try:
+            await self.finish(job)
+        except FalError as exc:
+            logger.warning("could not settle request %s yet: %s", job.request_id, exc.detail)
+
+    async def finish(self, job: Job) -> int | None:
+        """Fetch the completed job's result and settle: charged for an output, refunded for an
+        error outcome, refunded as lost when fal no longer knows the request."""
+        response = await self._upstream.result(job.app_id, job.request_id)
+        if response.status_code == 404:
+            return await self._refund(job, LOST)
+        if response.status_code == 200 or "x-fal-request-id" in response.headers:
+            return await self._meter.settle_from_result(
+                job.team_id,
+                job.key_id,
+                job.reservation_id,
+                job.request_id,
+                job.endpoint_id,
+                response,
+            )
+        self._upstream.check("result", response)
+        return None
+
+    async def _refund(self, job: Job, outcome: str) -> int | None:
+        return await self._meter.settle(
+            job.team_id,
+            job.key_id,
+            job.reservation_id,
+            outcome=outcome,
+            endpoint_id=job.endpoint_id,
+            request_id=job.request_id,
+        )
+
+    async def refund_cancelled(self, job: Job) -> int | None:
+        """A job fal removed from its queue before any work: refunded in full."""
+        return await self._refund(job, FAILED)

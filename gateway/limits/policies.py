@@ -1,0 +1,80 @@
+"""Per-process cache of keys' and teams' policies, so a submit needs one Redis round trip.
+
+Pricing needs the policy (its defaults change the request), and admission needs the price, so
+the policy must be known before the admission script runs. Entries carry the policy versions they
+were read at; the admission script refuses a stale version and the caller re-reads. The cache
+also keeps the key's secret hash, so a caller without the right secret learns nothing about a
+key's policy; revocation and expiry are checked by the admission script itself.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from gateway.accounts import redis_keys, tokens
+from gateway.accounts.keys import INVALID_KEY, policy_from
+from gateway.accounts.tokens import Token
+from gateway.errors import Unauthorized
+from gateway.store import store_errors
+from gateway.submission.policy import EffectivePolicy, Policy, effective
+
+
+@dataclass(frozen=True)
+class Rules:
+    key_policy: Policy
+    key_version: int
+    team_policy: Policy
+    team_version: int
+    secret_hash: str
+
+    def effective(self) -> EffectivePolicy:
+        return effective(self.team_policy, self.key_policy)
+
+
+class PolicyCache:
+    def __init__(self, redis: Redis, size: int = 10_000) -> None:
+        self._redis = redis
+        self._size = size
+        self._entries: OrderedDict[tuple[str, str], Rules] = OrderedDict()
+
+    async def rules(self, token: Token) -> Rules:
+        """The key's and its team's policies; 401 for an unknown key or a wrong secret."""
+        name = (token.team_id, token.key_id)
+        found = self._entries.get(name)
+        if found is None:
+            found = await self._read(token)
+            self._entries[name] = found
+            if len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+        if not hmac.compare_digest(tokens.hash_secret(token.secret), found.secret_hash):
+            raise Unauthorized(INVALID_KEY)
+        return found
+
+    def forget(self, token: Token) -> None:
+        self._entries.pop((token.team_id, token.key_id), None)
+
+    async def _read(self, token: Token) -> Rules:
+        async with store_errors():
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hmget(
+                redis_keys.key_record(token.team_id, token.key_id),
+                ["secret_hash", "policy", "policy_version"],
+            )
+            pipe.hmget(redis_keys.team_record(token.team_id), ["policy", "policy_version"])
+            (
+                (secret_hash, key_policy, key_version),
+                (team_policy, team_version),
+            ) = await pipe.execute()
+        if secret_hash is None:
+            raise Unauthorized(INVALID_KEY)
+        return Rules(
+            key_policy=policy_from(key_policy),
+            key_version=int(key_version or 0),
+            team_policy=policy_from(team_policy),
+            team_version=int(team_version or 0),
+            secret_hash=str(secret_hash),
+        )

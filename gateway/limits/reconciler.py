@@ -1,0 +1,134 @@
+"""The reconciler: settles jobs whose end nobody saw, and refunds submits that never reached fal.
+
+Every gateway process runs one. Each pass takes, team by team, a short Redis lock (so processes
+share the work instead of repeating it) and looks at reservations older than
+``reconcile_after``: a bound one is asked about at fal and settled once COMPLETED (or refunded as
+lost when fal does not know it); one never bound to a fal request after ``bind_grace`` is a
+submit that died half-way, and is refunded. It also counts open reservations for the metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from redis.asyncio import Redis
+
+from gateway.accounts import redis_keys
+from gateway.errors import FalError
+from gateway.limits.completion import Completion, Job
+from gateway.limits.settlement import ABANDONED, Meter
+from gateway.metrics import Metrics
+from gateway.settings import Settings
+from gateway.store import fields_of, store_errors
+from gateway.upstream import FalUpstream
+
+logger = logging.getLogger(__name__)
+
+BATCH = 200
+SPEND_DAYS_KEPT = 62
+
+
+class Reconciler:
+    def __init__(
+        self,
+        redis: Redis,
+        completion: Completion,
+        meter: Meter,
+        upstream: FalUpstream,
+        settings: Settings,
+        metrics: Metrics,
+    ) -> None:
+        self._redis = redis
+        self._completion = completion
+        self._meter = meter
+        self._upstream = upstream
+        self._settings = settings
+        self._metrics = metrics
+
+    async def run(self) -> None:
+        """Sweep every ``reconcile_interval`` until cancelled; errors are logged, never fatal."""
+        while True:
+            try:
+                await self.sweep()
+            except FalError as exc:
+                logger.warning("reconciler pass failed: %s", exc.detail)
+            await asyncio.sleep(self._settings.reconcile_interval)
+
+    async def sweep(self) -> None:
+        open_total = reserved_total = 0
+        async with store_errors():
+            team_ids = sorted(str(t) for t in await self._redis.smembers(redis_keys.TEAM_INDEX))
+        for team_id in team_ids:
+            count, reserved = await self._sweep_team(team_id)
+            open_total += count
+            reserved_total += reserved
+        self._metrics.reservations_outstanding.set(open_total)
+        self._metrics.reserved_micros.set(reserved_total)
+
+    async def _sweep_team(self, team_id: str) -> tuple[int, int]:
+        now = time.time()
+        lock = f"{redis_keys.open_reservations(team_id)}:lock"
+        async with store_errors():
+            count = int(await self._redis.zcard(redis_keys.open_reservations(team_id)))
+            reserved = int(await self._redis.hget(redis_keys.team_record(team_id), "reserved") or 0)
+            hold_ms = max(1, int(self._settings.reconcile_interval * 1000))
+            if not await self._redis.set(lock, "1", nx=True, px=hold_ms):
+                return count, reserved
+            due = await self._redis.zrangebyscore(
+                redis_keys.open_reservations(team_id),
+                "-inf",
+                now - self._settings.reconcile_after,
+                start=0,
+                num=BATCH,
+            )
+        for reservation_id in due:
+            try:
+                await self._check(team_id, str(reservation_id), now)
+            except FalError as exc:
+                logger.warning("reservation %s not settled yet: %s", reservation_id, exc.detail)
+        await self._prune_spend(team_id, now)
+        return count, reserved
+
+    async def _check(self, team_id: str, reservation_id: str, now: float) -> None:
+        async with store_errors():
+            fields = fields_of(
+                await self._redis.hgetall(redis_keys.reservation(team_id, reservation_id))
+            )
+        if not fields or fields.get("state") == "settled":
+            async with store_errors():
+                await self._redis.zrem(redis_keys.open_reservations(team_id), reservation_id)
+            return
+        job = Job(
+            team_id,
+            fields["key_id"],
+            reservation_id,
+            fields.get("request_id", ""),
+            fields["endpoint"],
+        )
+        if not job.request_id:
+            if now - float(fields.get("created", now)) > self._settings.bind_grace:
+                await self._meter.settle(
+                    team_id,
+                    job.key_id,
+                    reservation_id,
+                    outcome=ABANDONED,
+                    endpoint_id=job.endpoint_id,
+                )
+            return
+        response = await self._upstream.status(job.app_id, job.request_id, logs=False)
+        if response.status_code == 404 or (
+            response.is_success and response.json().get("status") == "COMPLETED"
+        ):
+            await self._completion.finish(job)
+
+    async def _prune_spend(self, team_id: str, now: float) -> None:
+        """Forget per-period spend counters too old to matter for any cap."""
+        cutoff = time.strftime("%Y-%m-%d", time.gmtime(now - SPEND_DAYS_KEPT * 86400))
+        async with store_errors():
+            periods = await self._redis.hkeys(redis_keys.spend(team_id))
+            stale = [p for p in periods if str(p).startswith("d:") and str(p)[2:] < cutoff]
+            stale += [p for p in periods if str(p).startswith("m:") and str(p)[2:] < cutoff[:7]]
+            if stale:
+                await self._redis.hdel(redis_keys.spend(team_id), *stale)
