@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install serve emulator test lint typecheck format clean
+.PHONY: install serve emulator test lint typecheck format bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required (set PYTHON=...)")'
@@ -24,8 +24,8 @@ emulator: install
 	$(BIN)/fal-gateway emulator
 
 lint: install
-	$(BIN)/ruff check gateway tests
-	$(BIN)/ruff format --check gateway tests
+	$(BIN)/ruff check gateway tests bench
+	$(BIN)/ruff format --check gateway tests bench
 
 typecheck: install
 	$(BIN)/mypy
@@ -34,8 +34,12 @@ test: lint typecheck
 	$(BIN)/pytest
 
 format: install
-	$(BIN)/ruff format gateway tests
-	$(BIN)/ruff check --fix gateway tests
+	$(BIN)/ruff format gateway tests bench
+	$(BIN)/ruff check --fix gateway tests bench
+
+## Benchmarks (see bench/RESULTS.md); not part of `make test`.
+bench: install
+	$(BIN)/python -m bench.redis_round_trips
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -60,6 +60,11 @@ def open_reservations(team_id: str) -> str:
     return f"{PREFIX}:{{{team_id}}}:open"
 
 
+def sweep_lock(team_id: str) -> str:
+    """STRING: held by the process reconciling the team. Released after, expires if it dies."""
+    return f"{PREFIX}:{{{team_id}}}:sweep-lock"
+
+
 def spend(team_id: str) -> str:
     """HASH ``d:<YYYY-MM-DD>`` / ``m:<YYYY-MM>`` → micros reserved or spent in that period.
     Old periods are pruned by the reconciler."""

@@ -1,7 +1,7 @@
 """The reconciler: settles jobs whose end nobody saw, and refunds submits that never reached fal.
 
-Every gateway process runs one. Each pass takes, team by team, a short Redis lock (so processes
-share the work instead of repeating it) and looks at reservations older than
+Every gateway process runs one. Each pass takes, team by team, a Redis lock held while it sweeps
+that team (so processes do not repeat each other's work) and looks at reservations older than
 ``reconcile_after``: a bound one is asked about at fal and settled once COMPLETED (or refunded as
 lost when fal does not know it); one never bound to a fal request after ``bind_grace`` is a
 submit that died half-way, and is refunded. It also counts open reservations for the metrics.
@@ -10,10 +10,12 @@ submit that died half-way, and is refunded. It also counts open reservations for
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
 from redis.asyncio import Redis
+from redis.exceptions import LockError, RedisError
 
 from gateway.accounts import redis_keys
 from gateway.errors import FalError
@@ -28,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 BATCH = 200
 SPEND_DAYS_KEPT = 62
+LOCK_TIMEOUT = 120.0
 
 
 class Reconciler:
@@ -69,26 +72,31 @@ class Reconciler:
 
     async def _sweep_team(self, team_id: str) -> tuple[int, int]:
         now = time.time()
-        lock = f"{redis_keys.open_reservations(team_id)}:lock"
         async with store_errors():
             count = int(await self._redis.zcard(redis_keys.open_reservations(team_id)))
             reserved = int(await self._redis.hget(redis_keys.team_record(team_id), "reserved") or 0)
-            hold_ms = max(1, int(self._settings.reconcile_interval * 1000))
-            if not await self._redis.set(lock, "1", nx=True, px=hold_ms):
+            # Held only while this process sweeps the team; the timeout covers a crash mid-sweep.
+            lock = self._redis.lock(redis_keys.sweep_lock(team_id), timeout=LOCK_TIMEOUT)
+            if not await lock.acquire(blocking=False):
                 return count, reserved
-            due = await self._redis.zrangebyscore(
-                redis_keys.open_reservations(team_id),
-                "-inf",
-                now - self._settings.reconcile_after,
-                start=0,
-                num=BATCH,
-            )
-        for reservation_id in due:
-            try:
-                await self._check(team_id, str(reservation_id), now)
-            except FalError as exc:
-                logger.warning("reservation %s not settled yet: %s", reservation_id, exc.detail)
-        await self._prune_spend(team_id, now)
+        try:
+            async with store_errors():
+                due = await self._redis.zrangebyscore(
+                    redis_keys.open_reservations(team_id),
+                    "-inf",
+                    now - self._settings.reconcile_after,
+                    start=0,
+                    num=BATCH,
+                )
+            for reservation_id in due:
+                try:
+                    await self._check(team_id, str(reservation_id), now)
+                except FalError as exc:
+                    logger.warning("reservation %s not settled yet: %s", reservation_id, exc.detail)
+            await self._prune_spend(team_id, now)
+        finally:
+            with contextlib.suppress(LockError, RedisError):
+                await lock.release()
         return count, reserved
 
     async def _check(self, team_id: str, reservation_id: str, now: float) -> None:
