@@ -171,9 +171,10 @@ def test_killed_gateway_mid_submit_is_refunded_by_another(
     survivor_settings = {"reconcile_interval": 0.2, "reconcile_after": 0.1, "bind_grace": 1.0}
     with Gateway(redis_server.url, fast_emulator.url, survivor_settings) as survivor:
         settled_when(lambda: _untouched(survivor, team))
+        [refunded] = usage(survivor, team_id=team, group_by="team_id")
+        assert (refunded["requests"], refunded["cost_micros"]) == (1, 0)
         with survivor.client(token) as client:  # the lease went with the refund
             assert client.post(f"/{KONTEXT}", json=valid_body(KONTEXT)).status_code == 200
-        assert usage(survivor, team_id=team, group_by="team_id")[0]["requests"] == 1
 
 
 def test_leases_of_lost_jobs_expire(
