@@ -239,7 +239,7 @@ def test_queue_positions_are_real_with_one_runner() -> None:
 
 def test_results_expire_after_retention() -> None:
     with (
-        Emulator({"result_retention": 0.5, "queue_delay": 0, "run_time": 0}) as short,
+        Emulator({"result_retention": 2.0, "queue_delay": 0, "run_time": 0}) as short,
         short.client() as client,
     ):
         submitted = submit(client, INPAINTING, valid_body(INPAINTING))
@@ -247,7 +247,7 @@ def test_results_expire_after_retention() -> None:
         image_url = client.get(submitted["response_url"]).json()["images"][0]["url"]
         assert client.get(image_url).status_code == 200
 
-        time.sleep(1.0)
+        time.sleep(2.5)
 
         assert client.get(submitted["status_url"]).status_code == 404
         assert client.get(submitted["response_url"]).status_code == 404

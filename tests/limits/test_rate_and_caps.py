@@ -34,7 +34,8 @@ async def _burst(
 
 def test_key_rate_limit_admits_the_burst_and_says_when_to_retry(fleet: list[Gateway]) -> None:
     team = new_team(fleet[0], FUNDS)
-    token, _ = fleet[0].new_key(team_id=team, rate_per_minute=60, rate_burst=5)
+    # One request per 5 s after the burst: the burst's 30 requests land well inside that.
+    token, _ = fleet[0].new_key(team_id=team, rate_per_minute=12, rate_burst=5)
 
     responses = asyncio.run(_burst(fleet, [token], 30))
 
@@ -43,20 +44,20 @@ def test_key_rate_limit_admits_the_burst_and_says_when_to_retry(fleet: list[Gate
     refused = [r for r in responses if r.status_code == 429]
     for response in refused:
         assert response.json()["error_type"] == "rate_limited"
-        assert 1 <= int(response.headers["retry-after"]) <= 2
-        assert response.headers["ratelimit-limit"] == "60"
+        assert 1 <= int(response.headers["retry-after"]) <= 5
+        assert response.headers["ratelimit-limit"] == "12"
         assert response.headers["ratelimit-remaining"] == "0"
     admitted = [r for r in responses if r.status_code == 200]
-    assert all(r.headers["ratelimit-limit"] == "60" for r in admitted)
+    assert all(r.headers["ratelimit-limit"] == "12" for r in admitted)
     assert sorted(int(r.headers["ratelimit-remaining"]) for r in admitted) == [0, 1, 2, 3, 4]
 
-    time.sleep(int(refused[0].headers["retry-after"]))  # honest: one more is allowed by then
+    time.sleep(max(int(r.headers["retry-after"]) for r in refused))  # honest: one more by then
     with fleet[1].client(token) as client:
         assert client.post(f"/{KONTEXT}", json=valid_body(KONTEXT)).status_code == 200
 
 
 def test_team_rate_limit_spans_its_keys(fleet: list[Gateway]) -> None:
-    team = new_team(fleet[0], FUNDS, rate_per_minute=30, rate_burst=4)
+    team = new_team(fleet[0], FUNDS, rate_per_minute=6, rate_burst=4)
     tokens = [fleet[0].new_key(team_id=team)[0] for _ in range(3)]
 
     responses = asyncio.run(_burst(fleet, tokens, 24))

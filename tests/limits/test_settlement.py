@@ -181,12 +181,12 @@ def test_leases_of_lost_jobs_expire(
     redis_server: RedisServer, fast_emulator: Emulator, knobs: Any
 ) -> None:
     knobs(queue_delay=30)  # jobs stay in flight
-    with Gateway(redis_server.url, fast_emulator.url, {"lease_ttl": 1.0}) as gateway:
+    with Gateway(redis_server.url, fast_emulator.url, {"lease_ttl": 2.0}) as gateway:
         team = new_team(gateway, FUNDS)
         with client_for(gateway, team, max_concurrent=1) as client:
             assert client.post(f"/{KONTEXT}", json=valid_body(KONTEXT)).status_code == 200
             busy = client.post(f"/{KONTEXT}", json=valid_body(KONTEXT))
             assert busy.status_code == 429
             assert busy.json()["error_type"] == "concurrency_limit"
-            time.sleep(1.1)
+            time.sleep(2.1)
             assert client.post(f"/{KONTEXT}", json=valid_body(KONTEXT)).status_code == 200
