@@ -6,14 +6,15 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from gateway.accounts.keys import KeyStore
 from gateway.accounts.requests import RequestRegistry
 from gateway.accounts.teams import TeamStore
-from gateway.errors import install_error_handlers
-from gateway.http import admin, admin_teams, files, me, ops, queue
+from gateway.errors import StoreUnavailable, install_error_handlers
+from gateway.http import admin, admin_deliveries, admin_teams, files, me, ops, queue, webhooks
 from gateway.http.body_limit import BodySizeLimit
 from gateway.limits.admission import Admitter
 from gateway.limits.completion import Completion
@@ -24,10 +25,20 @@ from gateway.limits.settlement import Meter
 from gateway.links import Links
 from gateway.metrics import Metrics, MetricsMiddleware
 from gateway.openapi import openapi_document
+from gateway.relay.fal_signature import FalKeys
+from gateway.relay.outbox import Outbox
+from gateway.relay.targets import TargetPolicy
+from gateway.relay.worker import DeliveryWorker
 from gateway.services import Services
 from gateway.settings import Settings
 from gateway.store import connect_redis
 from gateway.upstream import FalUpstream
+
+
+async def _start_relay(outbox: Outbox) -> None:
+    """Create the delivery consumer group; with Redis down, the worker retries by itself."""
+    with contextlib.suppress(StoreUnavailable):
+        await outbox.ensure_group()
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -47,10 +58,14 @@ def create_app(settings: Settings) -> Starlette:
         scripts = Scripts(redis, metrics)
         meter = Meter(scripts, metrics)
         completion = Completion(meter, upstream)
+        keys = KeyStore(redis)
+        targets = TargetPolicy(settings.webhook_allow_http, settings.webhook_allowed_networks)
+        jwks_client = httpx.AsyncClient(headers={"User-Agent": "fal-gateway/0.1"})
+        outbox = Outbox(redis, scripts)
         app.state.services = Services(
             settings=settings,
             redis=redis,
-            keys=KeyStore(redis),
+            keys=keys,
             teams=TeamStore(redis),
             requests=RequestRegistry(redis, settings.request_retention),
             upstream=upstream,
@@ -61,16 +76,23 @@ def create_app(settings: Settings) -> Starlette:
             admitter=Admitter(scripts, settings, metrics),
             meter=meter,
             completion=completion,
+            outbox=outbox,
+            targets=targets,
+            fal_keys=FalKeys(jwks_client, settings.fal_jwks_url),
             openapi=openapi_document(settings.public_url),
         )
         reconciler = Reconciler(redis, completion, meter, upstream, settings, metrics)
-        reconciling = asyncio.create_task(reconciler.run())
+        worker = DeliveryWorker(redis, keys, targets, settings, metrics)
+        await _start_relay(outbox)
+        background = [asyncio.create_task(reconciler.run()), asyncio.create_task(worker.run())]
         try:
             yield
         finally:
-            reconciling.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reconciling
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await worker.aclose()
+            await jwks_client.aclose()
             await completion.close()
             await upstream.aclose()
             await redis.aclose()
@@ -80,7 +102,9 @@ def create_app(settings: Settings) -> Starlette:
             *ops.ROUTES,
             *admin.ROUTES,
             *admin_teams.ROUTES,
+            *admin_deliveries.ROUTES,
             *me.ROUTES,
+            *webhooks.ROUTES,
             *files.ROUTES,
             *queue.ROUTES,
         ],

@@ -170,7 +170,7 @@ async def _usable_or_new_key(settings: Settings, token: str | None) -> str:
                 return token
             except Unauthorized:
                 pass
-        _, token = await keys.create(DEMO_KEY_NAME)
+        _, token, _ = await keys.create(DEMO_KEY_NAME)
         return token
     finally:
         await redis.aclose()

@@ -100,6 +100,36 @@ class Metrics:
             multiprocess_mode="mostrecent",
         )
 
+        self.deliveries = Counter(
+            "gateway_webhook_deliveries_total",
+            "Webhook delivery attempts to callers, by outcome (delivered, retry, dead).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.delivery_attempts = Counter(
+            "gateway_webhook_delivery_attempts_total",
+            "Webhook delivery attempts to callers.",
+            registry=self.registry,
+        )
+        self.delivery_queue = Gauge(
+            "gateway_webhook_queue_depth",
+            "Deliveries queued and not finished with (delivered or dead-lettered).",
+            registry=self.registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.oldest_delivery_age = Gauge(
+            "gateway_webhook_oldest_pending_seconds",
+            "Age of the oldest delivery not finished with.",
+            registry=self.registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.fal_webhooks = Counter(
+            "gateway_fal_webhooks_total",
+            "Webhooks received from fal, by outcome (accepted, duplicate, rejected, unknown).",
+            ["outcome"],
+            registry=self.registry,
+        )
+
     def exposition(self) -> tuple[bytes, str]:
         """The text to answer ``/metrics`` with, and its content type."""
         if os.environ.get(MULTIPROC_ENV):

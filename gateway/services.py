@@ -18,6 +18,9 @@ from gateway.limits.scripts import Scripts
 from gateway.limits.settlement import Meter
 from gateway.links import Links
 from gateway.metrics import Metrics
+from gateway.relay.fal_signature import FalKeys
+from gateway.relay.outbox import Outbox
+from gateway.relay.targets import TargetPolicy
 from gateway.settings import Settings
 from gateway.upstream import FalUpstream
 
@@ -37,6 +40,9 @@ class Services:
     admitter: Admitter
     meter: Meter
     completion: Completion
+    outbox: Outbox
+    targets: TargetPolicy
+    fal_keys: FalKeys
     openapi: dict[str, Any] = field(default_factory=dict)
     """The OpenAPI document, built once."""
 

@@ -131,12 +131,48 @@ class Settings(BaseSettings):
     """Age after which an unsettled job is checked at fal by the reconciler."""
     bind_grace: Annotated[float, Field(gt=0)] = 600.0
     """A reservation still without a fal request id after this long is refunded (lost submit)."""
+    fal_jwks_url: str = "https://rest.fal.ai/.well-known/jwks.json"
+    """Where fal publishes the keys its webhooks are signed with."""
+    webhook_tolerance: Annotated[float, Field(gt=0)] = 300.0
+    """fal webhooks whose timestamp is further than this from now are refused (replay guard)."""
+    webhook_allow_http: bool = False
+    """Accept ``http://`` caller webhook URLs (local development only)."""
+    webhook_allowed_networks: Annotated[tuple[str, ...], NoDecode] = ()
+    """Addresses or CIDR networks callers' webhooks may target although private or loopback."""
+    webhook_retry_schedule: Annotated[tuple[float, ...], NoDecode] = (
+        10,
+        30,
+        60,
+        120,
+        300,
+        600,
+        1800,
+        3600,
+        7200,
+        14400,
+        28800,
+        43200,
+    )
+    """Seconds before each retry of a failed delivery (±20 % jitter); then dead-lettered.
+    The default spans about 29 hours."""
+    webhook_timeout: Annotated[float, Field(gt=0)] = 10.0
+    """How long a caller's endpoint may take to answer one delivery."""
+    webhook_claim_idle: Annotated[float, Field(gt=0)] = 30.0
+    """A delivery left unacknowledged this long (its process died) is taken over by another."""
+    webhook_secret_grace: Annotated[float, Field(ge=0)] = 24 * 3600.0
+    """After a webhook secret is rotated, the old one keeps signing for this long."""
     max_body_bytes: Annotated[int, Field(gt=0)] = 48 * 1024 * 1024
     """Largest request body accepted (413 beyond)."""
     max_data_uri_bytes: Annotated[int, Field(gt=0)] = 16 * 1024 * 1024
     """Largest file inlined as a data URI, decoded (422 ``file_too_large`` beyond)."""
 
-    @field_validator("fal_key", "media_hosts", mode="before")
+    @field_validator(
+        "fal_key",
+        "media_hosts",
+        "webhook_allowed_networks",
+        "webhook_retry_schedule",
+        mode="before",
+    )
     @classmethod
     def _split(cls, value: Any) -> Any:
         return _split_commas(value)

@@ -193,6 +193,13 @@ class Gateway(ServerProcess):
             "GATEWAY_UPSTREAM_QUEUE_URL": upstream_url,
             "GATEWAY_UPSTREAM_RUN_URL": f"{upstream_url}/sync",
             "GATEWAY_UPSTREAM_REST_URL": upstream_url,
+            "GATEWAY_FAL_JWKS_URL": f"{upstream_url}/.well-known/jwks.json",
+            # Test receivers listen on loopback over plain http; retries are quick.
+            "GATEWAY_WEBHOOK_ALLOW_HTTP": "true",
+            "GATEWAY_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
+            "GATEWAY_WEBHOOK_RETRY_SCHEDULE": "0.3,0.6,1.2,2.4",
+            "GATEWAY_WEBHOOK_CLAIM_IDLE": "1.5",
+            "GATEWAY_WEBHOOK_TIMEOUT": "1",
             **{f"GATEWAY_{k.upper()}": str(v) for k, v in (settings or {}).items()},
         }
         super().__init__(["serve", "--port", str(self.port)], env, f"{self.url}/healthz")

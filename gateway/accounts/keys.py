@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from gateway.accounts import redis_keys, tokens
 from gateway.accounts.tokens import Token
 from gateway.errors import Unauthorized
+from gateway.relay.signing import new_secret as new_webhook_secret
 from gateway.store import RedisFields, fields_of, store_errors
 from gateway.submission.policy import Policy
 
@@ -143,9 +144,11 @@ class KeyStore:
         expires_at: float | None = None,
         policy: Policy | None = None,
         limits: dict[str, Any] | None = None,
-    ) -> tuple[ApiKey, str]:
-        """Create a key; returns it and its secret token, which is never stored or shown again."""
+    ) -> tuple[ApiKey, str, str]:
+        """Create a key; returns it, its secret token (never stored, never shown again) and its
+        webhook signing secret (stored, to sign, but never shown again either)."""
         token = tokens.mint(team_id)
+        webhook_secret = new_webhook_secret()
         now = time.time()
         fields = {
             "name": name,
@@ -157,6 +160,7 @@ class KeyStore:
             "revoked_at": "",
             "policy": policy_field(policy or Policy()),
             "policy_version": "0",
+            "webhook_secret": webhook_secret,
             "spent": "0",
             "reserved": "0",
             **key_limit_fields(dict.fromkeys(KEY_LIMIT_FIELDS) | (limits or {})),
@@ -165,7 +169,7 @@ class KeyStore:
             record: RedisFields = fields
             await self._redis.hset(redis_keys.key_record(team_id, token.key_id), mapping=record)
             await self._redis.hset(redis_keys.KEY_INDEX, token.key_id, team_id)
-        return ApiKey.from_record(token.key_id, fields), str(token)
+        return ApiKey.from_record(token.key_id, fields), str(token), webhook_secret
 
     async def get(self, key_id: str) -> ApiKey | None:
         async with store_errors():
@@ -177,7 +181,7 @@ class KeyStore:
             )
         return ApiKey.from_record(key_id, fields) if fields else None
 
-    async def list(self) -> list[ApiKey]:
+    async def all(self) -> list[ApiKey]:
         async with store_errors():
             index = fields_of(await self._redis.hgetall(redis_keys.KEY_INDEX))
             pipe = self._redis.pipeline(transaction=False)
@@ -220,6 +224,37 @@ class KeyStore:
             async with store_errors():
                 await self._redis.hset(redis_keys.key_record(key.team_id, key_id), mapping=fields)
         return await self.get(key_id)
+
+    async def rotate_webhook_secret(self, key_id: str, grace: float) -> tuple[str, float] | None:
+        """A new webhook secret; the old one keeps signing for ``grace`` seconds. None when the
+        key does not exist. Returns the new secret and when the old one stops."""
+        key = await self.get(key_id)
+        if key is None:
+            return None
+        record = redis_keys.key_record(key.team_id, key_id)
+        secret, until = new_webhook_secret(), time.time() + grace
+        async with store_errors():
+            old = await self._redis.hget(record, "webhook_secret")
+            fields: RedisFields = {
+                "webhook_secret": secret,
+                "webhook_secret_previous": old or "",
+                "webhook_previous_until": repr(until),
+            }
+            await self._redis.hset(record, mapping=fields)
+        return secret, until
+
+    async def webhook_secrets(self, team_id: str, key_id: str, now: float) -> list[str]:
+        """The secrets that sign the key's webhooks now: the current one, and the previous one
+        during its grace period."""
+        async with store_errors():
+            current, previous, until = await self._redis.hmget(
+                redis_keys.key_record(team_id, key_id),
+                ["webhook_secret", "webhook_secret_previous", "webhook_previous_until"],
+            )
+        found = [str(current)] if current else []
+        if previous and until and now < float(until):
+            found.append(str(previous))
+        return found
 
     async def authenticate(self, authorization: str | None) -> ApiKey:
         """The usable key behind an ``Authorization`` header (one round trip), or 401."""

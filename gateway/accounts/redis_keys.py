@@ -85,3 +85,30 @@ def usage_day_prefix(team_id: str) -> str:
     """Prefix of ``<prefix><YYYY-MM-DD>``: HASH ``<key>|<endpoint>|<metric>`` → total, the team's
     usage that day. Written by ``settle.lua`` (same hash tag). Lives forever."""
     return f"{PREFIX}:{{{team_id}}}:usage:day:"
+
+
+DELIVERY_STREAM = f"{PREFIX}:deliveries"
+"""STREAM of deliveries to make (fields ``team_id``, ``delivery_id``), read by the consumer group
+``DELIVERY_GROUP``; entries are acknowledged when delivered or dead-lettered. Lives forever
+(acknowledged entries are trimmed by the workers)."""
+
+DELIVERY_GROUP = "relay"
+
+DELIVERY_INDEX = f"{PREFIX}:delivery-teams"
+"""HASH delivery id → team id, for admin lookups. Lives forever."""
+
+
+def delivery(team_id: str, delivery_id: str) -> str:
+    """HASH of one webhook delivery to a caller (target, body, status, attempts, last error).
+    Its existence also marks fal's webhook for that request as received. Lives forever."""
+    return f"{PREFIX}:{{{team_id}}}:delivery:{delivery_id}"
+
+
+def key_deliveries(team_id: str, key_id: str) -> str:
+    """ZSET delivery id → creation time (s), one key's deliveries. Lives forever."""
+    return f"{PREFIX}:{{{team_id}}}:deliveries:{key_id}"
+
+
+def delivery_lock(team_id: str, delivery_id: str) -> str:
+    """STRING: held by the process attempting the delivery; expires after the attempt timeout."""
+    return f"{PREFIX}:{{{team_id}}}:delivery-lock:{delivery_id}"

@@ -11,7 +11,7 @@ from gateway.accounts import redis_keys
 from gateway.accounts.keys import ApiKey, check_key, parse_authorization
 from gateway.catalog import Endpoint
 from gateway.errors import NotFound
-from gateway.store import RedisFields, store_errors
+from gateway.store import RedisFields, fields_of, store_errors
 
 _MAX_REQUEST_ID = 128
 
@@ -26,6 +26,7 @@ class OwnedRequest:
     created_at: float
     reservation_id: str
     settled: bool
+    webhook_url: str | None
 
 
 class RequestRegistry:
@@ -36,7 +37,13 @@ class RequestRegistry:
         self._retention = int(retention)
 
     async def record(
-        self, team_id: str, key_id: str, request_id: str, endpoint: Endpoint, reservation_id: str
+        self,
+        team_id: str,
+        key_id: str,
+        request_id: str,
+        endpoint: Endpoint,
+        reservation_id: str,
+        webhook_url: str | None = None,
     ) -> None:
         """Remember who owns ``request_id``, and bind its reservation to it (one round trip)."""
         name = redis_keys.request_record(team_id, request_id)
@@ -47,6 +54,7 @@ class RequestRegistry:
             "created_at": repr(time.time()),
             "reservation": reservation_id,
             "settled": "0",
+            "webhook_url": webhook_url or "",
         }
         async with store_errors():
             pipe = self._redis.pipeline(transaction=True)
@@ -73,14 +81,28 @@ class RequestRegistry:
             or request_fields.get("app_id") != app_id
         ):
             raise NotFound("Request not found")
-        owned = OwnedRequest(
-            id=request_id,
-            key_id=key.id,
-            team_id=key.team_id,
-            app_id=app_id,
-            endpoint_id=request_fields["endpoint_id"],
-            created_at=float(request_fields["created_at"]),
-            reservation_id=request_fields.get("reservation", ""),
-            settled=request_fields.get("settled") == "1",
-        )
-        return key, owned
+        return key, _owned(request_id, key.team_id, request_fields)
+
+    async def lookup(self, team_id: str, request_id: str) -> OwnedRequest | None:
+        """A request of ``team_id`` by id, whoever owns it (for fal's webhooks)."""
+        if len(request_id) > _MAX_REQUEST_ID:
+            return None
+        async with store_errors():
+            fields = fields_of(
+                await self._redis.hgetall(redis_keys.request_record(team_id, request_id))
+            )
+        return _owned(request_id, team_id, fields) if fields else None
+
+
+def _owned(request_id: str, team_id: str, fields: dict[str, str]) -> OwnedRequest:
+    return OwnedRequest(
+        id=request_id,
+        key_id=fields["key_id"],
+        team_id=team_id,
+        app_id=fields["app_id"],
+        endpoint_id=fields["endpoint_id"],
+        created_at=float(fields["created_at"]),
+        reservation_id=fields.get("reservation", ""),
+        settled=fields.get("settled") == "1",
+        webhook_url=fields.get("webhook_url") or None,
+    )

@@ -1,9 +1,5 @@
-"""fal's webhook signature: Ed25519 over request id, user id, timestamp and the body's SHA-256.
-
-The signed message is ``f"{request_id}\\n{user_id}\\n{timestamp}\\n{sha256_hex(body)}"``; the
-signature travels hex-encoded in ``X-Fal-Webhook-Signature`` and the public key is published as an
-OKP JWK in a JWKS document (``fal-protocol.md`` §6).
-"""
+"""The emulator's webhook signer: one Ed25519 key, published as a JWKS (format in
+``gateway.fal_webhooks``)."""
 
 from __future__ import annotations
 
@@ -15,16 +11,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import OKPAlgorithm
 
-REQUEST_ID_HEADER = "X-Fal-Webhook-Request-Id"
-USER_ID_HEADER = "X-Fal-Webhook-User-Id"
-TIMESTAMP_HEADER = "X-Fal-Webhook-Timestamp"
-SIGNATURE_HEADER = "X-Fal-Webhook-Signature"
-
-
-def signed_message(request_id: str, user_id: str, timestamp: str, body: bytes) -> bytes:
-    """The exact bytes fal signs for one webhook delivery."""
-    digest = hashlib.sha256(body).hexdigest()
-    return f"{request_id}\n{user_id}\n{timestamp}\n{digest}".encode()
+from gateway.fal_webhooks import (
+    REQUEST_ID_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    USER_ID_HEADER,
+    signed_message,
+)
 
 
 class WebhookSigner:

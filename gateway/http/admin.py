@@ -95,14 +95,16 @@ async def create_key(request: Request) -> Response:
         await gateway.teams.require(spec.team_id)
     expires = spec.expires_at.timestamp() if spec.expires_at else None
     limits = spec.model_dump(include=set(KeyLimits.model_fields))
-    key, secret = await gateway.keys.create(spec.name, spec.team_id, expires, spec.policy, limits)
-    created: dict[str, Any] = {**key.public(), "secret": secret}
+    key, secret, webhook_secret = await gateway.keys.create(
+        spec.name, spec.team_id, expires, spec.policy, limits
+    )
+    created: dict[str, Any] = {**key.public(), "secret": secret, "webhook_secret": webhook_secret}
     return JSONResponse(created, status_code=201)
 
 
 async def list_keys(request: Request) -> Response:
     gateway = admin(request)
-    return JSONResponse({"keys": [key.public() for key in await gateway.keys.list()]})
+    return JSONResponse({"keys": [key.public() for key in await gateway.keys.all()]})
 
 
 async def show_key(request: Request) -> Response:

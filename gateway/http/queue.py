@@ -11,6 +11,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 from httpx_sse import EventSource
@@ -22,11 +23,18 @@ from gateway.accounts.keys import parse_authorization
 from gateway.accounts.requests import OwnedRequest
 from gateway.accounts.tokens import Token
 from gateway.catalog import Endpoint, find_endpoint
-from gateway.errors import BadRequest, FalError, NotFound, StoreUnavailable, UpstreamError
+from gateway.errors import (
+    FalError,
+    NotFound,
+    RequestValidationFailed,
+    StoreUnavailable,
+    UpstreamError,
+)
 from gateway.fal_routes import queue_routes
 from gateway.limits.admission import Admission, StalePolicy
 from gateway.limits.completion import Job
-from gateway.limits.settlement import REFUSED
+from gateway.limits.settlement import FAILED, REFUSED
+from gateway.relay.targets import TargetRefused
 from gateway.services import Services, services
 from gateway.submission.prepare import Submission, prepare
 from gateway.upstream.client import forwarded_headers
@@ -102,6 +110,16 @@ def _submission_headers(submission: Submission, admission: Admission) -> dict[st
     return headers
 
 
+async def _check_webhook(gateway: Services, url: str) -> None:
+    """A caller's ``fal_webhook`` must be a public https URL (refused before any charge)."""
+    try:
+        await gateway.targets.resolve(url)
+    except TargetRefused as exc:
+        raise RequestValidationFailed(
+            [{"loc": ["query", "fal_webhook"], "msg": str(exc), "type": "webhook_target"}]
+        ) from exc
+
+
 async def _admit(
     gateway: Services, token: Token, endpoint: Endpoint, raw: bytes
 ) -> tuple[Submission, Admission]:
@@ -123,10 +141,9 @@ async def submit(request: Request) -> Response:
     gateway = services(request)
     token = parse_authorization(request.headers.get("authorization"))
     endpoint = _endpoint(request.path_params["endpoint"])
-    if "fal_webhook" in request.query_params:
-        raise BadRequest(
-            "fal_webhook is not available through this gateway yet", error_type="unsupported"
-        )
+    webhook_url = request.query_params.get("fal_webhook") or None
+    if webhook_url is not None:
+        await _check_webhook(gateway, webhook_url)
     submission, admission = await _admit(gateway, token, endpoint, await request.body())
 
     async def refund() -> None:
@@ -139,8 +156,9 @@ async def submit(request: Request) -> Response:
         )
 
     try:
+        relay_url = f"{gateway.links.public_url}/webhooks/fal?{urlencode({'team': token.team_id})}"
         response = await gateway.upstream.submit(
-            endpoint.id, submission.body, forwarded_headers(request.headers), None
+            endpoint.id, submission.body, forwarded_headers(request.headers), relay_url
         )
         gateway.upstream.check("submit", response)
         body = _json_body(response)
@@ -151,7 +169,12 @@ async def submit(request: Request) -> Response:
         await refund()
         return _relay(response, gateway.links.rewrite(body))
     await gateway.requests.record(
-        token.team_id, token.key_id, body["request_id"], endpoint, admission.reservation_id
+        token.team_id,
+        token.key_id,
+        body["request_id"],
+        endpoint,
+        admission.reservation_id,
+        webhook_url,
     )
     relayed = _relay(response, gateway.links.rewrite_queue_body(body, endpoint.app_id))
     relayed.headers.update(_submission_headers(submission, admission))
@@ -210,14 +233,7 @@ async def result(request: Request) -> Response:
     response = await gateway.upstream.result(owned.app_id, owned.id)
     gateway.upstream.check("result", response)
     if response.status_code == 200 and not owned.settled:
-        await gateway.meter.settle_from_result(
-            owned.team_id,
-            owned.key_id,
-            owned.reservation_id,
-            owned.id,
-            owned.endpoint_id,
-            response,
-        )
+        await gateway.meter.settle_from_result(_job(owned), response)
     return _relay(response, gateway.links.rewrite(_json_body(response)))
 
 
@@ -227,7 +243,7 @@ async def cancel(request: Request) -> Response:
     gateway.upstream.check("cancel", response)
     body = _json_body(response)
     if response.status_code == 200 and isinstance(body, dict) and body.get("status") == "OK":
-        await gateway.completion.refund_cancelled(_job(owned))  # left the queue before any work
+        await gateway.meter.settle_job(_job(owned), FAILED)  # left the queue before any work
     return _relay(response, gateway.links.rewrite(body))
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from gateway.catalog import find_endpoint
 from gateway.errors import FalError
-from gateway.limits.settlement import FAILED, LOST, Meter
+from gateway.limits.settlement import LOST, Meter
 from gateway.upstream import FalUpstream
 
 logger = logging.getLogger(__name__)
@@ -66,29 +66,8 @@ class Completion:
         error outcome, refunded as lost when fal no longer knows the request."""
         response = await self._upstream.result(job.app_id, job.request_id)
         if response.status_code == 404:
-            return await self._refund(job, LOST)
+            return await self._meter.settle_job(job, LOST)
         if response.status_code == 200 or "x-fal-request-id" in response.headers:
-            return await self._meter.settle_from_result(
-                job.team_id,
-                job.key_id,
-                job.reservation_id,
-                job.request_id,
-                job.endpoint_id,
-                response,
-            )
+            return await self._meter.settle_from_result(job, response)
         self._upstream.check("result", response)
         return None
-
-    async def _refund(self, job: Job, outcome: str) -> int | None:
-        return await self._meter.settle(
-            job.team_id,
-            job.key_id,
-            job.reservation_id,
-            outcome=outcome,
-            endpoint_id=job.endpoint_id,
-            request_id=job.request_id,
-        )
-
-    async def refund_cancelled(self, job: Job) -> int | None:
-        """A job fal removed from its queue before any work: refunded in full."""
-        return await self._refund(job, FAILED)

@@ -17,9 +17,17 @@ from redis.commands.core import AsyncScript
 from gateway.metrics import Metrics
 from gateway.store import store_errors
 
+SCRIPTS = {
+    "admit": "gateway.limits",
+    "settle": "gateway.limits",
+    "credit": "gateway.limits",
+    "enqueue": "gateway.relay",
+}
+"""Each script and the package whose data holds its ``<name>.lua``."""
+
 
 def _source(name: str) -> str:
-    return resources.files("gateway.limits").joinpath(name).read_text()
+    return resources.files(SCRIPTS[name]).joinpath(f"{name}.lua").read_text()
 
 
 class Scripts:
@@ -28,8 +36,7 @@ class Scripts:
     def __init__(self, redis: Redis, metrics: Metrics) -> None:
         self._metrics = metrics
         self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script(_source(f"{name}.lua"))
-            for name in ("admit", "settle", "credit")
+            name: redis.register_script(_source(name)) for name in SCRIPTS
         }
 
     async def run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> list[Any]:

@@ -8,7 +8,7 @@ submits fal refuses, cancelled jobs and jobs fal no longer knows are refunded in
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from pydantic import ValidationError
@@ -47,6 +47,21 @@ def actual_list_cost(endpoint_id: str, output: Any) -> tuple[int, int, int]:
         cost += image_cost_micros(size, endpoint.price_per_megapixel_micros)
         pixels += size.width * size.height
     return cost, len(parsed.images), pixels
+
+
+class JobRef(Protocol):
+    """What settlement needs to know of a forwarded request."""
+
+    @property
+    def team_id(self) -> str: ...
+    @property
+    def key_id(self) -> str: ...
+    @property
+    def reservation_id(self) -> str: ...
+    @property
+    def request_id(self) -> str: ...
+    @property
+    def endpoint_id(self) -> str: ...
 
 
 class Meter:
@@ -105,38 +120,38 @@ class Meter:
         self._metrics.settled_cost.labels(endpoint_id).inc(charged)
         return charged
 
-    async def settle_from_result(
-        self,
-        team_id: str,
-        key_id: str,
-        reservation_id: str,
-        request_id: str,
-        endpoint_id: str,
-        response: httpx.Response,
-    ) -> int | None:
-        """Settle from fal's answer to a result fetch: charged on 200, refunded otherwise."""
-        if response.status_code != 200:
-            return await self.settle(
-                team_id,
-                key_id,
-                reservation_id,
-                outcome=FAILED,
-                endpoint_id=endpoint_id,
-                request_id=request_id,
-            )
-        try:
-            output = response.json()
-        except ValueError:
-            output = None
-        cost, images, pixels = actual_list_cost(endpoint_id, output)
+    async def settle_output(self, job: JobRef, output: Any) -> int | None:
+        """Charge a job for the output fal produced."""
+        cost, images, pixels = actual_list_cost(job.endpoint_id, output)
         return await self.settle(
-            team_id,
-            key_id,
-            reservation_id,
+            job.team_id,
+            job.key_id,
+            job.reservation_id,
             outcome=CHARGED,
-            endpoint_id=endpoint_id,
-            request_id=request_id,
+            endpoint_id=job.endpoint_id,
+            request_id=job.request_id,
             list_cost=cost,
             images=images,
             pixels=pixels,
         )
+
+    async def settle_job(self, job: JobRef, outcome: str) -> int | None:
+        """Refund a job in full (it failed, was cancelled, or is lost)."""
+        return await self.settle(
+            job.team_id,
+            job.key_id,
+            job.reservation_id,
+            outcome=outcome,
+            endpoint_id=job.endpoint_id,
+            request_id=job.request_id,
+        )
+
+    async def settle_from_result(self, job: JobRef, response: httpx.Response) -> int | None:
+        """Settle from fal's answer to a result fetch: charged on 200, refunded otherwise."""
+        if response.status_code != 200:
+            return await self.settle_job(job, FAILED)
+        try:
+            output = response.json()
+        except ValueError:
+            output = None
+        return await self.settle_output(job, output)

@@ -28,10 +28,13 @@ def test_create_show_list_revoke(gateway: Gateway) -> None:
 
         shown = admin.get(f"/admin/v1/keys/{key['id']}").json()
         listed = admin.get("/admin/v1/keys").json()["keys"]
+        assert key["webhook_secret"].startswith("whsec_")
         assert "secret" not in shown
-        assert shown == {k: v for k, v in key.items() if k != "secret"}
+        assert "webhook_secret" not in shown
+        assert shown == {k: v for k, v in key.items() if k not in ("secret", "webhook_secret")}
         assert shown in listed
         assert all("secret" not in k and "secret_hash" not in k for k in listed)
+        assert key["webhook_secret"] not in admin.get("/admin/v1/keys").text
 
         revoked = admin.post(f"/admin/v1/keys/{key['id']}/revoke").json()
         assert revoked["status"] == "revoked"

@@ -1,0 +1,73 @@
+"""``POST /webhooks/fal``: fal's completion webhooks, verified, settled, stored, then 200.
+
+The gateway registers ``{public url}/webhooks/fal?team=<team>`` with fal instead of the caller's
+URL. A webhook is answered 200 only once its delivery is stored, so fal's own retries cover a
+crash before that; a duplicate (fal retrying, or a replay within the signature window) is
+answered 200 and delivered no second time.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gateway.accounts.tokens import TEAM_ID_PATTERN
+from gateway.errors import BadRequest, Unauthorized
+from gateway.limits.completion import Job
+from gateway.limits.settlement import FAILED
+from gateway.relay.fal_signature import WebhookRejected, verify
+from gateway.services import services
+
+# fal's payload fields relayed to the caller (fal-protocol.md §6).
+RELAYED_FIELDS = ("request_id", "gateway_request_id", "status", "payload", "error", "payload_error")
+
+
+def caller_payload(event: dict[str, Any]) -> dict[str, Any]:
+    return {name: event[name] for name in RELAYED_FIELDS if name in event}
+
+
+async def fal_webhook(request: Request) -> Response:
+    gateway = services(request)
+    body = await request.body()
+    team_id = request.query_params.get("team", "")
+    try:
+        request_id = await verify(
+            gateway.fal_keys, request.headers, body, gateway.settings.webhook_tolerance
+        )
+    except WebhookRejected as exc:
+        gateway.metrics.fal_webhooks.labels("rejected").inc()
+        raise Unauthorized(str(exc), error_type="invalid_webhook") from exc
+    try:
+        event = json.loads(body)
+    except ValueError as exc:
+        raise BadRequest("webhook body is not JSON") from exc
+    if not isinstance(event, dict) or event.get("request_id") != request_id:
+        raise BadRequest("webhook body does not match its signed request id")
+    owned = None
+    if re.fullmatch(TEAM_ID_PATTERN, team_id):
+        owned = await gateway.requests.lookup(team_id, request_id)
+    if owned is None:
+        gateway.metrics.fal_webhooks.labels("unknown").inc()
+        return JSONResponse({"status": "ignored"})
+    if not owned.settled:
+        job = Job(owned.team_id, owned.key_id, owned.reservation_id, owned.id, owned.endpoint_id)
+        if event.get("status") == "OK":
+            await gateway.meter.settle_output(job, event.get("payload"))
+        else:
+            await gateway.meter.settle_job(job, FAILED)
+    fresh = True
+    if owned.webhook_url:
+        relayed = json.dumps(gateway.links.rewrite(caller_payload(event)), separators=(",", ":"))
+        fresh = await gateway.outbox.enqueue(
+            owned.team_id, owned.key_id, request_id, owned.webhook_url, relayed
+        )
+    gateway.metrics.fal_webhooks.labels("accepted" if fresh else "duplicate").inc()
+    return JSONResponse({"status": "accepted" if fresh else "duplicate"})
+
+
+ROUTES = [Route("/webhooks/fal", fal_webhook, methods=["POST"])]

@@ -1,0 +1,120 @@
+"""Deliveries to callers' webhooks: stored durably, queued on a Redis stream, listed, replayed."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from gateway.accounts import redis_keys
+from gateway.accounts.keys import rfc3339
+from gateway.limits.scripts import Scripts
+from gateway.store import fields_of, store_errors
+
+PENDING = "pending"
+DELIVERED = "delivered"
+DEAD = "dead"
+
+
+def public(delivery_id: str, fields: dict[str, str]) -> dict[str, Any]:
+    """A delivery as the admin API shows it (its body is not repeated)."""
+    return {
+        "id": delivery_id,
+        "request_id": fields.get("request_id"),
+        "key_id": fields.get("key_id"),
+        "team_id": fields.get("team_id"),
+        "url": fields.get("url"),
+        "status": fields.get("status"),
+        "attempts": int(fields.get("attempts") or 0),
+        "last_error": fields.get("last_error") or None,
+        "last_status": int(fields["last_status"]) if fields.get("last_status") else None,
+        "created_at": rfc3339(float(fields.get("created") or 0)),
+        "next_attempt_at": rfc3339(float(fields["next_at"]))
+        if fields.get("status") == PENDING and fields.get("next_at")
+        else None,
+        "delivered_at": rfc3339(float(fields["delivered_at"]))
+        if fields.get("delivered_at")
+        else None,
+    }
+
+
+class Outbox:
+    def __init__(self, redis: Redis, scripts: Scripts) -> None:
+        self._redis = redis
+        self._scripts = scripts
+
+    async def ensure_group(self) -> None:
+        async with store_errors():
+            try:
+                await self._redis.xgroup_create(
+                    redis_keys.DELIVERY_STREAM, redis_keys.DELIVERY_GROUP, id="0", mkstream=True
+                )
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def enqueue(
+        self, team_id: str, key_id: str, request_id: str, url: str, body: str
+    ) -> bool:
+        """Store and queue the delivery of ``request_id``'s webhook, once; False for a duplicate.
+        A duplicate of one never attempted is queued again, in case the first was stored but
+        not queued (a crash in between): workers skip deliveries already made."""
+        result = await self._scripts.run(
+            "enqueue",
+            keys=[
+                redis_keys.delivery(team_id, request_id),
+                redis_keys.key_deliveries(team_id, key_id),
+            ],
+            args=[request_id, team_id, key_id, request_id, url, body],
+        )
+        fresh = bool(result[0] == "new")
+        if fresh or (result[1] == PENDING and int(result[2] or 0) == 0):
+            await self._queue(team_id, request_id)
+        return fresh
+
+    async def _queue(self, team_id: str, delivery_id: str) -> None:
+        async with store_errors():
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hset(redis_keys.DELIVERY_INDEX, delivery_id, team_id)
+            pipe.xadd(redis_keys.DELIVERY_STREAM, {"team_id": team_id, "delivery_id": delivery_id})
+            await pipe.execute()
+
+    async def team_of(self, delivery_id: str) -> str | None:
+        async with store_errors():
+            team_id = await self._redis.hget(redis_keys.DELIVERY_INDEX, delivery_id)
+        return None if team_id is None else str(team_id)
+
+    async def get(self, team_id: str, delivery_id: str) -> dict[str, Any] | None:
+        async with store_errors():
+            fields = fields_of(await self._redis.hgetall(redis_keys.delivery(team_id, delivery_id)))
+        return public(delivery_id, fields) if fields else None
+
+    async def for_key(self, team_id: str, key_id: str, status: str | None) -> list[dict[str, Any]]:
+        async with store_errors():
+            ids = [
+                str(i)
+                for i in await self._redis.zrevrange(
+                    redis_keys.key_deliveries(team_id, key_id), 0, 999
+                )
+            ]
+            pipe = self._redis.pipeline(transaction=False)
+            for delivery_id in ids:
+                pipe.hgetall(redis_keys.delivery(team_id, delivery_id))
+            records = await pipe.execute()
+        found = [public(i, fields_of(f)) for i, f in zip(ids, records, strict=True) if f]
+        return [d for d in found if status is None or d["status"] == status]
+
+    async def replay(self, team_id: str, delivery_id: str) -> dict[str, Any] | None:
+        """Queue a delivery again from scratch (attempts reset), whatever its state."""
+        name = redis_keys.delivery(team_id, delivery_id)
+        async with store_errors():
+            if not await self._redis.exists(name):
+                return None
+            await self._redis.hset(
+                name,
+                mapping={"status": PENDING, "attempts": "0", "next_at": repr(time.time())},
+            )
+        await self._queue(team_id, delivery_id)
+        return await self.get(team_id, delivery_id)
