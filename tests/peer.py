@@ -25,6 +25,10 @@ class Peer:
         self.files: dict[str, tuple[bytes, str]] = {}
         self.received: list[Received] = []
         self.fail_next = 0
+        self.fail_paths: set[str] = set()
+        """POSTs to these paths always fail (a receiver that is down)."""
+        self.hold_next = 0.0
+        """Seconds the next POST is held before it is answered (then reset)."""
         self.lock = threading.Lock()
         peer = self
 
@@ -52,8 +56,10 @@ class Peer:
                     peer.received.append(
                         Received(self.path, dict(self.headers.items()), body, time.time())
                     )
-                    failing = peer.fail_next > 0
-                    peer.fail_next -= 1 if failing else 0
+                    failing = peer.fail_next > 0 or self.path in peer.fail_paths
+                    peer.fail_next -= 1 if peer.fail_next > 0 else 0
+                    hold, peer.hold_next = peer.hold_next, 0.0
+                time.sleep(hold)
                 self.send_response(500 if failing else 200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
