@@ -596,3 +596,54 @@ def usage(
         click.echo(buffer.getvalue(), nl=False)
     else:
         click.echo(_table(rows, columns))
+
+
+@keys.command("rotate-webhook-secret")
+@click.argument("key_id")
+@json_option
+@click.pass_context
+def keys_rotate_webhook_secret(ctx: click.Context, key_id: str, as_json: bool) -> None:
+    """A new webhook signing secret (shown once); the old one signs too during the grace period."""
+    _show(
+        _admin_call(ctx, "POST", f"/keys/{key_id}/webhook-secret"),
+        as_json,
+        lambda d: (
+            f"webhook_secret: {d['webhook_secret']}\n"
+            f"the previous secret signs too until {d['previous_valid_until']}"
+        ),
+    )
+
+
+deliveries = _admin_group("deliveries", "Webhook deliveries to callers (through the admin API).")
+DELIVERY_COLUMNS = ("id", "status", "attempts", "last_error", "created_at", "url")
+
+
+@deliveries.command("list")
+@click.option("--key", "key_id", required=True, help="The key whose deliveries to list.")
+@click.option("--status", type=click.Choice(["pending", "delivered", "dead"]))
+@json_option
+@click.pass_context
+def deliveries_list(ctx: click.Context, key_id: str, status: str | None, as_json: bool) -> None:
+    """A key's webhook deliveries, newest first, with attempts and last error."""
+    query = urlencode(_overrides(key_id=key_id, status=status))
+    data = _admin_call(ctx, "GET", f"/deliveries?{query}")
+    _show(data, as_json, lambda d: _table(d["deliveries"], DELIVERY_COLUMNS))
+
+
+@deliveries.command("replay")
+@click.argument("delivery_id", required=False)
+@click.option("--dead-of-key", "key_id", help="Replay every dead-lettered delivery of this key.")
+@json_option
+@click.pass_context
+def deliveries_replay(
+    ctx: click.Context, delivery_id: str | None, key_id: str | None, as_json: bool
+) -> None:
+    """Queue a delivery again (attempts reset), or all of a key's dead-lettered ones."""
+    if (delivery_id is None) == (key_id is None):
+        raise click.UsageError("give a DELIVERY_ID or --dead-of-key KEY_ID")
+    if delivery_id is not None:
+        data = _admin_call(ctx, "POST", f"/deliveries/{delivery_id}/replay")
+        _show(data, as_json, lambda d: _table([d], DELIVERY_COLUMNS))
+    else:
+        data = _admin_call(ctx, "POST", f"/deliveries/replay?{urlencode({'key_id': key_id})}")
+        _show(data, as_json, lambda d: _table(d["deliveries"], DELIVERY_COLUMNS))

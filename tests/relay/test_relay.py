@@ -355,3 +355,41 @@ def test_relay_metrics(relay_gateway: Gateway) -> None:
     assert 'gateway_fal_webhooks_total{outcome="rejected"}' in text
     assert "gateway_webhook_queue_depth" in text
     assert "gateway_webhook_oldest_pending_seconds" in text
+
+
+def test_deliveries_and_secret_rotation_from_the_cli(relay_gateway: Gateway, peer: Peer) -> None:
+    import subprocess
+    import sys
+
+    token, created = _key(relay_gateway)
+    path, url = _hook(peer, "cli")
+    with relay_gateway.client(token) as client:
+        submitted = submit(client, KONTEXT, valid_body(KONTEXT), fal_webhook=url)
+    peer.wait_for_posts(path, 1)
+    env = {
+        **os.environ,
+        "GATEWAY_ADMIN_TOKEN": Gateway.ADMIN_TOKEN,
+        "GATEWAY_PUBLIC_URL": relay_gateway.url,
+    }
+
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "gateway", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    listed = json.loads(cli("deliveries", "list", "--key", str(created["id"]), "--json"))
+    assert [(d["id"], d["status"]) for d in listed["deliveries"]] == [
+        (submitted["request_id"], "delivered")
+    ]
+    assert submitted["request_id"] in cli("deliveries", "list", "--key", str(created["id"]))
+    cli("deliveries", "replay", submitted["request_id"])
+    assert len(peer.wait_for_posts(path, 2)) == 2
+    rotated = cli("keys", "rotate-webhook-secret", str(created["id"]))
+    assert rotated.startswith("webhook_secret: whsec_")
