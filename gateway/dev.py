@@ -233,7 +233,11 @@ def prepare(
             "upstream_queue_url": emulator_url,
             "upstream_run_url": f"{emulator_url}/sync",
             "upstream_rest_url": emulator_url,
+            "fal_jwks_url": f"{emulator_url}/.well-known/jwks.json",
         }
+    if not settings.webhook_allowed_networks:
+        # On a laptop, webhook receivers are local: allow plain http to loopback.
+        updates |= {"webhook_allow_http": True, "webhook_allowed_networks": ("127.0.0.0/8", "::1")}
     ready = settings.model_copy(update=updates)
     token = ensure_demo_key(ready, data / "demo-key")
     body_file = data / "demo" / "inpainting.json"

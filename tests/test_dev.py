@@ -154,3 +154,29 @@ def test_dev_with_a_fal_key_uses_the_configured_upstream_and_inline_images(
         assert _closed(ports[1])  # no emulator of its own
     finally:
         assert dev.interrupt() == 0
+
+
+def test_dev_relays_webhooks_to_a_local_receiver(tmp_path: Path) -> None:
+    from tests.peer import Peer
+
+    ports = (free_port(), free_port(), free_port())
+    dev = DevProcess(tmp_path, ports)
+    try:
+        banner = dev.banner()
+        token = re.search(r"Demo key:\s+(\S+)", banner)
+        assert token is not None
+        with Peer() as peer:
+            response = httpx.post(
+                f"http://127.0.0.1:{ports[0]}/fal-ai/flux-kontext-lora",
+                params={"fal_webhook": f"{peer.url}/hook"},
+                json={
+                    "prompt": "x",
+                    "image_url": f"http://127.0.0.1:{ports[1]}/files/demo/photo.png",
+                },
+                headers={"Authorization": f"Bearer {token.group(1)}"},
+            )
+            assert response.status_code == 200, response.text
+            [delivery] = peer.wait_for_posts("/hook", 1, timeout=30)
+            assert json.loads(delivery.body)["status"] == "OK"
+    finally:
+        assert dev.interrupt() == 0
