@@ -23,7 +23,7 @@ from gateway.fal_webhooks import (
     USER_ID_HEADER,
     signed_message,
 )
-from tests.jobs import KONTEXT, submit, valid_body
+from tests.jobs import KONTEXT, submit, valid_body, wait_status
 from tests.peer import Peer, Received
 from tests.servers import Emulator, Gateway, RedisServer, UpstreamLog
 
@@ -125,15 +125,19 @@ def test_failed_jobs_are_relayed_as_errors(relay_gateway: Gateway, peer: Peer) -
 
 
 def _pending_job(gateway: Gateway, peer: Peer, emulator: Emulator) -> tuple[str, str, str]:
-    """A submitted job whose real webhook has not been sent yet: (request id, team, hook path)."""
+    """A completed job whose real webhook is held back (the emulator reads its webhook delay when
+    the job completes): (request id, team, hook path)."""
     with emulator.client() as control:
-        control.patch("/_emulator/knobs", json={"webhook_delay": 30}).raise_for_status()
+        control.patch("/_emulator/knobs", json={"webhook_delay": 60}).raise_for_status()
     token, _ = _key(gateway)
     path, url = _hook(peer, "direct")
-    with gateway.client(token) as client:
-        submitted = submit(client, KONTEXT, valid_body(KONTEXT), fal_webhook=url)
-    with emulator.client() as control:
-        control.patch("/_emulator/knobs", json={"webhook_delay": 0}).raise_for_status()
+    try:
+        with gateway.client(token) as client:
+            submitted = submit(client, KONTEXT, valid_body(KONTEXT), fal_webhook=url)
+            wait_status(client, submitted["status_url"])
+    finally:
+        with emulator.client() as control:
+            control.patch("/_emulator/knobs", json={"webhook_delay": 0}).raise_for_status()
     return submitted["request_id"], "default", path
 
 
@@ -158,8 +162,8 @@ def test_forged_stale_and_malformed_fal_webhooks_are_refused(
     now = int(time.time())
     cases = {
         "forged": _sign_with(Ed25519PrivateKey.generate(), request_id, body, now),
-        "stale": _fal_sign(signing_key_file, request_id, body, now - 301),
-        "future": _fal_sign(signing_key_file, request_id, body, now + 301),
+        "stale": _fal_sign(signing_key_file, request_id, body, now - 330),
+        "future": _fal_sign(signing_key_file, request_id, body, now + 330),
         "unsigned": {"Content-Type": "application/json"},
     }
     for name, headers in cases.items():
