@@ -70,21 +70,42 @@ class Links:
         host = (urlsplit(url).hostname or "").lower()
         return any(fnmatch.fnmatchcase(host, pattern) for pattern in self._media_hosts)
 
-    def file_link(self, url: str) -> str:
+    def seal(self, data: bytes) -> str:
+        """``data`` encrypted and authenticated under the link secret, URL-safe."""
         nonce = os.urandom(_NONCE_BYTES)
-        token = _b64(nonce + self._cipher.encrypt(nonce, url.encode(), _CONTEXT))
+        return _b64(nonce + self._cipher.encrypt(nonce, data, _CONTEXT))
+
+    def unseal(self, token: str) -> bytes | None:
+        """What ``seal`` sealed, or None for anything this gateway did not seal."""
+        try:
+            sealed = _unb64(token)
+            return self._cipher.decrypt(sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], _CONTEXT)
+        except (binascii.Error, ValueError, InvalidTag):
+            return None
+
+    def file_link(self, url: str) -> str:
         name = urlsplit(url).path.rsplit("/", 1)[-1] or "file"
-        return f"{self.public_url}/files/{token}/{quote(name)}"
+        return f"{self.public_url}/files/{self.seal(url.encode())}/{quote(name)}"
 
     def resolve(self, token: str) -> str | None:
         """The original URL behind a gateway file link, if the link is one of ours."""
+        data = self.unseal(token)
         try:
-            sealed = _unb64(token)
-            url = self._cipher.decrypt(sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], _CONTEXT)
-            decoded = url.decode()
-        except (binascii.Error, ValueError, InvalidTag, UnicodeDecodeError):
+            decoded = data.decode() if data is not None else None
+        except UnicodeDecodeError:
             return None
-        return decoded if self.is_upstream(decoded) else None
+        return decoded if decoded is not None and self.is_upstream(decoded) else None
+
+    def original(self, url: str) -> str:
+        """For a gateway file link, the fal URL it stands for (fal fetches that directly);
+        any other URL unchanged."""
+        prefix = f"{self.public_url}/files/"
+        if url.startswith(prefix):
+            token = url[len(prefix) :].split("/", 1)[0]
+            found = self.resolve(token)
+            if found is not None:
+                return found
+        return url
 
     def rewrite(self, value: Any) -> Any:
         """A copy of a JSON value with every upstream URL turned into a gateway link."""

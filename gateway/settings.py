@@ -114,6 +114,8 @@ class Settings(BaseSettings):
     upstream_rest_url: str = "https://rest.fal.ai"
     upstream_timeout: Annotated[float, Field(gt=0)] = 60.0
     upstream_connect_timeout: Annotated[float, Field(gt=0)] = 5.0
+    upstream_sync_timeout: Annotated[float, Field(gt=0)] = 600.0
+    """How long a sync run (``/sync/...``) may wait for fal's answer."""
     upstream_max_connections: Annotated[int, Field(ge=1)] = 256
     media_hosts: Annotated[tuple[str, ...], NoDecode] = ("fal.media", "*.fal.media")
     """Hosts of fal's generated files; their URLs are rewritten to the gateway's ``/files``."""

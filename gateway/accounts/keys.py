@@ -26,6 +26,7 @@ KEY_LIMIT_FIELDS = {
     "max_concurrent": "max_concurrent",
     "rate_per_minute": "rate_per_minute",
     "rate_burst": "rate_burst",
+    "upload_quota_bytes": "upload_quota",
 }
 
 # One message for every refusal, so a caller learns nothing about which check failed.
@@ -52,6 +53,7 @@ class ApiKey:
     limits: dict[str, int | None]
     spent_micros: int
     reserved_micros: int
+    uploaded_bytes: int
 
     def usable(self, now: float) -> bool:
         return self.status == ACTIVE and (self.expires_at is None or now < self.expires_at)
@@ -70,6 +72,7 @@ class ApiKey:
             "limits": self.limits,
             "spent_micros": self.spent_micros,
             "reserved_micros": self.reserved_micros,
+            "uploaded_bytes": self.uploaded_bytes,
         }
 
     @classmethod
@@ -90,6 +93,7 @@ class ApiKey:
             },
             spent_micros=int(fields.get("spent") or 0),
             reserved_micros=int(fields.get("reserved") or 0),
+            uploaded_bytes=int(fields.get("uploaded") or 0),
         )
 
 
@@ -255,6 +259,25 @@ class KeyStore:
         if previous and until and now < float(until):
             found.append(str(previous))
         return found
+
+    async def reserve_upload(self, team_id: str, key_id: str, size: int) -> bool:
+        """Count ``size`` bytes against the key's upload quota; False (nothing counted) when
+        they do not fit."""
+        record = redis_keys.key_record(team_id, key_id)
+        async with store_errors():
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.hincrby(record, "uploaded", size)
+            pipe.hget(record, "upload_quota")
+            total, quota = await pipe.execute()
+            if int(quota or 0) > 0 and int(total) > int(quota):
+                await self._redis.hincrby(record, "uploaded", -size)
+                return False
+        return True
+
+    async def release_upload(self, team_id: str, key_id: str, size: int) -> None:
+        """Give back bytes counted for an upload that did not happen."""
+        async with store_errors():
+            await self._redis.hincrby(redis_keys.key_record(team_id, key_id), "uploaded", -size)
 
     async def authenticate(self, authorization: str | None) -> ApiKey:
         """The usable key behind an ``Authorization`` header (one round trip), or 401."""

@@ -7,7 +7,7 @@ http(s) URL or an image ``data:`` URI; weights fields (LoRA paths) take an http(
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,10 @@ class FileField:
         """Every value this field has in ``body``, with its location."""
         yield from _walk(body, self.path, ())
 
+    def map_strings(self, body: Any, change: Callable[[str], str]) -> Any:
+        """``body`` with every string value of this field passed through ``change``."""
+        return _map(body, self.path, change)
+
 
 def image(*path: str) -> FileField:
     return FileField(path, FileKind.IMAGE)
@@ -35,6 +39,17 @@ def image(*path: str) -> FileField:
 
 def weights(*path: str) -> FileField:
     return FileField(path, FileKind.WEIGHTS)
+
+
+def _map(node: Any, path: tuple[str, ...], change: Callable[[str], str]) -> Any:
+    if not path:
+        return change(node) if isinstance(node, str) else node
+    head, rest = path[0], path[1:]
+    if head == "*":
+        return [_map(item, rest, change) for item in node] if isinstance(node, list) else node
+    if isinstance(node, dict) and head in node:
+        return {**node, head: _map(node[head], rest, change)}
+    return node
 
 
 def _walk(node: Any, path: tuple[str, ...], loc: Loc) -> Iterator[tuple[Loc, Any]]:

@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.catalog import Endpoint, find_endpoint
+from gateway.disconnect import hung_up
 from gateway.emulator.auth import require_key
 from gateway.emulator.jobs import Job, JobState
 from gateway.emulator.protocol import status_body, submit_body
@@ -148,10 +149,10 @@ async def run_sync(request: Request) -> Response:
     """``fal.run``: the caller waits for the output; hanging up cancels the job."""
     emulator, job = await _new_job(request, queued=False)
     finished = asyncio.ensure_future(_completion(job))
-    hung_up = asyncio.ensure_future(_disconnect(request))
-    await asyncio.wait({finished, hung_up}, return_when=asyncio.FIRST_COMPLETED)
+    gone = asyncio.ensure_future(hung_up(request))
+    await asyncio.wait({finished, gone}, return_when=asyncio.FIRST_COMPLETED)
     finished.cancel()
-    hung_up.cancel()
+    gone.cancel()
     if job.outcome is None:
         await emulator.cancel(job)
         return Response(status_code=499)
@@ -161,11 +162,6 @@ async def run_sync(request: Request) -> Response:
 async def _completion(job: Job) -> None:
     while job.state is not JobState.COMPLETED:
         await job.changed_since(job.version)
-
-
-async def _disconnect(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
 
 
 ROUTES = [

@@ -38,6 +38,8 @@ class KeyLimits(BaseModel):
     """Most jobs in flight at once."""
     rate_per_minute: Positive | None = None
     rate_burst: Positive | None = None
+    upload_quota_bytes: Positive | None = None
+    """Most bytes the key may upload to fal's storage through the gateway, in all."""
 
 
 class KeyCreate(KeyLimits):

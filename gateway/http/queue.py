@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import httpx
 from httpx_sse import EventSource
@@ -52,12 +52,13 @@ RELAYED_HEADERS = (
 ESTIMATE_HEADER = "X-Gateway-Estimated-Cost-Micros"
 """fal's list price of the request as forwarded, in micro-units (before any reseller margin)."""
 IGNORED_FIELDS_HEADER = "X-Gateway-Ignored-Fields"
-"""Comma-separated paths of body fields the endpoint does not have; they were not forwarded."""
+"""Comma-separated paths of body fields the endpoint does not have (percent-encoded where not
+plain ASCII); they were not forwarded."""
 RESERVED_HEADER = "X-Gateway-Reserved-Micros"
 """Credit held for the request (list price times the team's multiplier) until it settles."""
 
 
-def _endpoint(path: str) -> Endpoint:
+def endpoint_or_404(path: str) -> Endpoint:
     endpoint = find_endpoint(path)
     if endpoint is None:
         raise NotFound(f"Application '{path}' not found", error_type="application_not_found")
@@ -68,7 +69,7 @@ def _wants_logs(request: Request) -> bool:
     return request.query_params.get("logs", "0").lower() in ("1", "true")
 
 
-def _json_body(response: httpx.Response) -> Any:
+def json_body(response: httpx.Response) -> Any:
     try:
         return response.json()
     except ValueError as exc:
@@ -79,7 +80,7 @@ def _json_body(response: httpx.Response) -> Any:
         ) from exc
 
 
-def _relay(response: httpx.Response, body: Any) -> Response:
+def relay(response: httpx.Response, body: Any) -> Response:
     headers = {name: response.headers[name] for name in RELAYED_HEADERS if name in response.headers}
     return JSONResponse(body, status_code=response.status_code, headers=headers)
 
@@ -99,14 +100,17 @@ def _job(owned: OwnedRequest) -> Job:
     return Job(owned.team_id, owned.key_id, owned.reservation_id, owned.id, owned.endpoint_id)
 
 
-def _submission_headers(submission: Submission, admission: Admission) -> dict[str, str]:
+def submission_headers(submission: Submission, admission: Admission) -> dict[str, str]:
     headers = {
         ESTIMATE_HEADER: str(submission.estimate.cost_micros),
         RESERVED_HEADER: str(admission.cost_micros),
         **admission.headers,
     }
     if submission.ignored_fields:
-        headers[IGNORED_FIELDS_HEADER] = ",".join(submission.ignored_fields)
+        # Field names come from the caller and may be any text; header values must be latin-1.
+        headers[IGNORED_FIELDS_HEADER] = ",".join(
+            quote(name, safe="._-~") for name in submission.ignored_fields
+        )
     return headers
 
 
@@ -120,7 +124,7 @@ async def _check_webhook(gateway: Services, url: str) -> None:
         ) from exc
 
 
-async def _admit(
+async def admit_submission(
     gateway: Services, token: Token, endpoint: Endpoint, raw: bytes
 ) -> tuple[Submission, Admission]:
     """Prepare the body under the key's policy and admit it (one Redis round trip, unless the
@@ -128,7 +132,11 @@ async def _admit(
     for _ in range(2):
         rules = await gateway.policies.rules(token)
         submission = await prepare(
-            endpoint, raw, rules.effective(), gateway.settings.max_data_uri_bytes
+            endpoint,
+            raw,
+            rules.effective(),
+            gateway.settings.max_data_uri_bytes,
+            gateway.links.original,
         )
         try:
             return submission, await gateway.admitter.admit(token, rules, submission)
@@ -140,11 +148,11 @@ async def _admit(
 async def submit(request: Request) -> Response:
     gateway = services(request)
     token = parse_authorization(request.headers.get("authorization"))
-    endpoint = _endpoint(request.path_params["endpoint"])
+    endpoint = endpoint_or_404(request.path_params["endpoint"])
     webhook_url = request.query_params.get("fal_webhook") or None
     if webhook_url is not None:
         await _check_webhook(gateway, webhook_url)
-    submission, admission = await _admit(gateway, token, endpoint, await request.body())
+    submission, admission = await admit_submission(gateway, token, endpoint, await request.body())
 
     async def refund() -> None:
         await gateway.meter.settle(
@@ -161,13 +169,13 @@ async def submit(request: Request) -> Response:
             endpoint.id, submission.body, forwarded_headers(request.headers), relay_url
         )
         gateway.upstream.check("submit", response)
-        body = _json_body(response)
+        body = json_body(response)
     except FalError:
         await refund()
         raise
     if not response.is_success:
         await refund()
-        return _relay(response, gateway.links.rewrite(body))
+        return relay(response, gateway.links.rewrite(body))
     await gateway.requests.record(
         token.team_id,
         token.key_id,
@@ -176,8 +184,8 @@ async def submit(request: Request) -> Response:
         admission.reservation_id,
         webhook_url,
     )
-    relayed = _relay(response, gateway.links.rewrite_queue_body(body, endpoint.app_id))
-    relayed.headers.update(_submission_headers(submission, admission))
+    relayed = relay(response, gateway.links.rewrite_queue_body(body, endpoint.app_id))
+    relayed.headers.update(submission_headers(submission, admission))
     return relayed
 
 
@@ -190,9 +198,9 @@ async def status(request: Request) -> Response:
     gateway, owned = await _owned(request)
     response = await gateway.upstream.status(owned.app_id, owned.id, _wants_logs(request))
     gateway.upstream.check("status", response)
-    body = _json_body(response)
+    body = json_body(response)
     _note_completion(gateway, owned, body)
-    return _relay(response, gateway.links.rewrite_queue_body(body, owned.app_id))
+    return relay(response, gateway.links.rewrite_queue_body(body, owned.app_id))
 
 
 async def status_stream(request: Request) -> Response:
@@ -206,7 +214,7 @@ async def status_stream(request: Request) -> Response:
         if not upstream.is_success:
             await upstream.aread()
             gateway.upstream.check("status_stream", upstream)
-            return _relay(upstream, gateway.links.rewrite(_json_body(upstream)))
+            return relay(upstream, gateway.links.rewrite(json_body(upstream)))
     except BaseException:
         await stack.aclose()
         raise
@@ -234,17 +242,17 @@ async def result(request: Request) -> Response:
     gateway.upstream.check("result", response)
     if response.status_code == 200 and not owned.settled:
         await gateway.meter.settle_from_result(_job(owned), response)
-    return _relay(response, gateway.links.rewrite(_json_body(response)))
+    return relay(response, gateway.links.rewrite(json_body(response)))
 
 
 async def cancel(request: Request) -> Response:
     gateway, owned = await _owned(request)
     response = await gateway.upstream.cancel(owned.app_id, owned.id)
     gateway.upstream.check("cancel", response)
-    body = _json_body(response)
+    body = json_body(response)
     if response.status_code == 200 and isinstance(body, dict) and body.get("status") == "OK":
         await gateway.meter.settle_job(_job(owned), FAILED)  # left the queue before any work
-    return _relay(response, gateway.links.rewrite(body))
+    return relay(response, gateway.links.rewrite(body))
 
 
 ROUTES = queue_routes(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,11 +63,18 @@ def serialise(request: ImageEditInput) -> bytes:
 
 
 async def prepare(
-    endpoint: Endpoint, raw: bytes, rules: EffectivePolicy, max_data_uri_bytes: int
+    endpoint: Endpoint,
+    raw: bytes,
+    rules: EffectivePolicy,
+    max_data_uri_bytes: int,
+    original_url: Callable[[str], str] = str,
 ) -> Submission:
-    """Check and rewrite a submitted body; raises fal-shaped 403/422 errors."""
+    """Check and rewrite a submitted body; raises fal-shaped 403/422 errors. ``original_url``
+    turns the gateway's own file links (an upload, an earlier output) back into fal's URLs."""
     policy.check_endpoint(rules, endpoint)
     data = policy.apply_defaults(rules, endpoint, decode_body(raw))
+    for file_field in endpoint.input_model.FILE_FIELDS:
+        data = file_field.map_strings(data, original_url)
     request = endpoint.validate(data)
     if files.has_data_uris(request):
         report = await asyncio.to_thread(files.check_files, request, max_data_uri_bytes)

@@ -74,6 +74,9 @@ class FalUpstream:
     ) -> None:
         self._keys = KeyPool(settings.fal_key)
         self._queue = settings.upstream_queue_url.rstrip("/")
+        self._run = settings.upstream_run_url.rstrip("/")
+        self._rest = settings.upstream_rest_url.rstrip("/")
+        self._sync_timeout = settings.upstream_sync_timeout
         self._metrics = metrics
         limits = httpx.Limits(
             max_connections=settings.upstream_max_connections,
@@ -98,10 +101,11 @@ class FalUpstream:
         content: bytes | None = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+        base: str | None = None,
     ) -> httpx.Request:
         return self._client.build_request(
             method,
-            f"{self._queue}/{path}",
+            f"{base or self._queue}/{path}",
             content=content,
             params=params,
             headers={
@@ -157,6 +161,38 @@ class FalUpstream:
         params = {"fal_webhook": webhook_url} if webhook_url else None
         request = self._request("POST", endpoint_id, content=body, params=params, headers=headers)
         return await self._send("submit", request)
+
+    async def run(
+        self, endpoint_id: str, body: bytes, headers: Mapping[str, str]
+    ) -> httpx.Response:
+        """``fal.run``: the model output, once the job has run (the connection is held)."""
+        request = self._request("POST", endpoint_id, content=body, headers=headers, base=self._run)
+        request.extensions["timeout"] = httpx.Timeout(self._sync_timeout).as_dict()
+        return await self._send("run", request)
+
+    async def initiate_upload(self, storage_type: str, body: bytes) -> httpx.Response:
+        """fal storage: where to PUT a file, and where it will be served."""
+        request = self._request(
+            "POST",
+            "storage/upload/initiate",
+            content=body,
+            params={"storage_type": storage_type},
+            base=self._rest,
+        )
+        return await self._send("upload_initiate", request)
+
+    @contextlib.asynccontextmanager
+    async def upload(
+        self, url: str, content: AsyncIterator[bytes], content_type: str | None
+    ) -> AsyncIterator[httpx.Response]:
+        """PUT a file's bytes, streamed, to an upload URL fal handed out (it needs no key)."""
+        headers = {"Content-Type": content_type} if content_type else {}
+        request = self._client.build_request("PUT", url, content=content, headers=headers)
+        response = await self._send("upload", request)
+        try:
+            yield response
+        finally:
+            await response.aclose()
 
     async def status(self, app_id: str, request_id: str, logs: bool) -> httpx.Response:
         request = self._request(

@@ -122,6 +122,7 @@ def test_unknown_fields_are_dropped_and_reported(caller: httpx.Client, emulator:
     sent = valid_body(
         GENERAL_INPAINTING,
         colour_grading="teal",
+        couleur_préférée="bleu",
         loras=[{"path": "https://example.com/a.safetensors", "scale": 0.5, "force": True}],
         fill_image={"fill_image_url": valid_body(KONTEXT)["image_url"], "glow": 1},
     )
@@ -131,7 +132,7 @@ def test_unknown_fields_are_dropped_and_reported(caller: httpx.Client, emulator:
     assert response.status_code == 200, response.text
     assert (
         response.headers["x-gateway-ignored-fields"]
-        == "colour_grading,loras.0.force,fill_image.glow"
+        == "colour_grading,couleur_pr%C3%A9f%C3%A9r%C3%A9e,loras.0.force,fill_image.glow"
     )
     body = json.loads(str(upstream.submits()[0]["body"]))
     assert "colour_grading" not in body

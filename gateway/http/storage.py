@@ -1,0 +1,107 @@
+"""fal's storage through the gateway: callers upload inputs without ever holding the fal key.
+
+``POST /storage/upload/initiate`` (both storage types fal's clients ask for) is passed to fal with
+the reseller's key; the ``upload_url`` handed back is the gateway's own, carrying a sealed,
+expiring token that names fal's upload URL and the key the bytes count against; ``file_url`` is a
+gateway file link. The ``PUT`` to that URL (fal-js sends it without credentials) streams the bytes
+to fal. Each key's uploads count against its ``upload_quota_bytes``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gateway.errors import FalError, NotFound, PayloadTooLarge
+from gateway.http.queue import json_body
+from gateway.services import Services, services
+
+UPLOAD_TOKEN_LIFETIME = 3600.0
+
+
+def _quota_exceeded() -> PayloadTooLarge:
+    return PayloadTooLarge("This key's upload quota is used up", error_type="upload_quota")
+
+
+async def initiate(request: Request) -> Response:
+    gateway = services(request)
+    key = await gateway.keys.authenticate(request.headers.get("authorization"))
+    quota = key.limits.get("upload_quota_bytes")
+    if quota is not None and key.uploaded_bytes >= quota:
+        raise _quota_exceeded()
+    storage_type = request.query_params.get("storage_type", "fal-cdn-v3")
+    response = await gateway.upstream.initiate_upload(storage_type, await request.body())
+    gateway.upstream.check("upload_initiate", response)
+    body = json_body(response)
+    if not response.is_success or not isinstance(body, dict) or "upload_url" not in body:
+        return JSONResponse(gateway.links.rewrite(body), status_code=response.status_code)
+    grant = {
+        "url": body["upload_url"],
+        "team": key.team_id,
+        "key": key.id,
+        "expires": time.time() + UPLOAD_TOKEN_LIFETIME,
+    }
+    token = gateway.links.seal(json.dumps(grant).encode())
+    return JSONResponse(
+        {
+            **gateway.links.rewrite(body),
+            "upload_url": f"{gateway.links.public_url}/storage/upload/{token}",
+        }
+    )
+
+
+def _grant(gateway: Services, token: str) -> dict[str, Any]:
+    sealed = gateway.links.unseal(token)
+    grant = json.loads(sealed) if sealed else None
+    if not isinstance(grant, dict) or grant.get("expires", 0) < time.time():
+        raise NotFound("Upload not found or expired")
+    return grant
+
+
+async def put(request: Request) -> Response:
+    gateway = services(request)
+    grant = _grant(gateway, request.path_params["token"])
+    declared = request.headers.get("content-length")
+    if declared is None or not declared.isdigit():
+        raise FalError(
+            "Uploads need a Content-Length", status_code=411, error_type="length_required"
+        )
+    size = int(declared)
+    if not await gateway.keys.reserve_upload(grant["team"], grant["key"], size):
+        raise _quota_exceeded()
+
+    async def content() -> AsyncIterator[bytes]:
+        sent = 0
+        async for chunk in request.stream():
+            sent += len(chunk)
+            if sent > size:
+                raise PayloadTooLarge("More bytes than Content-Length announced")
+            yield chunk
+
+    try:
+        async with gateway.upstream.upload(
+            grant["url"], content(), request.headers.get("content-type")
+        ) as response:
+            await response.aread()
+    except FalError:
+        await gateway.keys.release_upload(grant["team"], grant["key"], size)
+        raise
+    if not response.is_success:
+        await gateway.keys.release_upload(grant["team"], grant["key"], size)
+    return Response(
+        response.content,
+        status_code=response.status_code,
+        media_type=response.headers.get("content-type"),
+    )
+
+
+ROUTES = [
+    Route("/storage/upload/initiate", initiate, methods=["POST"]),
+    Route("/storage/upload/{token}", put, methods=["PUT"]),
+]
