@@ -9,12 +9,25 @@ from collections.abc import AsyncIterator
 import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 
 from gateway.accounts.keys import KeyStore
 from gateway.accounts.requests import RequestRegistry
 from gateway.accounts.teams import TeamStore
 from gateway.errors import StoreUnavailable, install_error_handlers
-from gateway.http import admin, admin_deliveries, admin_teams, files, me, ops, queue, webhooks
+from gateway.http import (
+    admin,
+    admin_deliveries,
+    admin_teams,
+    files,
+    me,
+    ops,
+    proxy,
+    queue,
+    storage,
+    sync,
+    webhooks,
+)
 from gateway.http.body_limit import BodySizeLimit
 from gateway.limits.admission import Admitter
 from gateway.limits.completion import Completion
@@ -33,6 +46,33 @@ from gateway.services import Services
 from gateway.settings import Settings
 from gateway.store import connect_redis
 from gateway.upstream import FalUpstream
+
+
+def _cors(settings: Settings) -> list[Middleware]:
+    """Browser access (fal-js with ``proxyUrl``) from ``GATEWAY_CORS_ORIGINS``; keys and teams
+    can narrow it further with the ``allowed_origins`` policy."""
+    if not settings.cors_origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "PUT", "OPTIONS"],
+            allow_headers=["*"],
+            expose_headers=[
+                "x-fal-request-id",
+                "x-fal-error-type",
+                "retry-after",
+                "ratelimit-limit",
+                "ratelimit-remaining",
+                "ratelimit-reset",
+                "x-gateway-estimated-cost-micros",
+                "x-gateway-reserved-micros",
+                "x-gateway-ignored-fields",
+            ],
+            max_age=600,
+        )
+    ]
 
 
 async def _start_relay(outbox: Outbox) -> None:
@@ -105,10 +145,14 @@ def create_app(settings: Settings) -> Starlette:
             *admin_deliveries.ROUTES,
             *me.ROUTES,
             *webhooks.ROUTES,
+            *proxy.ROUTES,
+            *storage.ROUTES,
+            *sync.ROUTES,
             *files.ROUTES,
             *queue.ROUTES,
         ],
         middleware=[
+            *_cors(settings),
             Middleware(MetricsMiddleware, metrics=metrics),
             Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
         ],

@@ -108,15 +108,33 @@ def _gateway_settings(**flags: Any) -> Settings:
 @click.option("--host", help="Address to listen on [GATEWAY_HOST, 127.0.0.1].")
 @click.option("--port", type=int, help="Port to listen on [GATEWAY_PORT, 8000].")
 @click.option("--workers", type=int, help="Worker processes [GATEWAY_WORKERS, 1].")
-def serve(host: str | None, port: int | None, workers: int | None) -> None:
+@click.option("--tls-cert", type=click.Path(exists=True, path_type=Path), help="PEM certificate.")
+@click.option("--tls-key", type=click.Path(exists=True, path_type=Path), help="PEM private key.")
+def serve(
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+) -> None:
     """Run the gateway in production (settings from GATEWAY_* variables and .env)."""
     from gateway.app import create_app
 
-    settings = _gateway_settings(host=host, port=port, workers=workers)
+    settings = _gateway_settings(
+        host=host, port=port, workers=workers, tls_cert=tls_cert, tls_key=tls_key
+    )
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
     if not settings.fal_key:
         raise click.UsageError("set GATEWAY_FAL_KEY to the fal key(s) the gateway calls fal with")
     if settings.workers == 1:
-        run_server(create_app(settings), settings.host, settings.port)
+        run_server(
+            create_app(settings),
+            settings.host,
+            settings.port,
+            tls_cert=settings.tls_cert,
+            tls_key=settings.tls_key,
+        )
         return
     # Workers build their own settings from the environment; metrics are pooled in files.
     os.environ.setdefault(MULTIPROC_ENV, tempfile.mkdtemp(prefix="fal-gateway-metrics-"))
@@ -129,6 +147,8 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         loop="uvloop",
         http="httptools",
         access_log=False,
+        ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
+        ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
     )
 
 

@@ -165,6 +165,10 @@ class Settings(BaseSettings):
     """After a webhook secret is rotated, the old one keeps signing for this long."""
     max_body_bytes: Annotated[int, Field(gt=0)] = 48 * 1024 * 1024
     """Largest request body accepted (413 beyond)."""
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    """Browser origins allowed to call the gateway (``*`` for any); unset: no CORS."""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     max_data_uri_bytes: Annotated[int, Field(gt=0)] = 16 * 1024 * 1024
     """Largest file inlined as a data URI, decoded (422 ``file_too_large`` beyond)."""
 
@@ -173,6 +177,7 @@ class Settings(BaseSettings):
         "media_hosts",
         "webhook_allowed_networks",
         "webhook_retry_schedule",
+        "cors_origins",
         mode="before",
     )
     @classmethod

@@ -36,6 +36,7 @@ from gateway.limits.completion import Job
 from gateway.limits.settlement import FAILED, REFUSED
 from gateway.relay.targets import TargetRefused
 from gateway.services import Services, services
+from gateway.submission.policy import check_origin
 from gateway.submission.prepare import Submission, prepare
 from gateway.upstream.client import forwarded_headers
 
@@ -125,12 +126,13 @@ async def _check_webhook(gateway: Services, url: str) -> None:
 
 
 async def admit_submission(
-    gateway: Services, token: Token, endpoint: Endpoint, raw: bytes
+    gateway: Services, token: Token, endpoint: Endpoint, raw: bytes, origin: str | None = None
 ) -> tuple[Submission, Admission]:
     """Prepare the body under the key's policy and admit it (one Redis round trip, unless the
     cached policy turns out stale: then it is read again once)."""
     for _ in range(2):
         rules = await gateway.policies.rules(token)
+        check_origin(rules.effective(), origin)
         submission = await prepare(
             endpoint,
             raw,
@@ -152,7 +154,9 @@ async def submit(request: Request) -> Response:
     webhook_url = request.query_params.get("fal_webhook") or None
     if webhook_url is not None:
         await _check_webhook(gateway, webhook_url)
-    submission, admission = await admit_submission(gateway, token, endpoint, await request.body())
+    submission, admission = await admit_submission(
+        gateway, token, endpoint, await request.body(), request.headers.get("origin")
+    )
 
     async def refund() -> None:
         await gateway.meter.settle(

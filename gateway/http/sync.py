@@ -35,7 +35,9 @@ async def run(request: Request) -> Response:
     gateway = services(request)
     token = parse_authorization(request.headers.get("authorization"))
     endpoint = endpoint_or_404(request.path_params["endpoint"])
-    submission, admission = await admit_submission(gateway, token, endpoint, await request.body())
+    submission, admission = await admit_submission(
+        gateway, token, endpoint, await request.body(), request.headers.get("origin")
+    )
     job = Job(token.team_id, token.key_id, admission.reservation_id, "", endpoint.id)
 
     call = asyncio.ensure_future(

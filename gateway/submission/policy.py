@@ -38,6 +38,8 @@ class Policy(BaseModel):
     """Send ``enable_safety_checker: true`` whatever the caller asked."""
     defaults: dict[str, Any] = Field(default_factory=dict)
     """Values for top-level fields the caller leaves out (where the endpoint has the field)."""
+    allowed_origins: list[str] | None = None
+    """Browser origins (``Origin`` header) this key may be used from; unset: any."""
 
     @field_validator("allowed_endpoints")
     @classmethod
@@ -73,12 +75,14 @@ class EffectivePolicy:
     max_megapixels: float | None = None
     force_safety_checker: bool = False
     defaults: dict[str, Any] = field(default_factory=dict)
+    allowed_origins: frozenset[str] | None = None
 
 
 def effective(team: Policy, key: Policy) -> EffectivePolicy:
     """Combine a team's and a key's policy; the stricter value wins. The key's defaults win
     over the team's, as the more specific choice of the same reseller."""
     allowed = [set(p.allowed_endpoints) for p in (team, key) if p.allowed_endpoints is not None]
+    origins = [set(p.allowed_origins) for p in (team, key) if p.allowed_origins is not None]
     num_images, loras = (
         _min(team.max_num_images, key.max_num_images),
         _min(team.max_loras, key.max_loras),
@@ -93,7 +97,15 @@ def effective(team: Policy, key: Policy) -> EffectivePolicy:
         max_megapixels=_min(team.max_megapixels, key.max_megapixels),
         force_safety_checker=team.force_safety_checker or key.force_safety_checker,
         defaults={**team.defaults, **key.defaults},
+        allowed_origins=frozenset(set.intersection(*origins)) if origins else None,
     )
+
+
+def check_origin(policy: EffectivePolicy, origin: str | None) -> None:
+    """A browser call from an origin the key is not allowed on is refused."""
+    allowed = policy.allowed_origins
+    if origin is not None and allowed is not None and origin not in allowed:
+        raise Forbidden(f"This key may not be used from {origin}", error_type="origin_not_allowed")
 
 
 def check_endpoint(policy: EffectivePolicy, endpoint: Endpoint) -> None:
