@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+JS     := tests/js
+JS_STAMP := $(JS)/node_modules/.installed
 
 .PHONY: install serve emulator test lint typecheck format bench clean
 
@@ -14,6 +16,12 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# fal's JS client, for the tests that drive it through the gateway (needs Node.js and npm).
+$(JS_STAMP): $(JS)/package.json $(JS)/package-lock.json
+	@command -v npm >/dev/null || { echo "make test needs Node.js and npm (apt-get install nodejs npm)"; exit 1; }
+	npm ci --prefix $(JS) --silent --no-audit --no-fund
+	@touch $(JS_STAMP)
 
 ## Embedded Redis + fal emulator + gateway on http://127.0.0.1:8000, with a demo key (Ctrl-C stops all).
 serve: install
@@ -30,7 +38,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: lint typecheck
+test: lint typecheck $(JS_STAMP)
 	$(BIN)/pytest
 
 format: install
