@@ -13,6 +13,7 @@ import base64
 import binascii
 import fnmatch
 import hashlib
+import hmac
 import os
 from collections.abc import Iterable
 from typing import Any
@@ -52,6 +53,7 @@ class Links:
         self._upstream_origins = frozenset(origin(u) for u in upstream_urls)
         self._media_hosts = tuple(h.lower() for h in media_hosts)
         self._cipher = AESGCM(hashlib.sha256(_CONTEXT + secret).digest())
+        self._nonce_key = hashlib.sha256(b"nonce:" + _CONTEXT + secret).digest()
 
     def request_urls(self, app_id: str, request_id: str) -> dict[str, str]:
         base = f"{self.public_url}/{app_id}/requests/{request_id}"
@@ -70,9 +72,14 @@ class Links:
         host = (urlsplit(url).hostname or "").lower()
         return any(fnmatch.fnmatchcase(host, pattern) for pattern in self._media_hosts)
 
-    def seal(self, data: bytes) -> str:
-        """``data`` encrypted and authenticated under the link secret, URL-safe."""
-        nonce = os.urandom(_NONCE_BYTES)
+    def seal(self, data: bytes, *, deterministic: bool = False) -> str:
+        """``data`` encrypted and authenticated under the link secret, URL-safe. Deterministic
+        sealing derives the nonce from the data (with its own key), so equal data gives equal
+        tokens while different data never shares a nonce."""
+        if deterministic:
+            nonce = hmac.new(self._nonce_key, data, hashlib.sha256).digest()[:_NONCE_BYTES]
+        else:
+            nonce = os.urandom(_NONCE_BYTES)
         return _b64(nonce + self._cipher.encrypt(nonce, data, _CONTEXT))
 
     def unseal(self, token: str) -> bytes | None:
@@ -85,7 +92,8 @@ class Links:
 
     def file_link(self, url: str) -> str:
         name = urlsplit(url).path.rsplit("/", 1)[-1] or "file"
-        return f"{self.public_url}/files/{self.seal(url.encode())}/{quote(name)}"
+        token = self.seal(url.encode(), deterministic=True)  # one link per file, stable
+        return f"{self.public_url}/files/{token}/{quote(name)}"
 
     def resolve(self, token: str) -> str | None:
         """The original URL behind a gateway file link, if the link is one of ours."""

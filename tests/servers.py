@@ -181,10 +181,21 @@ class Gateway(ServerProcess):
     ADMIN_TOKEN = "admin-test-token"
 
     def __init__(
-        self, redis_url: str, upstream_url: str, settings: Mapping[str, object] | None = None
+        self,
+        redis_url: str,
+        upstream_url: str,
+        settings: Mapping[str, object] | None = None,
+        *,
+        tls: tuple[Path, Path, str] | None = None,
     ) -> None:
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self.verify: ssl.SSLContext | bool = True
+        args = ["serve", "--port", str(self.port)]
+        if tls:
+            cert, key, ca = tls
+            args += ["--tls-cert", str(cert), "--tls-key", str(key)]
+            self.verify = ssl.create_default_context(cafile=ca)
         env = {
             "GATEWAY_REDIS_URL": redis_url,
             "GATEWAY_PUBLIC_URL": self.url,
@@ -202,11 +213,14 @@ class Gateway(ServerProcess):
             "GATEWAY_WEBHOOK_TIMEOUT": "1",
             **{f"GATEWAY_{k.upper()}": str(v) for k, v in (settings or {}).items()},
         }
-        super().__init__(["serve", "--port", str(self.port)], env, f"{self.url}/healthz")
+        super().__init__(args, env, f"{self.url}/healthz", verify=self.verify)
 
     def admin(self) -> httpx.Client:
         return httpx.Client(
-            base_url=self.url, headers={"Authorization": f"Bearer {self.ADMIN_TOKEN}"}, timeout=30
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {self.ADMIN_TOKEN}"},
+            timeout=30,
+            verify=self.verify,
         )
 
     FUNDS = 10**12
@@ -233,7 +247,7 @@ class Gateway(ServerProcess):
 
     def client(self, token: str | None, scheme: str = "Bearer") -> httpx.Client:
         headers = {"Authorization": f"{scheme} {token}"} if token else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30, verify=self.verify)
 
 
 class UpstreamLog:

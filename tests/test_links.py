@@ -23,6 +23,14 @@ def test_file_links_round_trip_and_hide_the_original() -> None:
     assert links.resolve(link.split("/")[-2]) == original
 
 
+def test_the_same_file_always_gets_the_same_link() -> None:
+    links = _links()
+    first = links.file_link("https://v3.fal.media/files/a.png")
+    assert links.file_link("https://v3.fal.media/files/a.png") == first
+    assert links.file_link("https://v3.fal.media/files/b.png") != first
+    assert _links(b"other").file_link("https://v3.fal.media/files/a.png") != first
+
+
 def test_links_from_another_secret_or_tampered_do_not_resolve() -> None:
     token = _links().file_link(f"{UPSTREAM}/files/x.png").split("/")[-2]
     assert _links(b"other").resolve(token) is None
