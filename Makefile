@@ -19,7 +19,9 @@ install: $(STAMP)
 
 # fal's JS client, for the tests that drive it through the gateway (needs Node.js and npm).
 $(JS_STAMP): $(JS)/package.json $(JS)/package-lock.json
-	@command -v npm >/dev/null || { echo "make test needs Node.js and npm (apt-get install nodejs npm)"; exit 1; }
+	@command -v npm >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] \
+		&& apt-get update -qq && apt-get install -y -qq nodejs npm; } \
+		|| { echo "make test needs Node.js and npm (apt-get install nodejs npm)"; exit 1; }
 	npm ci --prefix $(JS) --silent --no-audit --no-fund
 	@touch $(JS_STAMP)
 
