@@ -245,6 +245,18 @@ class Gateway(ServerProcess):
         created: dict[str, object] = response.json()
         return str(created["secret"]), created
 
+    def cli(self, *args: str, token: str = ADMIN_TOKEN) -> subprocess.CompletedProcess[str]:
+        """``python -m gateway <args>`` as an operator would run it against this gateway."""
+        env = {**os.environ, "GATEWAY_ADMIN_TOKEN": token, "GATEWAY_PUBLIC_URL": self.url}
+        return subprocess.run(
+            [sys.executable, "-m", "gateway", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
     def client(self, token: str | None, scheme: str = "Bearer") -> httpx.Client:
         headers = {"Authorization": f"{scheme} {token}"} if token else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=30, verify=self.verify)

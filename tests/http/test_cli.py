@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
 from tests.servers import Gateway
 
@@ -13,15 +11,7 @@ from tests.servers import Gateway
 def _cli(
     gateway: Gateway, *args: str, token: str = Gateway.ADMIN_TOKEN
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "GATEWAY_ADMIN_TOKEN": token, "GATEWAY_PUBLIC_URL": gateway.url}
-    return subprocess.run(
-        [sys.executable, "-m", "gateway", "keys", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return gateway.cli("keys", *args, token=token)
 
 
 def test_create_list_show_revoke_from_the_cli(gateway: Gateway) -> None:

@@ -8,7 +8,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -124,21 +123,9 @@ def test_usage_rejects_bad_queries(fleet: list[Gateway]) -> None:
 
 def test_teams_and_usage_from_the_cli(fleet: list[Gateway]) -> None:
     gateway = fleet[0]
-    env = {
-        **os.environ,
-        "GATEWAY_ADMIN_TOKEN": Gateway.ADMIN_TOKEN,
-        "GATEWAY_PUBLIC_URL": gateway.url,
-    }
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [sys.executable, "-m", "gateway", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        done = gateway.cli(*args)
         assert done.returncode == 0, done.stderr
         return done
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from typing import Any
 
 import httpx
@@ -211,21 +209,7 @@ def test_policies_are_shown_and_replaced(gateway: Gateway) -> None:
 def test_policy_from_the_cli(gateway: Gateway, emulator: Emulator) -> None:
     _, created = gateway.new_key()
     team = _team(gateway)
-    env = {
-        **os.environ,
-        "GATEWAY_ADMIN_TOKEN": Gateway.ADMIN_TOKEN,
-        "GATEWAY_PUBLIC_URL": gateway.url,
-    }
-
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "gateway", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+    cli = gateway.cli
 
     key_policy = cli(
         "keys",
