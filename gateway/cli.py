@@ -238,6 +238,15 @@ teams = _admin_group(
 )
 
 
+def _with_options(
+    command: Callable[..., Any], options: Sequence[Callable[[Any], Any]]
+) -> Callable[..., Any]:
+    """``command`` decorated with ``options``, first listed first in ``--help``."""
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 def policy_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The flags that describe a policy; unset flags mean no limit."""
     options = [
@@ -270,9 +279,7 @@ def policy_options(command: Callable[..., Any]) -> Callable[..., Any]:
             help="A value for a field callers leave out (VALUE is JSON; repeat).",
         ),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return _with_options(command, options)
 
 
 def _policy(flags: dict[str, Any]) -> dict[str, Any] | None:
@@ -324,7 +331,8 @@ KEY_LIMIT_FLAGS = ("spend_cap_micros", "max_concurrent", "rate_per_minute", "rat
 
 
 def key_limit_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    for option in reversed(
+    return _with_options(
+        command,
         [
             click.option(
                 "--spend-cap",
@@ -335,10 +343,8 @@ def key_limit_options(command: Callable[..., Any]) -> Callable[..., Any]:
             click.option("--max-concurrent", type=int, help="Most jobs in flight at once."),
             click.option("--rate-per-minute", type=int, help="Requests per minute."),
             click.option("--rate-burst", type=int, help="Requests allowed at once."),
-        ]
-    ):
-        command = option(command)
-    return command
+        ],
+    )
 
 
 def _pop_limits(flags: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
@@ -474,7 +480,8 @@ TEAM_LIMIT_FLAGS = (
 
 
 def team_limit_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    for option in reversed(
+    return _with_options(
+        command,
         [
             click.option("--price-multiplier", help="Charge = fal's list price x this."),
             click.option(
@@ -491,10 +498,8 @@ def team_limit_options(command: Callable[..., Any]) -> Callable[..., Any]:
             ),
             click.option("--rate-per-minute", type=int, help="Requests per minute, all keys."),
             click.option("--rate-burst", type=int, help="Requests allowed at once, all keys."),
-        ]
-    ):
-        command = option(command)
-    return command
+        ],
+    )
 
 
 def _team_text(team: dict[str, Any]) -> str:

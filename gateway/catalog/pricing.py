@@ -29,11 +29,6 @@ class Estimate:
     exact: bool
     """False when the size rests on the assumed input size."""
 
-    @property
-    def megapixels(self) -> float:
-        """Output megapixels of the whole request."""
-        return self.size.megapixels * self.num_images
-
 
 def image_cost_micros(size: Size, price_per_megapixel_micros: int) -> int:
     """The price of one output image of ``size``, rounded up to a whole micro-unit."""

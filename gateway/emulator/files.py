@@ -46,10 +46,6 @@ class FileStore:
             return None
         return stored
 
-    @property
-    def total_bytes(self) -> int:
-        return self._bytes
-
     def _discard(self, path: str) -> None:
         old = self._files.pop(path, None)
         if old is not None:

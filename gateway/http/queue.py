@@ -97,10 +97,6 @@ async def _owned(request: Request) -> tuple[Services, OwnedRequest]:
     return gateway, owned
 
 
-def _job(owned: OwnedRequest) -> Job:
-    return Job(owned.team_id, owned.key_id, owned.reservation_id, owned.id, owned.endpoint_id)
-
-
 def submission_headers(submission: Submission, admission: Admission) -> dict[str, str]:
     headers = {
         ESTIMATE_HEADER: str(submission.estimate.cost_micros),
@@ -132,11 +128,12 @@ async def admit_submission(
     cached policy turns out stale: then it is read again once)."""
     for _ in range(2):
         rules = await gateway.policies.rules(token)
-        check_origin(rules.effective(), origin)
+        effective_policy = rules.effective()
+        check_origin(effective_policy, origin)
         submission = await prepare(
             endpoint,
             raw,
-            rules.effective(),
+            effective_policy,
             gateway.settings.max_data_uri_bytes,
             gateway.links.original,
         )
@@ -195,7 +192,7 @@ async def submit(request: Request) -> Response:
 
 def _note_completion(gateway: Services, owned: OwnedRequest, status: Any) -> None:
     if not owned.settled and isinstance(status, dict) and status.get("status") == "COMPLETED":
-        gateway.completion.schedule(_job(owned))
+        gateway.completion.schedule(Job.of(owned))
 
 
 async def status(request: Request) -> Response:
@@ -245,7 +242,7 @@ async def result(request: Request) -> Response:
     response = await gateway.upstream.result(owned.app_id, owned.id)
     gateway.upstream.check("result", response)
     if response.status_code == 200 and not owned.settled:
-        await gateway.meter.settle_from_result(_job(owned), response)
+        await gateway.meter.settle_from_result(Job.of(owned), response)
     return relay(response, gateway.links.rewrite(json_body(response)))
 
 
@@ -255,7 +252,7 @@ async def cancel(request: Request) -> Response:
     gateway.upstream.check("cancel", response)
     body = json_body(response)
     if response.status_code == 200 and isinstance(body, dict) and body.get("status") == "OK":
-        await gateway.meter.settle_job(_job(owned), FAILED)  # left the queue before any work
+        await gateway.meter.settle_job(Job.of(owned), FAILED)  # left the queue before any work
     return relay(response, gateway.links.rewrite(body))
 
 

@@ -8,6 +8,7 @@ is dropped (fal cancels the run) and the reservation refunded.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -58,13 +59,7 @@ async def run(request: Request) -> Response:
     except FalError:
         await gateway.meter.settle_job(job, REFUSED)
         raise
-    job = Job(
-        job.team_id,
-        job.key_id,
-        job.reservation_id,
-        response.headers.get("x-fal-request-id", ""),
-        job.endpoint_id,
-    )
+    job = dataclasses.replace(job, request_id=response.headers.get("x-fal-request-id", ""))
     if response.status_code == 200:
         await gateway.meter.settle_output(job, body)
     else:

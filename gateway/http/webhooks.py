@@ -55,7 +55,7 @@ async def fal_webhook(request: Request) -> Response:
         gateway.metrics.fal_webhooks.labels("unknown").inc()
         return JSONResponse({"status": "ignored"})
     if not owned.settled:
-        job = Job(owned.team_id, owned.key_id, owned.reservation_id, owned.id, owned.endpoint_id)
+        job = Job.of(owned)
         if event.get("status") == "OK":
             await gateway.meter.settle_output(job, event.get("payload"))
         else:

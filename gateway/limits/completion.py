@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.accounts.requests import OwnedRequest
 from gateway.catalog import find_endpoint
 from gateway.errors import FalError
 from gateway.limits.settlement import LOST, Meter
@@ -28,6 +29,11 @@ class Job:
     reservation_id: str
     request_id: str
     endpoint_id: str
+
+    @classmethod
+    def of(cls, owned: OwnedRequest) -> Job:
+        """The job behind a forwarded request's record."""
+        return cls(owned.team_id, owned.key_id, owned.reservation_id, owned.id, owned.endpoint_id)
 
     @property
     def app_id(self) -> str:

@@ -37,38 +37,43 @@ def _error(loc: Loc, msg: str, error_type: str) -> ErrorItem:
     return {"loc": ["body", *loc], "msg": msg, "type": error_type}
 
 
-def has_data_uris(request: ImageEditInput) -> bool:
-    """Whether checking ``request`` means decoding inline files (worth a worker thread)."""
+FileValue = tuple[FileKind, Loc, str]
+
+
+def file_values(request: ImageEditInput) -> list[FileValue]:
+    """Every string held by a file field of ``request``, with its kind and location."""
     data = request.model_dump()
-    return any(
-        isinstance(value, str) and is_data_uri(value)
+    return [
+        (file_field.kind, loc, value)
         for file_field in type(request).FILE_FIELDS
-        for _, value in file_field.values(data)
-    )
+        for loc, value in file_field.values(data)
+        if isinstance(value, str)
+    ]
 
 
-def check_files(request: ImageEditInput, max_data_uri_bytes: int) -> FileReport:
-    """Every file field of ``request`` checked; CPU-bound for large data URIs."""
-    data = request.model_dump()
+def has_data_uris(values: list[FileValue]) -> bool:
+    """Whether checking these means decoding inline files (worth a worker thread)."""
+    return any(is_data_uri(value) for _, _, value in values)
+
+
+def check_files(values: list[FileValue], max_data_uri_bytes: int) -> FileReport:
+    """Every file value checked; CPU-bound for large data URIs."""
     errors: list[ErrorItem] = []
     input_size = None
-    for file_field in type(request).FILE_FIELDS:
-        for loc, value in file_field.values(data):
-            if not isinstance(value, str):
-                continue
-            if not is_data_uri(value):
-                if not _valid_http_url(value):
-                    errors.append(_error(loc, "must be an http(s) URL or a data URI", "url_scheme"))
-                continue
-            if file_field.kind is FileKind.WEIGHTS:
-                errors.append(_error(loc, "LoRA weights must be an http(s) URL", "url_scheme"))
-                continue
-            found = _check_image(loc, value, max_data_uri_bytes)
-            if isinstance(found, Size):
-                if loc == ("image_url",):
-                    input_size = found
-            else:
-                errors.append(found)
+    for kind, loc, value in values:
+        if not is_data_uri(value):
+            if not _valid_http_url(value):
+                errors.append(_error(loc, "must be an http(s) URL or a data URI", "url_scheme"))
+            continue
+        if kind is FileKind.WEIGHTS:
+            errors.append(_error(loc, "LoRA weights must be an http(s) URL", "url_scheme"))
+            continue
+        found = _check_image(loc, value, max_data_uri_bytes)
+        if isinstance(found, Size):
+            if loc == ("image_url",):
+                input_size = found
+        else:
+            errors.append(found)
     return FileReport(errors, input_size)
 
 

@@ -76,10 +76,11 @@ async def prepare(
     for file_field in endpoint.input_model.FILE_FIELDS:
         data = file_field.map_strings(data, original_url)
     request = endpoint.validate(data)
-    if files.has_data_uris(request):
-        report = await asyncio.to_thread(files.check_files, request, max_data_uri_bytes)
+    values = files.file_values(request)
+    if files.has_data_uris(values):
+        report = await asyncio.to_thread(files.check_files, values, max_data_uri_bytes)
     else:
-        report = files.check_files(request, max_data_uri_bytes)
+        report = files.check_files(values, max_data_uri_bytes)
     if report.errors:
         raise RequestValidationFailed(report.errors)
     priced = estimate(request, endpoint.price_per_megapixel_micros, report.input_size)

@@ -109,9 +109,9 @@ class FalUpstream:
             content=content,
             params=params,
             headers={
+                "Accept": "application/json",
                 **(headers or {}),
                 "Authorization": self._keys.authorization(),
-                "Accept": "application/json",
                 **({"Content-Type": "application/json"} if content is not None else {}),
             },
         )
@@ -218,7 +218,6 @@ class FalUpstream:
             params={"logs": "1" if logs else "0"},
             headers={"Accept": "text/event-stream"},
         )
-        request.headers["Accept"] = "text/event-stream"
         response = await self._send("status_stream", request, stream=True)
         try:
             yield response
