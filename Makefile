@@ -47,9 +47,20 @@ format: install
 	$(BIN)/ruff format gateway tests bench
 	$(BIN)/ruff check --fix gateway tests bench
 
-## Benchmarks (see bench/RESULTS.md); not part of `make test`.
-bench: install
-	$(BIN)/python -m bench.redis_round_trips
+BENCH_STAMP := $(VENV)/.bench-installed
+
+# wrk (load) and nginx (the plain proxy to compare with), and the profiler.
+$(BENCH_STAMP): $(STAMP)
+	@{ command -v wrk && { command -v nginx || test -x /usr/sbin/nginx; }; } >/dev/null \
+		|| { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] \
+			&& apt-get update -qq && apt-get install -y -qq wrk nginx; } \
+		|| { echo "make bench needs wrk and nginx (apt-get install wrk nginx)"; exit 1; }
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
+
+## Benchmarks: writes bench/RESULTS.md (a few minutes); not part of `make test`.
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench.overhead
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

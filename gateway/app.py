@@ -46,6 +46,7 @@ from gateway.services import Services
 from gateway.settings import Settings
 from gateway.store import connect_redis
 from gateway.upstream import FalUpstream
+from gateway.upstream.statuses import StatusCoalescer
 
 
 def _cors(settings: Settings) -> list[Middleware]:
@@ -97,7 +98,8 @@ def create_app(settings: Settings) -> Starlette:
         upstream = FalUpstream(settings, metrics)
         scripts = Scripts(redis, metrics)
         meter = Meter(scripts, metrics)
-        completion = Completion(meter, upstream)
+        requests = RequestRegistry(redis, scripts, settings.request_retention)
+        completion = Completion(meter, upstream, requests)
         keys = KeyStore(redis)
         targets = TargetPolicy(settings.webhook_allow_http, settings.webhook_allowed_networks)
         jwks_client = httpx.AsyncClient(headers={"User-Agent": "fal-gateway/0.1"})
@@ -107,7 +109,8 @@ def create_app(settings: Settings) -> Starlette:
             redis=redis,
             keys=keys,
             teams=TeamStore(redis),
-            requests=RequestRegistry(redis, settings.request_retention),
+            requests=requests,
+            statuses=StatusCoalescer(upstream, settings.status_coalesce_interval),
             upstream=upstream,
             links=links,
             metrics=metrics,

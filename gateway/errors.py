@@ -31,7 +31,9 @@ from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
+
+from gateway.jsoncodec import JSONResponse
 
 ErrorItem = dict[str, Any]
 

@@ -123,6 +123,13 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="mostrecent",
         )
+        self.status_answers = Counter(
+            "gateway_status_answers_total",
+            "Status polls answered, by source: state (the gateway knew the request had finished),"
+            " upstream (a call to fal), shared (another poll's call to fal).",
+            ["source"],
+            registry=self.registry,
+        )
         self.fal_webhooks = Counter(
             "gateway_fal_webhooks_total",
             "Webhooks received from fal, by outcome (accepted, duplicate, rejected, unknown).",

@@ -23,6 +23,7 @@ from gateway.relay.outbox import Outbox
 from gateway.relay.targets import TargetPolicy
 from gateway.settings import Settings
 from gateway.upstream import FalUpstream
+from gateway.upstream.statuses import StatusCoalescer
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class Services:
     teams: TeamStore
     requests: RequestRegistry
     upstream: FalUpstream
+    statuses: StatusCoalescer
     links: Links
     metrics: Metrics
     scripts: Scripts

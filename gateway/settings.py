@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     """Seals rewritten file links; must be the same on every replica. Unset: the admin token."""
     request_retention: Annotated[float, Field(gt=0)] = 7 * 24 * 3600.0
     """How long the gateway remembers which key owns a request id."""
+    status_coalesce_interval: Annotated[float, Field(ge=0)] = 0.5
+    """Status polls of one request within this many seconds share one call to fal (per process);
+    0 shares only calls in flight. Polls of a request known to be finished never reach fal."""
     lease_ttl: Annotated[float, Field(gt=0)] = 3600.0
     """A job's concurrency lease lapses after this long even if its end is never seen."""
     reconcile_interval: Annotated[float, Field(gt=0)] = 30.0

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 
+from gateway import jsoncodec
 from gateway.accounts import redis_keys
 from gateway.accounts.keys import ApiKey, check_key, parse_authorization
 from gateway.catalog import Endpoint
 from gateway.errors import NotFound
+from gateway.limits.scripts import Scripts
 from gateway.store import RedisFields, fields_of, store_errors
 
 _MAX_REQUEST_ID = 128
@@ -27,13 +30,16 @@ class OwnedRequest:
     reservation_id: str
     settled: bool
     webhook_url: str | None
+    final_status: dict[str, Any] | None
+    """What fal's status said once the request was COMPLETED, when the gateway has learnt it."""
 
 
 class RequestRegistry:
     """Request ownership records, kept for ``retention`` seconds after submit."""
 
-    def __init__(self, redis: Redis, retention: float) -> None:
+    def __init__(self, redis: Redis, scripts: Scripts, retention: float) -> None:
         self._redis = redis
+        self._scripts = scripts
         self._retention = int(retention)
 
     async def record(
@@ -62,6 +68,15 @@ class RequestRegistry:
             pipe.expire(name, self._retention)
             pipe.hset(redis_keys.reservation(team_id, reservation_id), "request_id", request_id)
             await pipe.execute()
+
+    async def complete(self, team_id: str, request_id: str, final_status: dict[str, Any]) -> None:
+        """Remember that fal finished the request and what its status says, so polls are
+        answered from here from now on."""
+        await self._scripts.run(
+            "complete",
+            keys=[redis_keys.request_record(team_id, request_id)],
+            args=[jsoncodec.dumps(final_status)],
+        )
 
     async def authorize(
         self, authorization: str | None, app_id: str, request_id: str
@@ -105,4 +120,12 @@ def _owned(request_id: str, team_id: str, fields: dict[str, str]) -> OwnedReques
         reservation_id=fields.get("reservation", ""),
         settled=fields.get("settled") == "1",
         webhook_url=fields.get("webhook_url") or None,
+        final_status=_final_status(fields.get("final_status")),
     )
+
+
+def _final_status(text: str | None) -> dict[str, Any] | None:
+    if not text:
+        return None
+    value = jsoncodec.loads(text)
+    return value if isinstance(value, dict) else None

@@ -7,8 +7,10 @@ or error) is what the result fetch answers (``fal-protocol.md`` §3).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import enum
+import itertools
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -56,6 +58,8 @@ class Job:
     outcome: Outcome | None = None
     cancel_requested: asyncio.Event = field(default_factory=asyncio.Event)
     version: int = 0
+    seq: int = 0
+    """Set when the job joins the queue, increasing, so the queue is ordered by it."""
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -100,16 +104,19 @@ class JobQueue:
     def __init__(self) -> None:
         self._pending: deque[Job] = deque()
         self._wakeup = asyncio.Condition()
+        self._joined = itertools.count(1)
 
     def position(self, job: Job) -> int:
-        """How many jobs are ahead of ``job`` (0: next)."""
-        try:
-            return self._pending.index(job)
-        except ValueError:
-            return 0
+        """How many jobs are ahead of ``job`` (0: next). Jobs wait in submission order, so a
+        binary search finds it (a long queue would make a scan the emulator's main cost)."""
+        index = bisect.bisect_left(self._pending, job.seq, key=lambda pending: pending.seq)
+        if index < len(self._pending) and self._pending[index] is job:
+            return index
+        return 0
 
     async def put(self, job: Job) -> None:
         async with self._wakeup:
+            job.seq = next(self._joined)
             self._pending.append(job)
             self._wakeup.notify_all()
 

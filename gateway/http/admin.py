@@ -13,13 +13,14 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.accounts.keys import ApiKey
 from gateway.accounts.teams import TeamId
 from gateway.accounts.tokens import DEFAULT_TEAM
 from gateway.errors import NotFound, RequestValidationFailed, Unauthorized
+from gateway.jsoncodec import JSONResponse
 from gateway.services import Services, services
 from gateway.submission.policy import Policy
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.accounts.keys import rfc3339
 from gateway.errors import BadRequest, NotFound
 from gateway.http.admin import admin
+from gateway.jsoncodec import JSONResponse
 from gateway.relay.outbox import DEAD
 
 

@@ -8,13 +8,14 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.accounts.teams import TeamId, TeamLimits
 from gateway.accounts.tokens import TEAM_ID_PATTERN, new_id
 from gateway.errors import BadRequest, FalError, NotFound
 from gateway.http.admin import admin, body
+from gateway.jsoncodec import JSONResponse
 from gateway.limits.credits import add_credit
 from gateway.limits.usage import GROUPS, usage_rows
 from gateway.submission.policy import Policy

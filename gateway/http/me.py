@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.jsoncodec import JSONResponse
 from gateway.limits.usage import usage_rows
 from gateway.services import services
 

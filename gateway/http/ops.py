@@ -6,9 +6,10 @@ import asyncio
 
 from redis.exceptions import RedisError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.jsoncodec import JSONResponse
 from gateway.services import services
 
 

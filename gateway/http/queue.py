@@ -7,7 +7,6 @@ answer with every URL pointing at the gateway.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,8 +16,9 @@ import httpx
 from httpx_sse import EventSource
 from sse_starlette import EventSourceResponse
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
+from gateway import jsoncodec
 from gateway.accounts.keys import parse_authorization
 from gateway.accounts.requests import OwnedRequest
 from gateway.accounts.tokens import Token
@@ -31,6 +31,7 @@ from gateway.errors import (
     UpstreamError,
 )
 from gateway.fal_routes import queue_routes
+from gateway.jsoncodec import JSONResponse
 from gateway.limits.admission import Admission, StalePolicy
 from gateway.limits.completion import Job
 from gateway.limits.settlement import FAILED, REFUSED
@@ -38,18 +39,15 @@ from gateway.relay.targets import TargetRefused
 from gateway.services import Services, services
 from gateway.submission.policy import check_origin
 from gateway.submission.prepare import Submission, prepare
-from gateway.upstream.client import forwarded_headers
+from gateway.upstream.client import (
+    REQUEST_ID_HEADER,
+    forwarded_headers,
+    json_body,
+    relayed_headers,
+)
 
 logger = logging.getLogger(__name__)
 
-# fal response headers callers may rely on; all others (hosts, cookies, ...) stay behind.
-RELAYED_HEADERS = (
-    "x-fal-request-id",
-    "x-fal-error-type",
-    "x-fal-billable-units",
-    "x-fal-request-timeout-type",
-    "retry-after",
-)
 ESTIMATE_HEADER = "X-Gateway-Estimated-Cost-Micros"
 """fal's list price of the request as forwarded, in micro-units (before any reseller margin)."""
 IGNORED_FIELDS_HEADER = "X-Gateway-Ignored-Fields"
@@ -70,20 +68,8 @@ def _wants_logs(request: Request) -> bool:
     return request.query_params.get("logs", "0").lower() in ("1", "true")
 
 
-def json_body(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError as exc:
-        if response.is_success:
-            raise UpstreamError("fal answered with a body that is not JSON") from exc
-        raise FalError(
-            f"fal answered {response.status_code}", status_code=response.status_code
-        ) from exc
-
-
 def relay(response: httpx.Response, body: Any) -> Response:
-    headers = {name: response.headers[name] for name in RELAYED_HEADERS if name in response.headers}
-    return JSONResponse(body, status_code=response.status_code, headers=headers)
+    return JSONResponse(body, status_code=response.status_code, headers=relayed_headers(response))
 
 
 async def _owned(request: Request) -> tuple[Services, OwnedRequest]:
@@ -191,22 +177,44 @@ async def submit(request: Request) -> Response:
 
 
 def _note_completion(gateway: Services, owned: OwnedRequest, status: Any) -> None:
-    if not owned.settled and isinstance(status, dict) and status.get("status") == "COMPLETED":
-        gateway.completion.schedule(Job.of(owned))
+    if isinstance(status, dict) and status.get("status") == "COMPLETED":
+        gateway.completion.completed(owned, status)
+
+
+def _known_status(gateway: Services, owned: OwnedRequest, request: Request) -> Any | None:
+    """The request's final status from the gateway's own records, when it is known and the
+    caller did not ask for logs (those only fal has); else None."""
+    if owned.final_status is None or _wants_logs(request):
+        return None
+    gateway.metrics.status_answers.labels("state").inc()
+    known = gateway.links.rewrite(owned.final_status)
+    return {**known, **gateway.links.request_urls(owned.app_id, owned.id)}
 
 
 async def status(request: Request) -> Response:
     gateway, owned = await _owned(request)
-    response = await gateway.upstream.status(owned.app_id, owned.id, _wants_logs(request))
-    gateway.upstream.check("status", response)
-    body = json_body(response)
-    _note_completion(gateway, owned, body)
-    return relay(response, gateway.links.rewrite_queue_body(body, owned.app_id))
+    known = _known_status(gateway, owned, request)
+    if known is not None:
+        return JSONResponse(known, headers={REQUEST_ID_HEADER: owned.id})
+    answer, shared = await gateway.statuses.status(owned.app_id, owned.id, _wants_logs(request))
+    gateway.metrics.status_answers.labels("shared" if shared else "upstream").inc()
+    _note_completion(gateway, owned, answer.body)
+    return JSONResponse(
+        gateway.links.rewrite_queue_body(answer.body, owned.app_id),
+        status_code=answer.status_code,
+        headers=answer.headers,
+    )
 
 
 async def status_stream(request: Request) -> Response:
-    """Relay fal's status events one by one as they arrive, URLs rewritten."""
+    """Relay fal's status events one by one as they arrive, URLs rewritten (or, for a request
+    known to be finished, its final status as the one event)."""
     gateway, owned = await _owned(request)
+    known = _known_status(gateway, owned, request)
+    if known is not None:
+        return EventSourceResponse(
+            iter([{"data": jsoncodec.dumps(known)}]), headers={REQUEST_ID_HEADER: owned.id}
+        )
     stack = contextlib.AsyncExitStack()
     upstream = await stack.enter_async_context(
         gateway.upstream.status_stream(owned.app_id, owned.id, _wants_logs(request))
@@ -227,14 +235,14 @@ async def status_stream(request: Request) -> Response:
                     async for event in EventSource(upstream).aiter_sse():
                         if not event.data:
                             continue
-                        status = json.loads(event.data)
+                        status = jsoncodec.loads(event.data)
                         _note_completion(gateway, owned, status)
                         data = gateway.links.rewrite_queue_body(status, owned.app_id)
-                        yield {"data": json.dumps(data)}
+                        yield {"data": jsoncodec.dumps(data)}
             except UpstreamError:
                 logger.warning("status stream of %s broke off upstream", owned.id)
 
-    return EventSourceResponse(events(), headers={"x-fal-request-id": owned.id})
+    return EventSourceResponse(events(), headers={REQUEST_ID_HEADER: owned.id})
 
 
 async def result(request: Request) -> Response:
@@ -249,6 +257,7 @@ async def result(request: Request) -> Response:
 async def cancel(request: Request) -> Response:
     gateway, owned = await _owned(request)
     response = await gateway.upstream.cancel(owned.app_id, owned.id)
+    gateway.statuses.forget(owned.app_id, owned.id)
     gateway.upstream.check("cancel", response)
     body = json_body(response)
     if response.status_code == 200 and isinstance(body, dict) and body.get("status") == "OK":

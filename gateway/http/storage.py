@@ -15,12 +15,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.errors import FalError, NotFound, PayloadTooLarge
-from gateway.http.queue import json_body
+from gateway.jsoncodec import JSONResponse
 from gateway.services import Services, services
+from gateway.upstream.client import json_body
 
 UPLOAD_TOKEN_LIFETIME = 3600.0
 

@@ -20,14 +20,13 @@ from gateway.errors import FalError
 from gateway.http.queue import (
     admit_submission,
     endpoint_or_404,
-    json_body,
     relay,
     submission_headers,
 )
 from gateway.limits.completion import Job
 from gateway.limits.settlement import FAILED, REFUSED
 from gateway.services import services
-from gateway.upstream.client import forwarded_headers
+from gateway.upstream.client import forwarded_headers, json_body
 
 CANCELLED = "cancelled"
 

@@ -8,16 +8,17 @@ answered 200 and delivered no second time.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway import jsoncodec
 from gateway.accounts.tokens import TEAM_ID_PATTERN
 from gateway.errors import BadRequest, Unauthorized
+from gateway.jsoncodec import JSONResponse
 from gateway.limits.completion import Job
 from gateway.limits.settlement import FAILED
 from gateway.relay.fal_signature import WebhookRejected, verify
@@ -29,6 +30,13 @@ RELAYED_FIELDS = ("request_id", "gateway_request_id", "status", "payload", "erro
 
 def caller_payload(event: dict[str, Any]) -> dict[str, Any]:
     return {name: event[name] for name in RELAYED_FIELDS if name in event}
+
+
+def completed_status(request_id: str) -> dict[str, Any]:
+    """fal's status of a request that succeeded, as polls are answered once its webhook came.
+    (A failure's status carries fal's ``error`` and ``error_type``, which the webhook does not
+    state in the same form, so polls of failed requests keep asking fal until they see it.)"""
+    return {"status": "COMPLETED", "request_id": request_id, "logs": None, "metrics": {}}
 
 
 async def fal_webhook(request: Request) -> Response:
@@ -43,7 +51,7 @@ async def fal_webhook(request: Request) -> Response:
         gateway.metrics.fal_webhooks.labels("rejected").inc()
         raise Unauthorized(str(exc), error_type="invalid_webhook") from exc
     try:
-        event = json.loads(body)
+        event = jsoncodec.loads(body)
     except ValueError as exc:
         raise BadRequest("webhook body is not JSON") from exc
     if not isinstance(event, dict) or event.get("request_id") != request_id:
@@ -54,15 +62,18 @@ async def fal_webhook(request: Request) -> Response:
     if owned is None:
         gateway.metrics.fal_webhooks.labels("unknown").inc()
         return JSONResponse({"status": "ignored"})
+    succeeded = event.get("status") == "OK"
     if not owned.settled:
         job = Job.of(owned)
-        if event.get("status") == "OK":
+        if succeeded:
             await gateway.meter.settle_output(job, event.get("payload"))
         else:
             await gateway.meter.settle_job(job, FAILED)
+    if succeeded and owned.final_status is None:
+        await gateway.requests.complete(team_id, request_id, completed_status(request_id))
     fresh = True
     if owned.webhook_url:
-        relayed = json.dumps(gateway.links.rewrite(caller_payload(event)), separators=(",", ":"))
+        relayed = jsoncodec.dumps(gateway.links.rewrite(caller_payload(event)))
         fresh = await gateway.outbox.enqueue(
             owned.team_id, owned.key_id, request_id, owned.webhook_url, relayed
         )

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.accounts.requests import OwnedRequest
+from gateway.accounts.requests import OwnedRequest, RequestRegistry
 from gateway.catalog import find_endpoint
 from gateway.errors import FalError
 from gateway.limits.settlement import LOST, Meter
@@ -42,18 +42,20 @@ class Job:
 
 
 class Completion:
-    def __init__(self, meter: Meter, upstream: FalUpstream) -> None:
+    def __init__(self, meter: Meter, upstream: FalUpstream, requests: RequestRegistry) -> None:
         self._meter = meter
         self._upstream = upstream
+        self._requests = requests
         self._running: dict[str, asyncio.Task[Any]] = {}
 
-    def schedule(self, job: Job) -> None:
-        """Settle ``job`` in the background (once per process at a time)."""
-        if job.reservation_id in self._running:
+    def completed(self, owned: OwnedRequest, status: dict[str, Any]) -> None:
+        """fal's status says ``owned`` is COMPLETED: in the background (once per process at a
+        time), settle it if it is not yet, then remember the status to answer later polls."""
+        if owned.final_status is not None or owned.id in self._running:
             return
-        task = asyncio.create_task(self._finish_logged(job))
-        self._running[job.reservation_id] = task
-        task.add_done_callback(lambda _: self._running.pop(job.reservation_id, None))
+        task = asyncio.create_task(self._record_logged(owned, {**status, "logs": None}))
+        self._running[owned.id] = task
+        task.add_done_callback(lambda _: self._running.pop(owned.id, None))
 
     async def close(self) -> None:
         tasks = list(self._running.values())
@@ -61,11 +63,13 @@ class Completion:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _finish_logged(self, job: Job) -> None:
+    async def _record_logged(self, owned: OwnedRequest, status: dict[str, Any]) -> None:
         try:
-            await self.finish(job)
+            if not owned.settled:
+                await self.finish(Job.of(owned))
+            await self._requests.complete(owned.team_id, owned.id, status)
         except FalError as exc:
-            logger.warning("could not settle request %s yet: %s", job.request_id, exc.detail)
+            logger.warning("could not settle request %s yet: %s", owned.id, exc.detail)
 
     async def finish(self, job: Job) -> int | None:
         """Fetch the completed job's result and settle: charged for an output, refunded for an

@@ -22,6 +22,7 @@ SCRIPTS = {
     "settle": "gateway.limits",
     "credit": "gateway.limits",
     "enqueue": "gateway.relay",
+    "complete": "gateway.accounts",
 }
 """Each script and the package whose data holds its ``<name>.lua``."""
 

@@ -11,13 +11,15 @@ import contextlib
 import itertools
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any
 
 import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 from pydantic import SecretStr
 
-from gateway.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from gateway import jsoncodec
+from gateway.errors import FalError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 
@@ -30,6 +32,32 @@ NOT_FORWARDED = frozenset({"x-fal-target-url"})
 # fal answers the caller may see as they are: the caller's own mistakes and missing requests.
 PASSED_THROUGH = frozenset({400, 404, 409, 410, 413, 422, 429})
 REQUEST_ID_HEADER = "x-fal-request-id"
+
+# fal response headers callers may rely on; all others (hosts, cookies, ...) stay behind.
+RELAYED_HEADERS = (
+    REQUEST_ID_HEADER,
+    "x-fal-error-type",
+    "x-fal-billable-units",
+    "x-fal-request-timeout-type",
+    "retry-after",
+)
+
+
+def relayed_headers(response: httpx.Response) -> dict[str, str]:
+    """The headers of fal's answer that the caller gets too."""
+    return {name: response.headers[name] for name in RELAYED_HEADERS if name in response.headers}
+
+
+def json_body(response: httpx.Response) -> Any:
+    """fal's answer as JSON; a success that is not JSON is an upstream fault."""
+    try:
+        return jsoncodec.loads(response.content)
+    except ValueError as exc:
+        if response.is_success:
+            raise UpstreamError("fal answered with a body that is not JSON") from exc
+        raise FalError(
+            f"fal answered {response.status_code}", status_code=response.status_code
+        ) from exc
 
 
 def _timed_out(exc: BaseException) -> bool:
