@@ -37,6 +37,7 @@ from gateway.limits.scripts import Scripts
 from gateway.limits.settlement import Meter
 from gateway.links import Links
 from gateway.metrics import Metrics, MetricsMiddleware
+from gateway.multiplexed import MultiplexedRedis
 from gateway.openapi import openapi_document
 from gateway.relay.fal_signature import FalKeys
 from gateway.relay.outbox import Outbox
@@ -96,9 +97,10 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         redis = connect_redis(settings)
         upstream = FalUpstream(settings, metrics)
-        scripts = Scripts(redis, metrics)
+        store = MultiplexedRedis(settings.redis_url, settings.redis_timeout)
+        scripts = Scripts(store, metrics)
         meter = Meter(scripts, metrics)
-        requests = RequestRegistry(redis, scripts, settings.request_retention)
+        requests = RequestRegistry(store, scripts, settings.request_retention)
         completion = Completion(meter, upstream, requests)
         keys = KeyStore(redis)
         targets = TargetPolicy(settings.webhook_allow_http, settings.webhook_allowed_networks)
@@ -139,9 +141,11 @@ def create_app(settings: Settings) -> Starlette:
             await completion.close()
             await upstream.aclose()
             await redis.aclose()
+            await store.aclose()
 
     app = Starlette(
         routes=[
+            *queue.REQUEST_ROUTES,
             *ops.ROUTES,
             *admin.ROUTES,
             *admin_teams.ROUTES,
@@ -152,7 +156,7 @@ def create_app(settings: Settings) -> Starlette:
             *storage.ROUTES,
             *sync.ROUTES,
             *files.ROUTES,
-            *queue.ROUTES,
+            *queue.CATCH_ALL_ROUTES,
         ],
         middleware=[
             *_cors(settings),

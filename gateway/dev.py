@@ -36,6 +36,7 @@ from gateway.errors import Unauthorized
 from gateway.limits.credits import add_credit
 from gateway.limits.scripts import Scripts
 from gateway.metrics import Metrics
+from gateway.multiplexed import MultiplexedRedis
 from gateway.settings import Settings
 
 DEMO_KEY_NAME = "demo"
@@ -161,8 +162,13 @@ async def _usable_or_new_key(settings: Settings, token: str | None) -> str:
     redis = Redis.from_url(settings.redis_url, decode_responses=True)
     try:
         if await TeamStore(redis).create(DEFAULT_TEAM, "Default team", TeamLimits()):
-            scripts = Scripts(redis, Metrics())
-            await add_credit(scripts, DEFAULT_TEAM, DEMO_CREDIT_MICROS, "dev demo credit")
+            store = MultiplexedRedis(settings.redis_url, settings.redis_timeout)
+            try:
+                await add_credit(
+                    Scripts(store, Metrics()), DEFAULT_TEAM, DEMO_CREDIT_MICROS, "dev demo credit"
+                )
+            finally:
+                await store.aclose()
         keys = KeyStore(redis)
         if token is not None:
             try:

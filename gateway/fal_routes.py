@@ -17,21 +17,24 @@ from gateway.errors import no_such_route
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def queue_routes(
-    *,
-    submit: Handler,
-    status: Handler,
-    status_stream: Handler,
-    result: Handler,
-    cancel: Handler,
+def request_routes(
+    *, status: Handler, status_stream: Handler, result: Handler, cancel: Handler
 ) -> list[BaseRoute]:
-    """Routes for fal's queue API; the submit route catches every other POST, so mount last."""
+    """Routes naming a request (``/{owner}/{app}/requests/{id}...``); no other route of the
+    gateway or the emulator has that shape, so they may come first (status polls are the
+    busiest requests by far)."""
     request = "/{owner}/{app}/requests/{request_id}"
     return [
         Route(f"{request}/status", status, methods=["GET"]),
         Route(f"{request}/status/stream", status_stream, methods=["GET"]),
         Route(f"{request}/cancel", cancel, methods=["PUT"]),
         Route(request, result, methods=["GET"]),
+    ]
+
+
+def catch_all_routes(submit: Handler) -> list[BaseRoute]:
+    """The submit route, which catches every other POST, and 404 for other methods: mount last."""
+    return [
         Route("/{endpoint:path}", submit, methods=["POST"]),
         Route("/{path:path}", no_such_route, methods=["GET", "PUT", "PATCH", "DELETE"]),
     ]

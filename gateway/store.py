@@ -6,8 +6,7 @@ command has a socket timeout so a hung Redis fails requests quickly (503) instea
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any, cast
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -36,15 +35,37 @@ def connect_redis(settings: Settings) -> Redis:
     return Redis(connection_pool=pool)
 
 
-@contextlib.asynccontextmanager
-async def store_errors() -> AsyncIterator[None]:
-    """Turn Redis being unreachable into a 503 (the gateway fails closed)."""
-    try:
-        yield
-    except (RedisConnectionError, RedisTimeoutError) as exc:
-        raise StoreUnavailable(
-            "The gateway's data store is unavailable; try again shortly"
-        ) from exc
+class _StoreErrors:
+    """Turns Redis being unreachable into a 503 (the gateway fails closed). A plain class rather
+    than a generator-based context manager: it wraps every Redis call of the hot path."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+            raise StoreUnavailable(
+                "The gateway's data store is unavailable; try again shortly"
+            ) from exc
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+_STORE_ERRORS = _StoreErrors()
+
+
+def store_errors() -> _StoreErrors:
+    """``async with store_errors():`` (or ``with``) around Redis calls: 503 when Redis is
+    unreachable."""
+    return _STORE_ERRORS
 
 
 RedisFields = Mapping[Any, Any]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -122,17 +123,30 @@ def parse_authorization(header: str | None) -> Token:
     raise Unauthorized(INVALID_KEY)
 
 
-def check_key(token: Token, fields: dict[str, str], now: float) -> ApiKey:
-    """The key a token names, if its record exists, the secret matches and it is usable."""
-    stored_hash = fields.get("secret_hash", "")
+KEY_CHECK_FIELDS = ("secret_hash", "team_id", "status", "expires_at")
+"""The fields of a key record ``verify_key`` reads."""
+
+
+def verify_key(token: Token, fields: Mapping[str, str | None], now: float) -> None:
+    """Raise 401 unless the key a token names exists, its secret matches and it is usable."""
+    stored_hash = fields.get("secret_hash") or ""
     # Compare even when the record is missing, so timing does not reveal which keys exist.
     secret_ok = hmac.compare_digest(tokens.hash_secret(token.secret), stored_hash or "0" * 64)
-    if not fields or not secret_ok:
+    expires_at = fields.get("expires_at")
+    if (
+        not stored_hash
+        or not secret_ok
+        or fields.get("team_id") != token.team_id
+        or fields.get("status") != ACTIVE
+        or (expires_at and now >= float(expires_at))
+    ):
         raise Unauthorized(INVALID_KEY)
-    key = ApiKey.from_record(token.key_id, fields)
-    if key.team_id != token.team_id or not key.usable(now):
-        raise Unauthorized(INVALID_KEY)
-    return key
+
+
+def check_key(token: Token, fields: dict[str, str], now: float) -> ApiKey:
+    """The key a token names, if its record exists, the secret matches and it is usable."""
+    verify_key(token, fields, now)
+    return ApiKey.from_record(token.key_id, fields)
 
 
 class KeyStore:

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
-
 from gateway import jsoncodec
 from gateway.accounts import redis_keys
-from gateway.accounts.keys import ApiKey, check_key, parse_authorization
+from gateway.accounts.keys import KEY_CHECK_FIELDS, parse_authorization, verify_key
 from gateway.catalog import Endpoint
 from gateway.errors import NotFound
 from gateway.limits.scripts import Scripts
-from gateway.store import RedisFields, fields_of, store_errors
+from gateway.multiplexed import MultiplexedRedis
+from gateway.store import store_errors
 
 _MAX_REQUEST_ID = 128
 
@@ -37,8 +37,8 @@ class OwnedRequest:
 class RequestRegistry:
     """Request ownership records, kept for ``retention`` seconds after submit."""
 
-    def __init__(self, redis: Redis, scripts: Scripts, retention: float) -> None:
-        self._redis = redis
+    def __init__(self, store: MultiplexedRedis, scripts: Scripts, retention: float) -> None:
+        self._store = store
         self._scripts = scripts
         self._retention = int(retention)
 
@@ -53,7 +53,7 @@ class RequestRegistry:
     ) -> None:
         """Remember who owns ``request_id``, and bind its reservation to it (one round trip)."""
         name = redis_keys.request_record(team_id, request_id)
-        fields: RedisFields = {
+        fields: dict[str, str] = {
             "key_id": key_id,
             "app_id": endpoint.app_id,
             "endpoint_id": endpoint.id,
@@ -62,12 +62,17 @@ class RequestRegistry:
             "settled": "0",
             "webhook_url": webhook_url or "",
         }
+        reservation = redis_keys.reservation(team_id, reservation_id)
         async with store_errors():
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.hset(name, mapping=fields)
-            pipe.expire(name, self._retention)
-            pipe.hset(redis_keys.reservation(team_id, reservation_id), "request_id", request_id)
-            await pipe.execute()
+            await self._store.execute(
+                [
+                    ("MULTI",),
+                    ("HSET", name, *itertools.chain.from_iterable(fields.items())),
+                    ("EXPIRE", name, self._retention),
+                    ("HSET", reservation, "request_id", request_id),
+                    ("EXEC",),
+                ]
+            )
 
     async def complete(self, team_id: str, request_id: str, final_status: dict[str, Any]) -> None:
         """Remember that fal finished the request and what its status says, so polls are
@@ -80,31 +85,33 @@ class RequestRegistry:
 
     async def authorize(
         self, authorization: str | None, app_id: str, request_id: str
-    ) -> tuple[ApiKey, OwnedRequest]:
+    ) -> OwnedRequest:
         """Check the caller's key and that it owns ``request_id`` under ``app_id``, in one round
         trip. Someone else's request, or one under another app, is a 404 like an unknown one."""
         token = parse_authorization(authorization)
+        key_name = redis_keys.key_record(token.team_id, token.key_id)
+        request_name = redis_keys.request_record(token.team_id, request_id[:_MAX_REQUEST_ID])
         async with store_errors():
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.hgetall(redis_keys.key_record(token.team_id, token.key_id))
-            pipe.hgetall(redis_keys.request_record(token.team_id, request_id[:_MAX_REQUEST_ID]))
-            key_fields, request_fields = await pipe.execute()
-        key = check_key(token, key_fields, time.time())
+            key_values, request_reply = await self._store.execute(
+                [("HMGET", key_name, *KEY_CHECK_FIELDS), ("HGETALL", request_name)]
+            )
+        verify_key(token, dict(zip(KEY_CHECK_FIELDS, key_values, strict=True)), time.time())
+        request_fields = _hash(request_reply)
         if (
             len(request_id) > _MAX_REQUEST_ID
-            or request_fields.get("key_id") != key.id
+            or request_fields.get("key_id") != token.key_id
             or request_fields.get("app_id") != app_id
         ):
             raise NotFound("Request not found")
-        return key, _owned(request_id, key.team_id, request_fields)
+        return _owned(request_id, token.team_id, request_fields)
 
     async def lookup(self, team_id: str, request_id: str) -> OwnedRequest | None:
         """A request of ``team_id`` by id, whoever owns it (for fal's webhooks)."""
         if len(request_id) > _MAX_REQUEST_ID:
             return None
         async with store_errors():
-            fields = fields_of(
-                await self._redis.hgetall(redis_keys.request_record(team_id, request_id))
+            fields = _hash(
+                await self._store.call("HGETALL", redis_keys.request_record(team_id, request_id))
             )
         return _owned(request_id, team_id, fields) if fields else None
 
@@ -122,6 +129,11 @@ def _owned(request_id: str, team_id: str, fields: dict[str, str]) -> OwnedReques
         webhook_url=fields.get("webhook_url") or None,
         final_status=_final_status(fields.get("final_status")),
     )
+
+
+def _hash(reply: list[str]) -> dict[str, str]:
+    """An ``HGETALL`` reply (field, value, field, value, ...) as a dict."""
+    return dict(zip(reply[::2], reply[1::2], strict=True))
 
 
 def _final_status(text: str | None) -> dict[str, Any] | None:

@@ -19,7 +19,7 @@ from gateway.emulator.jobs import Job, JobState
 from gateway.emulator.protocol import status_body, submit_body
 from gateway.emulator.service import Emulator
 from gateway.errors import BadRequest, NotFound
-from gateway.fal_routes import queue_routes
+from gateway.fal_routes import catch_all_routes, request_routes
 
 REQUEST_ID_HEADER = "X-Fal-Request-Id"
 _TRUE = {"1", "true"}
@@ -166,7 +166,6 @@ async def _completion(job: Job) -> None:
 
 ROUTES = [
     Route("/sync/{endpoint:path}", run_sync, methods=["POST"]),
-    *queue_routes(
-        submit=submit, status=status, status_stream=status_stream, result=result, cancel=cancel
-    ),
+    *request_routes(status=status, status_stream=status_stream, result=result, cancel=cancel),
+    *catch_all_routes(submit),
 ]

@@ -30,7 +30,7 @@ from gateway.errors import (
     StoreUnavailable,
     UpstreamError,
 )
-from gateway.fal_routes import queue_routes
+from gateway.fal_routes import catch_all_routes, request_routes
 from gateway.jsoncodec import JSONResponse
 from gateway.limits.admission import Admission, StalePolicy
 from gateway.limits.completion import Job
@@ -77,7 +77,7 @@ async def _owned(request: Request) -> tuple[Services, OwnedRequest]:
     gateway = services(request)
     params = request.path_params
     app_id, request_id = f"{params['owner']}/{params['app']}", params["request_id"]
-    _, owned = await gateway.requests.authorize(
+    owned = await gateway.requests.authorize(
         request.headers.get("authorization"), app_id, request_id
     )
     return gateway, owned
@@ -265,6 +265,9 @@ async def cancel(request: Request) -> Response:
     return relay(response, gateway.links.rewrite(body))
 
 
-ROUTES = queue_routes(
-    submit=submit, status=status, status_stream=status_stream, result=result, cancel=cancel
+REQUEST_ROUTES = request_routes(
+    status=status, status_stream=status_stream, result=result, cancel=cancel
 )
+"""Mounted first: nothing else has their shape, and status polls are most of the traffic."""
+CATCH_ALL_ROUTES = catch_all_routes(submit)
+"""Mounted last."""
