@@ -125,9 +125,10 @@ class Emulator(ServerProcess):
 class RedisServer:
     """A throwaway ``redis-server`` on a free port (the binary ``fal-gateway dev`` would use)."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *extra_args: str) -> None:
         self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._extra_args = extra_args
         self._dir = tempfile.TemporaryDirectory(prefix="redis-")
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -147,6 +148,7 @@ class RedisServer:
                 "",
                 "--appendonly",
                 "no",
+                *self._extra_args,
             ],
             stdout=subprocess.DEVNULL,
         )
@@ -155,7 +157,7 @@ class RedisServer:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
                     sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
+                    if sock.recv(16).startswith((b"+PONG", b"-NOAUTH")):
                         return
             except OSError:
                 time.sleep(0.05)
