@@ -129,8 +129,6 @@ class Links:
         """A submit or status body: queue URLs rebuilt on the gateway, other URLs rewritten."""
         if not isinstance(body, dict) or not isinstance(body.get("request_id"), str):
             return self.rewrite(body)
-        rewritten: dict[str, Any] = self.rewrite(body)
-        for field, url in self.request_urls(app_id, body["request_id"]).items():
-            if field in body:
-                rewritten[field] = url
-        return rewritten
+        ours = self.request_urls(app_id, body["request_id"])
+        # The queue URLs are replaced, not sealed as file links (that would be wasted work).
+        return {key: ours[key] if key in ours else self.rewrite(item) for key, item in body.items()}

@@ -94,24 +94,27 @@ def forwarded_headers(headers: Mapping[str, str]) -> dict[str, str]:
 class FalUpstream:
     """fal's queue API and file hosts."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        metrics: Metrics,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self._keys = KeyPool(settings.fal_key)
         self._queue = settings.upstream_queue_url.rstrip("/")
         self._run = settings.upstream_run_url.rstrip("/")
         self._rest = settings.upstream_rest_url.rstrip("/")
-        self._sync_timeout = settings.upstream_sync_timeout
         self._metrics = metrics
-        limits = httpx.Limits(
-            max_connections=settings.upstream_max_connections,
-            max_keepalive_connections=settings.upstream_max_connections,
+        self._timeout = aiohttp.ClientTimeout(
+            total=settings.upstream_timeout, sock_connect=settings.upstream_connect_timeout
+        )
+        self._sync_timeout = aiohttp.ClientTimeout(
+            total=settings.upstream_sync_timeout, sock_connect=settings.upstream_connect_timeout
+        )
+        # One keep-alive pool: JSON calls use it directly (httpx's own layers cost as much CPU
+        # as the rest of a submit), streamed bodies go through httpx for its streaming API.
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=settings.upstream_max_connections),
+            timeout=self._timeout,
+            headers={"User-Agent": USER_AGENT},
         )
         self._client = httpx.AsyncClient(
-            transport=transport or AiohttpTransport(limits=limits),
+            transport=AiohttpTransport(client=self._session),
             timeout=httpx.Timeout(
                 settings.upstream_timeout, connect=settings.upstream_connect_timeout
             ),
@@ -120,29 +123,61 @@ class FalUpstream:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+        await self._session.close()
+
+    def _headers(self, headers: Mapping[str, str] | None, content: bytes | None) -> dict[str, str]:
+        return {
+            "Accept": "application/json",
+            **(headers or {}),
+            "Authorization": self._keys.authorization(),
+            **({"Content-Type": "application/json"} if content is not None else {}),
+        }
 
     def _request(
         self,
         method: str,
         path: str,
         *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Request:
+        """A request for a streamed answer, sent with ``_send``."""
+        return self._client.build_request(
+            method, f"{self._queue}/{path}", params=params, headers=self._headers(headers, None)
+        )
+
+    async def _call(
+        self,
+        operation: str,
+        method: str,
+        url: str,
+        *,
         content: bytes | None = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
-        base: str | None = None,
-    ) -> httpx.Request:
-        return self._client.build_request(
-            method,
-            f"{base or self._queue}/{path}",
-            content=content,
-            params=params,
-            headers={
-                "Accept": "application/json",
-                **(headers or {}),
-                "Authorization": self._keys.authorization(),
-                **({"Content-Type": "application/json"} if content is not None else {}),
-            },
-        )
+        limits: aiohttp.ClientTimeout | None = None,
+    ) -> httpx.Response:
+        """A call whose answer is read whole (JSON), over the pool directly; ``limits``
+        replaces the usual timeouts."""
+        with self._errors(operation):
+            started = time.perf_counter()
+            try:
+                async with self._session.request(
+                    method,
+                    url,
+                    data=content,
+                    params=params,
+                    headers=self._headers(headers, content),
+                    timeout=limits or self._timeout,
+                ) as response:
+                    body = await response.read()
+                    return httpx.Response(
+                        response.status, headers=response.raw_headers, content=body
+                    )
+            finally:
+                self._metrics.upstream_seconds.labels(operation).observe(
+                    time.perf_counter() - started
+                )
 
     async def _send(
         self, operation: str, request: httpx.Request, stream: bool = False
@@ -187,27 +222,37 @@ class FalUpstream:
         self, endpoint_id: str, body: bytes, headers: Mapping[str, str], webhook_url: str | None
     ) -> httpx.Response:
         params = {"fal_webhook": webhook_url} if webhook_url else None
-        request = self._request("POST", endpoint_id, content=body, params=params, headers=headers)
-        return await self._send("submit", request)
+        return await self._call(
+            "submit",
+            "POST",
+            f"{self._queue}/{endpoint_id}",
+            content=body,
+            params=params,
+            headers=headers,
+        )
 
     async def run(
         self, endpoint_id: str, body: bytes, headers: Mapping[str, str]
     ) -> httpx.Response:
         """``fal.run``: the model output, once the job has run (the connection is held)."""
-        request = self._request("POST", endpoint_id, content=body, headers=headers, base=self._run)
-        request.extensions["timeout"] = httpx.Timeout(self._sync_timeout).as_dict()
-        return await self._send("run", request)
+        return await self._call(
+            "run",
+            "POST",
+            f"{self._run}/{endpoint_id}",
+            content=body,
+            headers=headers,
+            limits=self._sync_timeout,
+        )
 
     async def initiate_upload(self, storage_type: str, body: bytes) -> httpx.Response:
         """fal storage: where to PUT a file, and where it will be served."""
-        request = self._request(
+        return await self._call(
+            "upload_initiate",
             "POST",
-            "storage/upload/initiate",
+            f"{self._rest}/storage/upload/initiate",
             content=body,
             params={"storage_type": storage_type},
-            base=self._rest,
         )
-        return await self._send("upload_initiate", request)
 
     @contextlib.asynccontextmanager
     async def upload(
@@ -223,17 +268,15 @@ class FalUpstream:
             await response.aclose()
 
     async def status(self, app_id: str, request_id: str, logs: bool) -> httpx.Response:
-        request = self._request(
-            "GET", f"{app_id}/requests/{request_id}/status", params={"logs": "1" if logs else "0"}
-        )
-        return await self._send("status", request)
+        url = f"{self._queue}/{app_id}/requests/{request_id}/status"
+        return await self._call("status", "GET", url, params={"logs": "1" if logs else "0"})
 
     async def result(self, app_id: str, request_id: str) -> httpx.Response:
-        return await self._send("result", self._request("GET", f"{app_id}/requests/{request_id}"))
+        return await self._call("result", "GET", f"{self._queue}/{app_id}/requests/{request_id}")
 
     async def cancel(self, app_id: str, request_id: str) -> httpx.Response:
-        request = self._request("PUT", f"{app_id}/requests/{request_id}/cancel")
-        return await self._send("cancel", request)
+        url = f"{self._queue}/{app_id}/requests/{request_id}/cancel"
+        return await self._call("cancel", "PUT", url)
 
     @contextlib.asynccontextmanager
     async def status_stream(
