@@ -145,41 +145,98 @@ def _status_url(target: Target, request_id: str) -> str:
     return f"{target.url}/fal-ai/flux-lora/requests/{request_id}/status"
 
 
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def saturation(
     stack_: Stack, request_id: str, queued_id: str, seconds: float, connections: int
 ) -> dict[str, dict[str, dict[str, Any]]]:
-    """Requests per second with wrk keeping ``connections`` requests in flight."""
-    results: dict[str, dict[str, dict[str, Any]]] = {"status": {}, "submit": {}}
-    for target in stack_.targets:
-        results["status"][target.name] = wrk(
-            _status_url(target, request_id),
-            seconds=seconds,
-            connections=connections,
-            authorization=target.authorization,
-        )
+    """Requests per second with wrk keeping ``connections`` requests in flight, and the share
+    of a core the gateway process used meanwhile."""
+    assert stack_.gateway.process is not None
+    gateway_pid = stack_.gateway.process.pid
     gateway = stack_.targets[-1]
-    results["status"]["gateway, job queued (coalesced)"] = wrk(
-        _status_url(gateway, queued_id),
-        seconds=seconds,
-        connections=connections,
-        authorization=gateway.authorization,
-    )
-    for target in stack_.targets:
-        results["submit"][target.name] = wrk(
-            f"{target.url}/{INPAINTING}",
+    runs: list[tuple[str, str, Target, str, Path | None]] = [
+        *(("status", t.name, t, _status_url(t, request_id), None) for t in stack_.targets),
+        (
+            "status",
+            "gateway, job queued (coalesced)",
+            gateway,
+            _status_url(gateway, queued_id),
+            None,
+        ),
+        *(("submit", t.name, t, f"{t.url}/{INPAINTING}", stack_.body_file) for t in stack_.targets),
+    ]
+    results: dict[str, dict[str, dict[str, Any]]] = {"status": {}, "submit": {}}
+    for kind, name, target, url, body_file in runs:
+        cpu_before, started = _cpu_seconds(gateway_pid), time.monotonic()
+        figures = wrk(
+            url,
             seconds=seconds,
             connections=connections,
             authorization=target.authorization,
-            body_file=stack_.body_file,
+            body_file=body_file,
         )
+        if target is gateway:
+            busy = (_cpu_seconds(gateway_pid) - cpu_before) / (time.monotonic() - started)
+            figures["gateway_cpu"] = busy
+        results[kind][name] = figures
     return results
+
+
+STAGES = {
+    "the whole submit in the gateway (to the response's first byte)": (
+        "gateway_request_duration_seconds",
+        'route="submit"',
+    ),
+    "of which: the call to fal (the emulator)": (
+        "gateway_upstream_duration_seconds",
+        'operation="submit"',
+    ),
+    "of which: `admit.lua` (one Redis round trip)": (
+        "gateway_redis_duration_seconds",
+        'operation="admit"',
+    ),
+}
+"""The gateway's own timers, read from its metrics, that split a submit's time."""
+
+
+def _timer_totals(gateway: Gateway) -> dict[str, tuple[float, float]]:
+    """Sum and count of each stage's histogram."""
+    text = httpx.get(f"{gateway.url}/metrics").text
+    totals: dict[str, tuple[float, float]] = {}
+    for stage, (metric, labels) in STAGES.items():
+        found = {
+            part: float(line.rsplit(" ", 1)[1])
+            for part in ("sum", "count")
+            for line in text.splitlines()
+            if line.startswith(f"{metric}_{part}{{{labels}}}")
+        }
+        totals[stage] = (found.get("sum", 0.0), found.get("count", 0.0))
+    return totals
+
+
+def stage_means(
+    before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]
+) -> dict[str, float]:
+    """Mean seconds of each stage between two readings."""
+    means = {}
+    for stage, (total, count) in after.items():
+        runs = count - before[stage][1]
+        means[stage] = (total - before[stage][0]) / runs if runs else float("nan")
+    return means
 
 
 def fixed_rate(
     stack_: Stack, request_id: str, rate: float, seconds: float
-) -> dict[str, dict[str, loadgen.Run]]:
-    """Latency at ``rate`` requests per second, open loop."""
+) -> tuple[dict[str, dict[str, loadgen.Run]], dict[str, float]]:
+    """Latency at ``rate`` requests per second, open loop; and the means of the gateway's own
+    timers during its submit run."""
     results: dict[str, dict[str, loadgen.Run]] = {"status": {}, "submit": {}}
+    stages: dict[str, float] = {}
     body = stack_.body_file.read_bytes()
     for target in stack_.targets:
         headers = {"Authorization": target.authorization}
@@ -188,6 +245,8 @@ def fixed_rate(
                 _status_url(target, request_id), rate=rate, seconds=seconds, headers=headers
             )
         )
+        gateway = target is stack_.targets[-1]
+        before = _timer_totals(stack_.gateway) if gateway else {}
         results["submit"][target.name] = uvloop.run(
             loadgen.fixed_rate(
                 f"{target.url}/{INPAINTING}",
@@ -197,7 +256,9 @@ def fixed_rate(
                 body=body,
             )
         )
-    return results
+        if gateway:
+            stages = stage_means(before, _timer_totals(stack_.gateway))
+    return results, stages
 
 
 @dataclass(frozen=True)
@@ -317,7 +378,7 @@ def main() -> None:
         _knobs(stack_.emulator, queue_delay=86400)
         queued = _submit(stack_.targets[-1], stack_.body_file)["request_id"]
         print("fixed-rate latency runs", flush=True)
-        latency = fixed_rate(stack_, finished, args.rate, args.rate_seconds)
+        latency, stages = fixed_rate(stack_, finished, args.rate, args.rate_seconds)
         print("saturation runs", flush=True)
         throughput = saturation(stack_, finished, queued, args.seconds, args.connections)
     print("Redis round trips", flush=True)
@@ -333,7 +394,7 @@ def main() -> None:
         connections=args.connections,
         coalesce_interval=COALESCE_INTERVAL,
     )
-    text = report.render(throughput, latency, polling, trips)
+    text = report.render(throughput, latency, stages, polling, trips)
     args.output.write_text(text)
     print(text)
     print(f"written to {args.output}", flush=True)

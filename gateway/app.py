@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 from collections.abc import AsyncIterator
 
 import httpx
@@ -131,7 +130,6 @@ def create_app(settings: Settings) -> Starlette:
         worker = DeliveryWorker(redis, keys, targets, settings, metrics)
         await _start_relay(outbox)
         background = [asyncio.create_task(reconciler.run()), asyncio.create_task(worker.run())]
-        _settle_garbage_collector()
         try:
             yield
         finally:
@@ -169,17 +167,6 @@ def create_app(settings: Settings) -> Starlette:
     )
     install_error_handlers(app)
     return app
-
-
-def _settle_garbage_collector() -> None:
-    """Move everything built at startup out of the collector's sight and collect less often.
-    The app holds hundreds of thousands of long-lived objects (modules, models, routes); full
-    collections walking them stalled every request for tens of milliseconds (seen as p99 spikes
-    in bench/RESULTS.md), while a request's own garbage is almost all freed by reference
-    counting."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
 
 
 def create_app_from_environment() -> Starlette:

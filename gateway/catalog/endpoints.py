@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -10,6 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from gateway import jsoncodec
 from gateway.catalog.common import ImageEditInput
 from gateway.catalog.flux_general import FluxGeneralInpaintingInput
 from gateway.catalog.flux_kontext import FluxKontextLoraInput
@@ -44,16 +44,12 @@ class Endpoint:
             raise RequestValidationFailed.from_pydantic(exc) from exc
 
 
-def _not_json(constant: str) -> Any:
-    raise ValueError(f"{constant} is not valid JSON")
-
-
 def decode_body(raw: bytes) -> Any:
-    """A JSON body, or fal's 422 when it is not JSON (``NaN`` and ``Infinity`` included, which
-    Python would otherwise accept and could not forward as JSON)."""
+    """A JSON body, or fal's 422 when it is not strict JSON (``NaN`` and ``Infinity`` included,
+    which Python's own parser would accept and could not forward as JSON)."""
     try:
-        return json.loads(raw, parse_constant=_not_json)
-    except (UnicodeDecodeError, ValueError) as exc:
+        return jsoncodec.loads(raw)
+    except ValueError as exc:
         raise RequestValidationFailed(
             [{"loc": ["body"], "msg": f"JSON decode error: {exc}", "type": "json_invalid"}]
         ) from exc
