@@ -123,11 +123,12 @@ class Report:
             "polls ask for a finished request (the gateway answers from its state) and, in the",
             "last status row, for a queued one (the gateway shares one call to fal per interval",
             "between all polls). Submits post the same inpainting body with URL inputs; the",
-            "emulator only queues them.",
+            "emulator only queues them. The CPU columns are shares of one core: the gateway",
+            "worker's, and wrk's own (wrk well below a full core was not what limited a row).",
             "",
             "| request | via | requests/s | p50 | p99 | errors | ÷ direct | ÷ nginx | gateway"
-            " CPU |",
-            "|---|---|---|---|---|---|---|---|---|",
+            " CPU | wrk CPU |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for kind, rows in throughput.items():
             direct, nginx = rows["direct"]["rps"], rows["nginx"]["rps"]
@@ -137,7 +138,8 @@ class Report:
                     f"| {kind} | {via} | {row['rps']:,.0f} | {row['p50_us'] / 1000:.2f} ms | "
                     f"{row['p99_us'] / 1000:.2f} ms | {errors} | {row['rps'] / direct:.2f} | "
                     f"{row['rps'] / nginx:.2f} | "
-                    f"{format(row['gateway_cpu'], '.0%') if 'gateway_cpu' in row else ''} |"
+                    f"{format(row['gateway_cpu'], '.0%') if 'gateway_cpu' in row else ''} | "
+                    f"{row['wrk_cpu']:.0%} |"
                 )
         return [*lines, ""]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -35,7 +36,8 @@ def wrk(
     authorization: str,
     body_file: Path | None = None,
 ) -> dict[str, Any]:
-    """Saturate ``url`` with one wrk thread for ``seconds``; the figures of its ``done()``."""
+    """Saturate ``url`` with one wrk thread for ``seconds``: the figures of its ``done()``, and
+    the share of a core wrk itself used (well under 100 %: wrk was not the limit)."""
     env = {**os.environ, "WRK_AUTHORIZATION": authorization}
     if body_file is not None:
         env |= {"WRK_METHOD": "POST", "WRK_BODY_FILE": str(body_file)}
@@ -47,10 +49,18 @@ def wrk(
         f"--script={HERE / 'wrk' / 'load.lua'}",
         url,
     ]
+    cpu_before = _children_cpu_seconds()
     finished = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     figures: dict[str, Any] = json.loads(finished.stdout.strip().splitlines()[-1])
-    figures["rps"] = figures["requests"] / (figures["duration_us"] / 1e6)
+    elapsed = figures["duration_us"] / 1e6
+    figures["rps"] = figures["requests"] / elapsed
+    figures["wrk_cpu"] = (_children_cpu_seconds() - cpu_before) / elapsed
     return figures
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 class Nginx:
