@@ -12,6 +12,7 @@ clients poll as fal's clients do; then Redis round trips per request. Writes ``b
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -22,7 +23,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,10 +58,10 @@ class Stack:
     body_file: Path
 
 
-@contextmanager
+@contextlib.contextmanager
 def stack() -> Iterator[Stack]:
     """redis-server, the emulator, one gateway worker and nginx, all on loopback."""
-    with ExitStack() as stack_:
+    with contextlib.ExitStack() as stack_:
         redis = stack_.enter_context(RedisServer())
         emulator = stack_.enter_context(Emulator({"runners": 32, "queue_delay": 0}))
         gateway = stack_.enter_context(
@@ -115,6 +115,19 @@ def _submit(target: Target, body_file: Path) -> dict[str, Any]:
     response.raise_for_status()
     submitted: dict[str, Any] = response.json()
     return submitted
+
+
+def fresh_queue(stack_: Stack) -> None:
+    """Restart the emulator with an empty queue that never starts jobs, so every submit row
+    meets the same emulator (thousands of queued jobs from an earlier row would slow it), then
+    send a few submits through each way in so no row starts on a stale keep-alive connection."""
+    stack_.emulator.stop()
+    stack_.emulator.start()
+    _knobs(stack_.emulator, queue_delay=86400)
+    for target in stack_.targets:
+        for _ in range(3):
+            with contextlib.suppress(httpx.HTTPError):
+                _submit(target, stack_.body_file)
 
 
 def _finished_request(stack_: Stack) -> str:
@@ -172,6 +185,8 @@ def saturation(
     ]
     results: dict[str, dict[str, dict[str, Any]]] = {"status": {}, "submit": {}}
     for kind, name, target, url, body_file in runs:
+        if kind == "submit":
+            fresh_queue(stack_)
         cpu_before, started = _cpu_seconds(gateway_pid), time.monotonic()
         figures = wrk(
             url,
@@ -245,6 +260,9 @@ def fixed_rate(
                 _status_url(target, request_id), rate=rate, seconds=seconds, headers=headers
             )
         )
+    for target in stack_.targets:
+        headers = {"Authorization": target.authorization}
+        fresh_queue(stack_)
         gateway = target is stack_.targets[-1]
         before = _timer_totals(stack_.gateway) if gateway else {}
         results["submit"][target.name] = uvloop.run(
@@ -373,8 +391,7 @@ def main() -> None:
         ]
         print("preparing: a finished request and a queued one", flush=True)
         finished = _finished_request(stack_)
-        # From here on submits stay queued (no rendering to compete for the cores); the queue is
-        # first in, first out, so nothing submitted after this would run anyway.
+        # From here on submits stay queued: no rendering competes for the cores.
         _knobs(stack_.emulator, queue_delay=86400)
         queued = _submit(stack_.targets[-1], stack_.body_file)["request_id"]
         print("fixed-rate latency runs", flush=True)

@@ -123,7 +123,8 @@ class Report:
             "polls ask for a finished request (the gateway answers from its state) and, in the",
             "last status row, for a queued one (the gateway shares one call to fal per interval",
             "between all polls). Submits post the same inpainting body with URL inputs; the",
-            "emulator only queues them. The CPU columns are shares of one core: the gateway",
+            "emulator only queues them, and is restarted empty before each submit row. The CPU"
+            " columns are shares of one core: the gateway",
             "worker's, and wrk's own (wrk well below a full core was not what limited a row).",
             "",
             "| request | via | requests/s | p50 | p99 | errors | ÷ direct | ÷ nginx | gateway"
@@ -148,7 +149,8 @@ class Report:
             f"## Latency at {self.rate:g} requests/s",
             "",
             f"`bench/loadgen.py`, open loop: {self.rate:g} requests/s for {self.rate_seconds:g} s",
-            "per row, each timed from its scheduled start (so stalls are not hidden). The last",
+            "per row, each timed from its scheduled start (so stalls are not hidden); the emulator"
+            " is restarted empty before each submit row. The last",
             "columns are the generator's own: how late it started requests (p99) and the share",
             "of a core it used; both small means the generator was not what limited the run.",
             "",
