@@ -165,27 +165,18 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def saturation(
-    stack_: Stack, request_id: str, queued_id: str, seconds: float, connections: int
-) -> dict[str, dict[str, dict[str, Any]]]:
-    """Requests per second with wrk keeping ``connections`` requests in flight, and the share
-    of a core the gateway process used meanwhile."""
+    stack_: Stack,
+    rows: list[tuple[str, Target, str, Path | None]],
+    seconds: float,
+    connections: int,
+) -> dict[str, dict[str, Any]]:
+    """For each row (name, way in, URL, body to POST): requests per second with wrk keeping
+    ``connections`` requests in flight, and the share of a core the gateway process used."""
     assert stack_.gateway.process is not None
     gateway_pid = stack_.gateway.process.pid
-    gateway = stack_.targets[-1]
-    runs: list[tuple[str, str, Target, str, Path | None]] = [
-        *(("status", t.name, t, _status_url(t, request_id), None) for t in stack_.targets),
-        (
-            "status",
-            "gateway, job queued (coalesced)",
-            gateway,
-            _status_url(gateway, queued_id),
-            None,
-        ),
-        *(("submit", t.name, t, f"{t.url}/{INPAINTING}", stack_.body_file) for t in stack_.targets),
-    ]
-    results: dict[str, dict[str, dict[str, Any]]] = {"status": {}, "submit": {}}
-    for kind, name, target, url, body_file in runs:
-        if kind == "submit":
+    results: dict[str, dict[str, Any]] = {}
+    for name, target, url, body_file in rows:
+        if body_file is not None:
             fresh_queue(stack_)
         cpu_before, started = _cpu_seconds(gateway_pid), time.monotonic()
         figures = wrk(
@@ -195,10 +186,10 @@ def saturation(
             authorization=target.authorization,
             body_file=body_file,
         )
-        if target is gateway:
+        if target is stack_.targets[-1]:
             busy = (_cpu_seconds(gateway_pid) - cpu_before) / (time.monotonic() - started)
             figures["gateway_cpu"] = busy
-        results[kind][name] = figures
+        results[name] = figures
     return results
 
 
@@ -245,33 +236,41 @@ def stage_means(
     return means
 
 
-def fixed_rate(
+def fixed_rate_status(
     stack_: Stack, request_id: str, rate: float, seconds: float
-) -> tuple[dict[str, dict[str, loadgen.Run]], dict[str, float]]:
-    """Latency at ``rate`` requests per second, open loop; and the means of the gateway's own
-    timers during its submit run."""
-    results: dict[str, dict[str, loadgen.Run]] = {"status": {}, "submit": {}}
-    stages: dict[str, float] = {}
-    body = stack_.body_file.read_bytes()
-    for target in stack_.targets:
-        headers = {"Authorization": target.authorization}
-        results["status"][target.name] = uvloop.run(
+) -> dict[str, loadgen.Run]:
+    """Status poll latency at ``rate`` requests per second, open loop, each way in."""
+    return {
+        target.name: uvloop.run(
             loadgen.fixed_rate(
-                _status_url(target, request_id), rate=rate, seconds=seconds, headers=headers
+                _status_url(target, request_id),
+                rate=rate,
+                seconds=seconds,
+                headers={"Authorization": target.authorization},
             )
         )
+        for target in stack_.targets
+    }
+
+
+def fixed_rate_submit(
+    stack_: Stack, rate: float, seconds: float
+) -> tuple[dict[str, loadgen.Run], dict[str, float]]:
+    """Submit latency at ``rate`` requests per second, open loop, each way in; and the means
+    of the gateway's own timers during its run."""
+    results: dict[str, loadgen.Run] = {}
+    stages: dict[str, float] = {}
     for target in stack_.targets:
-        headers = {"Authorization": target.authorization}
         fresh_queue(stack_)
         gateway = target is stack_.targets[-1]
         before = _timer_totals(stack_.gateway) if gateway else {}
-        results["submit"][target.name] = uvloop.run(
+        results[target.name] = uvloop.run(
             loadgen.fixed_rate(
                 f"{target.url}/{INPAINTING}",
                 rate=rate,
                 seconds=seconds,
-                headers={**headers, "Content-Type": "application/json"},
-                body=body,
+                headers={"Authorization": target.authorization, "Content-Type": "application/json"},
+                body=stack_.body_file.read_bytes(),
             )
         )
         if gateway:
@@ -394,10 +393,21 @@ def main() -> None:
         # From here on submits stay queued: no rendering competes for the cores.
         _knobs(stack_.emulator, queue_delay=86400)
         queued = _submit(stack_.targets[-1], stack_.body_file)["request_id"]
-        print("fixed-rate latency runs", flush=True)
-        latency, stages = fixed_rate(stack_, finished, args.rate, args.rate_seconds)
-        print("saturation runs", flush=True)
-        throughput = saturation(stack_, finished, queued, args.seconds, args.connections)
+        # Status rows first: the submit rows restart the emulator, which forgets both requests.
+        gateway = stack_.targets[-1]
+        print("status polls: fixed rate, then saturation", flush=True)
+        latency = {"status": fixed_rate_status(stack_, finished, args.rate, args.rate_seconds)}
+        status_rows: list[tuple[str, Target, str, Path | None]] = [
+            *((t.name, t, _status_url(t, finished), None) for t in stack_.targets),
+            ("gateway, job queued (coalesced)", gateway, _status_url(gateway, queued), None),
+        ]
+        throughput = {"status": saturation(stack_, status_rows, args.seconds, args.connections)}
+        print("submits: fixed rate, then saturation", flush=True)
+        latency["submit"], stages = fixed_rate_submit(stack_, args.rate, args.rate_seconds)
+        submit_rows: list[tuple[str, Target, str, Path | None]] = [
+            (t.name, t, f"{t.url}/{INPAINTING}", stack_.body_file) for t in stack_.targets
+        ]
+        throughput["submit"] = saturation(stack_, submit_rows, args.seconds, args.connections)
     print("Redis round trips", flush=True)
     trips = redis_round_trips(200)
 

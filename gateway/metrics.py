@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -152,6 +153,9 @@ class MetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        # Labelled children, looked up once: ``labels()`` costs more than the update itself.
+        self._timers: dict[str, Any] = {}
+        self._counters: dict[tuple[str, str, int], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -164,8 +168,7 @@ class MetricsMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                route = _route(scope)
-                self.metrics.request_seconds.labels(route).observe(time.perf_counter() - started)
+                self._timer(_route(scope)).observe(time.perf_counter() - started)
             await send(message)
 
         self.metrics.in_flight.inc()
@@ -173,7 +176,20 @@ class MetricsMiddleware:
             await self.app(scope, receive, timed_send)
         finally:
             self.metrics.in_flight.dec()
-            self.metrics.requests.labels(_route(scope), scope["method"], str(status)).inc()
+            self._counter(_route(scope), scope["method"], status).inc()
+
+    def _timer(self, route: str) -> Any:
+        timer = self._timers.get(route)
+        if timer is None:
+            timer = self._timers[route] = self.metrics.request_seconds.labels(route)
+        return timer
+
+    def _counter(self, route: str, method: str, status: int) -> Any:
+        key = (route, method, status)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = self.metrics.requests.labels(route, method, str(status))
+        return counter
 
 
 def _route(scope: Scope) -> str:
