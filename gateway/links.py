@@ -126,9 +126,11 @@ class Links:
         return value
 
     def rewrite_queue_body(self, body: Any, app_id: str) -> Any:
-        """A submit or status body: queue URLs rebuilt on the gateway, other URLs rewritten."""
+        """A submit or status body: the queue URLs are the gateway's (set even where the body
+        lacks them), other URLs rewritten."""
         if not isinstance(body, dict) or not isinstance(body.get("request_id"), str):
             return self.rewrite(body)
         ours = self.request_urls(app_id, body["request_id"])
-        # The queue URLs are replaced, not sealed as file links (that would be wasted work).
-        return {key: ours[key] if key in ours else self.rewrite(item) for key, item in body.items()}
+        # fal's queue URLs are dropped, not sealed as file links (that would be wasted work).
+        rewritten = {key: self.rewrite(item) for key, item in body.items() if key not in ours}
+        return {**rewritten, **ours}

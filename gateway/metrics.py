@@ -131,6 +131,7 @@ class Metrics:
             ["source"],
             registry=self.registry,
         )
+        self.status_from_state = self.status_answers.labels("state")
         self.fal_webhooks = Counter(
             "gateway_fal_webhooks_total",
             "Webhooks received from fal, by outcome (accepted, duplicate, rejected, unknown).",

@@ -181,22 +181,22 @@ def _note_completion(gateway: Services, owned: OwnedRequest, status: Any) -> Non
         gateway.completion.completed(owned, status)
 
 
-def _known_status(gateway: Services, owned: OwnedRequest, request: Request) -> Any | None:
+def _known_status(gateway: Services, owned: OwnedRequest, logs: bool) -> Any | None:
     """The request's final status from the gateway's own records, when it is known and the
     caller did not ask for logs (those only fal has); else None."""
-    if owned.final_status is None or _wants_logs(request):
+    if owned.final_status is None or logs:
         return None
-    gateway.metrics.status_answers.labels("state").inc()
-    known = gateway.links.rewrite(owned.final_status)
-    return {**known, **gateway.links.request_urls(owned.app_id, owned.id)}
+    gateway.metrics.status_from_state.inc()
+    return gateway.links.rewrite_queue_body(owned.final_status, owned.app_id)
 
 
 async def status(request: Request) -> Response:
     gateway, owned = await _owned(request)
-    known = _known_status(gateway, owned, request)
+    logs = _wants_logs(request)
+    known = _known_status(gateway, owned, logs)
     if known is not None:
         return JSONResponse(known, headers={REQUEST_ID_HEADER: owned.id})
-    answer, shared = await gateway.statuses.status(owned.app_id, owned.id, _wants_logs(request))
+    answer, shared = await gateway.statuses.status(owned.app_id, owned.id, logs)
     gateway.metrics.status_answers.labels("shared" if shared else "upstream").inc()
     _note_completion(gateway, owned, answer.body)
     return JSONResponse(
@@ -210,7 +210,7 @@ async def status_stream(request: Request) -> Response:
     """Relay fal's status events one by one as they arrive, URLs rewritten (or, for a request
     known to be finished, its final status as the one event)."""
     gateway, owned = await _owned(request)
-    known = _known_status(gateway, owned, request)
+    known = _known_status(gateway, owned, _wants_logs(request))
     if known is not None:
         return EventSourceResponse(
             iter([{"data": jsoncodec.dumps(known)}]), headers={REQUEST_ID_HEADER: owned.id}
