@@ -10,6 +10,7 @@ import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp
 
 from gateway.accounts.keys import KeyStore
 from gateway.accounts.requests import RequestRegistry
@@ -29,6 +30,7 @@ from gateway.http import (
     webhooks,
 )
 from gateway.http.body_limit import BodySizeLimit
+from gateway.http.fast_status import FastStatusPolls
 from gateway.limits.admission import Admitter
 from gateway.limits.completion import Completion
 from gateway.limits.policies import PolicyCache
@@ -83,7 +85,7 @@ async def _start_relay(outbox: Outbox) -> None:
         await outbox.ensure_group()
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings) -> ASGIApp:
     """Build the gateway for ``settings``; connections open with the app's lifespan."""
     metrics = Metrics()
     links = Links(
@@ -106,7 +108,7 @@ def create_app(settings: Settings) -> Starlette:
         targets = TargetPolicy(settings.webhook_allow_http, settings.webhook_allowed_networks)
         jwks_client = httpx.AsyncClient(headers={"User-Agent": "fal-gateway/0.1"})
         outbox = Outbox(redis, scripts)
-        app.state.services = Services(
+        app.state.services = fast_status.services = Services(
             settings=settings,
             redis=redis,
             keys=keys,
@@ -160,15 +162,15 @@ def create_app(settings: Settings) -> Starlette:
         ],
         middleware=[
             *_cors(settings),
-            Middleware(MetricsMiddleware, metrics=metrics),
             Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
         ],
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    return app
+    fast_status = FastStatusPolls(app)
+    return MetricsMiddleware(fast_status, metrics)
 
 
-def create_app_from_environment() -> Starlette:
+def create_app_from_environment() -> ASGIApp:
     """Factory for ``uvicorn --factory`` and multi-worker serving: settings from the environment."""
     return create_app(Settings())

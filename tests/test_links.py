@@ -67,4 +67,5 @@ def test_queue_bodies_get_gateway_request_urls() -> None:
     rewritten = _links().rewrite_queue_body(body, "fal-ai/flux-lora")
     assert rewritten["response_url"] == "https://api.example.com/fal-ai/flux-lora/requests/r1"
     assert rewritten["status_url"] == "https://api.example.com/fal-ai/flux-lora/requests/r1/status"
-    assert "cancel_url" not in rewritten
+    # Set even where fal's body lacks it: a request body's queue URLs are the gateway's.
+    assert rewritten["cancel_url"] == "https://api.example.com/fal-ai/flux-lora/requests/r1/cancel"

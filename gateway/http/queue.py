@@ -192,7 +192,12 @@ def _known_status(gateway: Services, owned: OwnedRequest, logs: bool) -> Any | N
 
 async def status(request: Request) -> Response:
     gateway, owned = await _owned(request)
-    logs = _wants_logs(request)
+    return await status_answer(gateway, owned, _wants_logs(request))
+
+
+async def status_answer(gateway: Services, owned: OwnedRequest, logs: bool) -> Response:
+    """The answer to a status poll of the caller's own request: from the gateway's record when
+    it knows the request finished, else fal's (shared with concurrent polls)."""
     known = _known_status(gateway, owned, logs)
     if known is not None:
         return JSONResponse(known, headers={REQUEST_ID_HEADER: owned.id})

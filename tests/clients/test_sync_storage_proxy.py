@@ -245,3 +245,15 @@ def test_uploaded_image_dimensions_survive(caller: httpx.Client) -> None:
     urls = _upload(caller, content)
     httpx.put(urls["upload_url"], content=content, headers={"Content-Type": "image/png"})
     assert decode(httpx.get(urls["file_url"]).content).size == (32, 16)
+
+
+def test_browser_status_polls_get_cors_headers(cors_gateway: Gateway) -> None:
+    token, _ = cors_gateway.new_key()
+    with cors_gateway.client(token) as client:
+        submitted = submit(client, KONTEXT, valid_body(KONTEXT))
+        plain = client.get(submitted["status_url"])
+        browser = client.get(submitted["status_url"], headers={"Origin": "https://app.example"})
+
+    assert "access-control-allow-origin" not in plain.headers
+    assert browser.status_code in (200, 202)
+    assert browser.headers["access-control-allow-origin"] in ("*", "https://app.example")
