@@ -25,6 +25,8 @@ RETRY_DELAYS: tuple[float, ...] = tuple(7.0 * 2**i for i in range(10))
 """Seconds before each retry after the first attempt, unscaled."""
 
 ATTEMPT_LOG_SIZE = 1000
+PENDING = "pending"
+"""The outcome of an attempt still under way."""
 
 
 def webhook_payload(job: Job, outcome: Outcome) -> dict[str, Any]:
@@ -68,7 +70,12 @@ class WebhookSender:
 
     async def _attempt(self, request_id: str, url: str, body: bytes, attempt: int) -> bool:
         knobs = self._knobs()
-        record: dict[str, Any] = {"request_id": request_id, "attempt": attempt, "url": url}
+        record: dict[str, Any] = {
+            "request_id": request_id,
+            "attempt": attempt,
+            "url": url,
+            "outcome": PENDING,
+        }
         self.attempts.append(record)
         if attempt <= knobs.webhook_drop_attempts:
             record["outcome"] = "dropped"

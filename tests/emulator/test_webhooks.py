@@ -125,6 +125,25 @@ def test_retry_schedule_backs_off(client: httpx.Client, peer: Peer, knobs: SetKn
     assert gaps[2] > gaps[0]
 
 
+def _finished_attempts(
+    client: httpx.Client, request_id: str, count: int, timeout: float = 20
+) -> list[dict[str, Any]]:
+    """The emulator's webhook attempts for ``request_id`` once ``count`` of them have ended (an
+    attempt is listed, as pending, from the moment it starts)."""
+    deadline = time.monotonic() + timeout
+    attempts: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        attempts = [
+            a
+            for a in client.get("/_emulator/webhooks").json()["attempts"]
+            if a["request_id"] == request_id
+        ]
+        if len(attempts) >= count and all(a["outcome"] != "pending" for a in attempts):
+            break
+        time.sleep(0.05)
+    return attempts
+
+
 def test_failing_webhook_knob_drops_attempts_then_delivers(
     client: httpx.Client, peer: Peer, knobs: SetKnobs
 ) -> None:
@@ -134,11 +153,7 @@ def test_failing_webhook_knob_drops_attempts_then_delivers(
 
     peer.wait_for_posts(path, 1)
 
-    attempts = [
-        a
-        for a in client.get("/_emulator/webhooks").json()["attempts"]
-        if a["request_id"] == submitted["request_id"]
-    ]
+    attempts = _finished_attempts(client, submitted["request_id"], 3)
     assert [a["outcome"] for a in attempts] == ["dropped", "dropped", "delivered"]
     assert len(peer.posts(path)) == 1
 
@@ -163,14 +178,6 @@ def test_unreachable_receiver_gets_the_first_attempt_and_ten_retries(
     submitted = submit(
         client, INPAINTING, valid_body(INPAINTING), fal_webhook="http://127.0.0.1:9/hook"
     )
-    deadline = time.monotonic() + 20
-    attempts: list[dict[str, Any]] = []
-    while time.monotonic() < deadline and len(attempts) < 11:
-        attempts = [
-            a
-            for a in client.get("/_emulator/webhooks").json()["attempts"]
-            if a["request_id"] == submitted["request_id"]
-        ]
-        time.sleep(0.05)
+    attempts = _finished_attempts(client, submitted["request_id"], 11)
     assert len(attempts) == 11  # the first attempt and fal's 10 retries, then it gives up
     assert all(a["outcome"].startswith("error") for a in attempts)
