@@ -39,10 +39,10 @@ class _StoreErrors:
     """Turns Redis being unreachable into a 503 (the gateway fails closed). A plain class rather
     than a generator-based context manager: it wraps every Redis call of the hot path."""
 
-    def __enter__(self) -> None:
+    async def __aenter__(self) -> None:
         return None
 
-    def __exit__(
+    async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
     ) -> None:
         if isinstance(exc, RedisConnectionError | RedisTimeoutError):
@@ -50,21 +50,12 @@ class _StoreErrors:
                 "The gateway's data store is unavailable; try again shortly"
             ) from exc
 
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
-
 
 _STORE_ERRORS = _StoreErrors()
 
 
 def store_errors() -> _StoreErrors:
-    """``async with store_errors():`` (or ``with``) around Redis calls: 503 when Redis is
-    unreachable."""
+    """``async with store_errors():`` around Redis calls: 503 when Redis is unreachable."""
     return _STORE_ERRORS
 
 

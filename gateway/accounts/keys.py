@@ -107,6 +107,16 @@ def policy_field(policy: Policy) -> str:
     return policy.model_dump_json(exclude_defaults=True)
 
 
+async def store_policy(redis: Redis, record: str, policy: Policy) -> None:
+    """Replace the policy of a key or team record and bump its version, so cached copies in
+    every process are seen to be stale at their next admission."""
+    async with store_errors():
+        pipe = redis.pipeline(transaction=True)
+        pipe.hset(record, "policy", policy_field(policy))
+        pipe.hincrby(record, "policy_version", 1)
+        await pipe.execute()
+
+
 def key_limit_fields(limits: dict[str, Any]) -> dict[str, str]:
     """Redis fields for the key limits given (only those present)."""
     return {KEY_LIMIT_FIELDS[k]: str(v or 0) for k, v in limits.items() if k in KEY_LIMIT_FIELDS}
@@ -225,12 +235,7 @@ class KeyStore:
         key = await self.get(key_id)
         if key is None:
             return None
-        record = redis_keys.key_record(key.team_id, key_id)
-        async with store_errors():
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.hset(record, "policy", policy_field(policy))
-            pipe.hincrby(record, "policy_version", 1)
-            await pipe.execute()
+        await store_policy(self._redis, redis_keys.key_record(key.team_id, key_id), policy)
         return await self.get(key_id)
 
     async def update_limits(self, key_id: str, changes: dict[str, Any]) -> ApiKey | None:

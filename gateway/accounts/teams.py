@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 
 from gateway.accounts import redis_keys
-from gateway.accounts.keys import policy_field, policy_from, rfc3339
+from gateway.accounts.keys import policy_field, policy_from, rfc3339, store_policy
 from gateway.accounts.tokens import TEAM_ID_PATTERN
 from gateway.errors import NotFound
 from gateway.store import RedisFields, fields_of, store_errors
@@ -179,12 +179,7 @@ class TeamStore:
 
     async def set_policy(self, team_id: str, policy: Policy) -> Team:
         await self.require(team_id)
-        record = redis_keys.team_record(team_id)
-        async with store_errors():
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.hset(record, "policy", policy_field(policy))
-            pipe.hincrby(record, "policy_version", 1)
-            await pipe.execute()
+        await store_policy(self._redis, redis_keys.team_record(team_id), policy)
         return await self.require(team_id)
 
     async def ledger(self, team_id: str, limit: int) -> list[dict[str, Any]]:

@@ -159,37 +159,33 @@ class FalUpstream:
     ) -> httpx.Response:
         """A call whose answer is read whole (JSON), over the pool directly; ``limits``
         replaces the usual timeouts."""
-        with self._errors(operation):
-            started = time.perf_counter()
-            try:
-                async with self._session.request(
-                    method,
-                    url,
-                    data=content,
-                    params=params,
-                    headers=self._headers(headers, content),
-                    timeout=limits or self._timeout,
-                ) as response:
-                    body = await response.read()
-                    return httpx.Response(
-                        response.status, headers=response.raw_headers, content=body
-                    )
-            finally:
-                self._metrics.upstream_seconds.labels(operation).observe(
-                    time.perf_counter() - started
-                )
+        with self._observed(operation):
+            async with self._session.request(
+                method,
+                url,
+                data=content,
+                params=params,
+                headers=self._headers(headers, content),
+                timeout=limits or self._timeout,
+            ) as response:
+                body = await response.read()
+                return httpx.Response(response.status, headers=response.raw_headers, content=body)
 
     async def _send(
         self, operation: str, request: httpx.Request, stream: bool = False
     ) -> httpx.Response:
-        with self._errors(operation):
-            started = time.perf_counter()
-            try:
-                return await self._client.send(request, stream=stream)
-            finally:
-                self._metrics.upstream_seconds.labels(operation).observe(
-                    time.perf_counter() - started
-                )
+        with self._observed(operation):
+            return await self._client.send(request, stream=stream)
+
+    @contextlib.contextmanager
+    def _observed(self, operation: str) -> Iterator[None]:
+        """Time an upstream call and map its transport failures."""
+        started = time.perf_counter()
+        try:
+            with self._errors(operation):
+                yield
+        finally:
+            self._metrics.upstream_seconds.labels(operation).observe(time.perf_counter() - started)
 
     @contextlib.contextmanager
     def _errors(self, operation: str) -> Iterator[None]:
