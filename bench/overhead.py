@@ -366,7 +366,7 @@ def machine() -> str:
 
 
 def _redis_binary() -> str:
-    from gateway.dev import redis_server_binary
+    from gateway.cli.devstack import redis_server_binary
 
     return redis_server_binary()
 

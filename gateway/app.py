@@ -31,24 +31,24 @@ from gateway.http import (
 )
 from gateway.http.body_limit import BodySizeLimit
 from gateway.http.fast_status import FastStatusPolls
+from gateway.http.openapi import openapi_document
+from gateway.http.services import Services
+from gateway.jobs.finisher import Completion
+from gateway.jobs.reconciler import Reconciler
 from gateway.limits.admission import Admitter
-from gateway.limits.completion import Completion
-from gateway.limits.policies import PolicyCache
-from gateway.limits.reconciler import Reconciler
-from gateway.limits.scripts import Scripts
 from gateway.limits.settlement import Meter
-from gateway.links import Links
-from gateway.metrics import Metrics, MetricsMiddleware
-from gateway.multiplexed import MultiplexedRedis
-from gateway.openapi import openapi_document
+from gateway.policy.cache import PolicyCache
 from gateway.relay.fal_signature import FalKeys
 from gateway.relay.outbox import Outbox
 from gateway.relay.targets import TargetPolicy
 from gateway.relay.worker import DeliveryWorker
-from gateway.services import Services
 from gateway.settings import Settings
-from gateway.store import connect_redis
+from gateway.store.multiplexed import MultiplexedRedis
+from gateway.store.pool import connect_redis
+from gateway.store.scripts import Scripts
+from gateway.telemetry.metrics import Metrics, MetricsMiddleware
 from gateway.upstream import FalUpstream
+from gateway.upstream.links import Links
 from gateway.upstream.statuses import StatusCoalescer
 
 

@@ -33,7 +33,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.jsoncodec import JSONResponse
+from gateway.web.jsoncodec import JSONResponse
 
 ErrorItem = dict[str, Any]
 

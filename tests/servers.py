@@ -133,7 +133,7 @@ class RedisServer:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        from gateway.dev import redis_server_binary
+        from gateway.cli.devstack import redis_server_binary
 
         self.process = subprocess.Popen(
             [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.links import Links
+from gateway.upstream.links import Links
 
 UPSTREAM = "http://127.0.0.1:8765"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.media import DataUriError, parse_data_uri
+from gateway.protocol.data_uri import DataUriError, parse_data_uri
 
 
 def test_base64_and_percent_encoded_payloads() -> None:

@@ -13,7 +13,7 @@ from redis.exceptions import AuthenticationError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gateway.multiplexed import MultiplexedRedis
+from gateway.store.multiplexed import MultiplexedRedis
 from tests.peer import SilentServer
 from tests.servers import RedisServer, free_port
 

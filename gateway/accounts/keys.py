@@ -11,12 +11,13 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from gateway.accounts import redis_keys, tokens
+from gateway.accounts import tokens
 from gateway.accounts.tokens import Token
 from gateway.errors import Unauthorized
+from gateway.policy.rules import Policy
 from gateway.relay.signing import new_secret as new_webhook_secret
-from gateway.store import RedisFields, fields_of, store_errors
-from gateway.submission.policy import Policy
+from gateway.store import redis_keys
+from gateway.store.pool import RedisFields, fields_of, store_errors
 
 ACTIVE = "active"
 REVOKED = "revoked"

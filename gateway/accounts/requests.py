@@ -7,14 +7,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from gateway import jsoncodec
-from gateway.accounts import redis_keys
 from gateway.accounts.keys import KEY_CHECK_FIELDS, parse_authorization, verify_key
 from gateway.catalog import Endpoint
 from gateway.errors import NotFound
-from gateway.limits.scripts import Scripts
-from gateway.multiplexed import MultiplexedRedis
-from gateway.store import store_errors
+from gateway.store import redis_keys
+from gateway.store.multiplexed import MultiplexedRedis
+from gateway.store.pool import store_errors
+from gateway.store.scripts import Scripts
+from gateway.web import jsoncodec
 
 _MAX_REQUEST_ID = 128
 

@@ -14,12 +14,12 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 
-from gateway.accounts import redis_keys
 from gateway.accounts.keys import policy_field, policy_from, rfc3339, store_policy
 from gateway.accounts.tokens import TEAM_ID_PATTERN
 from gateway.errors import NotFound
-from gateway.store import RedisFields, fields_of, store_errors
-from gateway.submission.policy import Policy
+from gateway.policy.rules import Policy
+from gateway.store import redis_keys
+from gateway.store.pool import RedisFields, fields_of, store_errors
 
 PPM = 1_000_000
 TeamId = Annotated[str, Field(pattern=f"^{TEAM_ID_PATTERN}$")]

@@ -9,12 +9,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from gateway import jsoncodec
 from gateway.catalog.common import ImageEditInput
 from gateway.catalog.flux_general import FluxGeneralInpaintingInput
 from gateway.catalog.flux_kontext import FluxKontextLoraInput
 from gateway.catalog.flux_lora import FluxLoraImageToImageInput, FluxLoraInpaintingInput
 from gateway.errors import RequestValidationFailed
+from gateway.web import jsoncodec
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from gateway.media import DataUriError, is_data_uri, parse_data_uri
+from gateway.protocol.data_uri import DataUriError, is_data_uri, parse_data_uri
 
 
 class InputFetchError(Exception):

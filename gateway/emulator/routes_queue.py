@@ -13,13 +13,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.catalog import Endpoint, find_endpoint
-from gateway.disconnect import hung_up
 from gateway.emulator.auth import require_key
 from gateway.emulator.jobs import Job, JobState
 from gateway.emulator.protocol import status_body, submit_body
 from gateway.emulator.service import Emulator
 from gateway.errors import BadRequest, NotFound
-from gateway.fal_routes import catch_all_routes, request_routes
+from gateway.protocol.routes import catch_all_routes, request_routes
+from gateway.web.disconnect import hung_up
 
 REQUEST_ID_HEADER = "X-Fal-Request-Id"
 _TRUE = {"1", "true"}

@@ -1,5 +1,5 @@
 """The emulator's webhook signer: one Ed25519 key, published as a JWKS (format in
-``gateway.fal_webhooks``)."""
+``gateway.protocol.webhook_signature``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import OKPAlgorithm
 
-from gateway.fal_webhooks import (
+from gateway.protocol.webhook_signature import (
     REQUEST_ID_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,

@@ -20,9 +20,9 @@ from gateway.accounts.keys import ApiKey
 from gateway.accounts.teams import TeamId
 from gateway.accounts.tokens import DEFAULT_TEAM
 from gateway.errors import NotFound, RequestValidationFailed, Unauthorized
-from gateway.jsoncodec import JSONResponse
-from gateway.services import Services, services
-from gateway.submission.policy import Policy
+from gateway.http.services import Services, services
+from gateway.policy.rules import Policy
+from gateway.web.jsoncodec import JSONResponse
 
 Body = TypeVar("Body", bound=BaseModel)
 Positive = Annotated[int, Field(ge=1)]

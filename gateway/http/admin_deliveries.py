@@ -9,8 +9,8 @@ from starlette.routing import Route
 from gateway.accounts.keys import rfc3339
 from gateway.errors import BadRequest, NotFound
 from gateway.http.admin import admin
-from gateway.jsoncodec import JSONResponse
 from gateway.relay.outbox import DEAD
+from gateway.web.jsoncodec import JSONResponse
 
 
 async def list_deliveries(request: Request) -> Response:

@@ -15,10 +15,10 @@ from gateway.accounts.teams import TeamId, TeamLimits
 from gateway.accounts.tokens import TEAM_ID_PATTERN, new_id
 from gateway.errors import BadRequest, FalError, NotFound
 from gateway.http.admin import admin, body
-from gateway.jsoncodec import JSONResponse
 from gateway.limits.credits import add_credit
 from gateway.limits.usage import GROUPS, usage_rows
-from gateway.submission.policy import Policy
+from gateway.policy.rules import Policy
+from gateway.web.jsoncodec import JSONResponse
 
 
 class TeamCreate(TeamLimits):

@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.errors import FalError, error_response
 from gateway.http.queue import status, status_answer
-from gateway.services import Services
+from gateway.http.services import Services
 
 _STATUS_PATH = re.compile(r"/([^/]+)/([^/]+)/requests/([^/]+)/status")
 _WITHOUT_LOGS = frozenset({b"", b"logs=0", b"logs=false"})

@@ -10,7 +10,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from gateway.errors import NotFound, UpstreamError
-from gateway.services import services
+from gateway.http.services import services
 
 _KEPT_HEADERS = ("content-type", "content-length", "cache-control", "etag", "last-modified")
 

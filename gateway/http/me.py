@@ -8,9 +8,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.jsoncodec import JSONResponse
+from gateway.http.services import services
 from gateway.limits.usage import usage_rows
-from gateway.services import services
+from gateway.web.jsoncodec import JSONResponse
 
 
 async def me(request: Request) -> Response:

@@ -9,8 +9,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.jsoncodec import JSONResponse
-from gateway.services import services
+from gateway.http.services import services
+from gateway.web.jsoncodec import JSONResponse
 
 
 async def healthz(request: Request) -> Response:

@@ -18,7 +18,6 @@ from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway import jsoncodec
 from gateway.accounts.keys import parse_authorization
 from gateway.accounts.requests import OwnedRequest
 from gateway.accounts.tokens import Token
@@ -30,21 +29,22 @@ from gateway.errors import (
     StoreUnavailable,
     UpstreamError,
 )
-from gateway.fal_routes import catch_all_routes, request_routes
-from gateway.jsoncodec import JSONResponse
+from gateway.http.services import Services, services
+from gateway.jobs.finisher import Job
+from gateway.jobs.prepare import Submission, prepare
 from gateway.limits.admission import Admission, StalePolicy
-from gateway.limits.completion import Job
 from gateway.limits.settlement import FAILED, REFUSED
+from gateway.policy.rules import check_origin
+from gateway.protocol.routes import catch_all_routes, request_routes
 from gateway.relay.targets import TargetRefused
-from gateway.services import Services, services
-from gateway.submission.policy import check_origin
-from gateway.submission.prepare import Submission, prepare
 from gateway.upstream.client import (
     REQUEST_ID_HEADER,
     forwarded_headers,
     json_body,
     relayed_headers,
 )
+from gateway.web import jsoncodec
+from gateway.web.jsoncodec import JSONResponse
 
 logger = logging.getLogger(__name__)
 

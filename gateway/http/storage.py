@@ -19,9 +19,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.errors import FalError, NotFound, PayloadTooLarge
-from gateway.jsoncodec import JSONResponse
-from gateway.services import Services, services
+from gateway.http.services import Services, services
 from gateway.upstream.client import json_body
+from gateway.web.jsoncodec import JSONResponse
 
 UPLOAD_TOKEN_LIFETIME = 3600.0
 

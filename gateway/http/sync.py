@@ -15,7 +15,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.accounts.keys import parse_authorization
-from gateway.disconnect import hung_up
 from gateway.errors import FalError
 from gateway.http.queue import (
     admit_submission,
@@ -23,10 +22,11 @@ from gateway.http.queue import (
     relay,
     submission_headers,
 )
-from gateway.limits.completion import Job
+from gateway.http.services import services
+from gateway.jobs.finisher import Job
 from gateway.limits.settlement import FAILED, REFUSED
-from gateway.services import services
 from gateway.upstream.client import forwarded_headers, json_body
+from gateway.web.disconnect import hung_up
 
 CANCELLED = "cancelled"
 

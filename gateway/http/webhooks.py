@@ -15,14 +15,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import jsoncodec
 from gateway.accounts.tokens import TEAM_ID_PATTERN
 from gateway.errors import BadRequest, Unauthorized
-from gateway.jsoncodec import JSONResponse
-from gateway.limits.completion import Job
+from gateway.http.services import services
+from gateway.jobs.finisher import Job
 from gateway.limits.settlement import FAILED
 from gateway.relay.fal_signature import WebhookRejected, verify
-from gateway.services import services
+from gateway.web import jsoncodec
+from gateway.web.jsoncodec import JSONResponse
 
 # fal's payload fields relayed to the caller (fal-protocol.md §6).
 RELAYED_FIELDS = ("request_id", "gateway_request_id", "status", "payload", "error", "payload_error")

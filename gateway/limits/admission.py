@@ -6,15 +6,16 @@ import math
 import uuid
 from dataclasses import dataclass
 
-from gateway.accounts import redis_keys, tokens
+from gateway.accounts import tokens
 from gateway.accounts.keys import INVALID_KEY
 from gateway.accounts.tokens import Token
 from gateway.errors import FalError, PaymentRequired, RateLimited, Unauthorized
-from gateway.limits.policies import Rules
-from gateway.limits.scripts import Scripts
-from gateway.metrics import Metrics
+from gateway.jobs.prepare import Submission
+from gateway.policy.cache import Rules
 from gateway.settings import Settings
-from gateway.submission.prepare import Submission
+from gateway.store import redis_keys
+from gateway.store.scripts import Scripts
+from gateway.telemetry.metrics import Metrics
 
 
 class StalePolicy(Exception):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.accounts import redis_keys
 from gateway.accounts.teams import ledger_entry
 from gateway.errors import NotFound
-from gateway.limits.scripts import Scripts
+from gateway.store import redis_keys
+from gateway.store.scripts import Scripts
 
 
 async def add_credit(

@@ -13,12 +13,12 @@ from typing import Any, Protocol
 import httpx
 from pydantic import ValidationError
 
-from gateway.accounts import redis_keys
 from gateway.catalog import Size, find_endpoint
 from gateway.catalog.outputs import EditOutput
 from gateway.catalog.pricing import image_cost_micros
-from gateway.limits.scripts import Scripts
-from gateway.metrics import Metrics
+from gateway.store import redis_keys
+from gateway.store.scripts import Scripts
+from gateway.telemetry.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from gateway.accounts import redis_keys
-from gateway.store import fields_of, store_errors
+from gateway.store import redis_keys
+from gateway.store.pool import fields_of, store_errors
 
 GROUPS = ("day", "team_id", "key_id", "endpoint")
 METRICS = ("requests", "images", "pixels", "cost")

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from jwt.algorithms import OKPAlgorithm
 from jwt.exceptions import InvalidKeyError
 
-from gateway.fal_webhooks import (
+from gateway.protocol.webhook_signature import (
     REQUEST_ID_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,

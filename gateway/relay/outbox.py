@@ -8,10 +8,10 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from gateway.accounts import redis_keys
 from gateway.accounts.keys import rfc3339
-from gateway.limits.scripts import Scripts
-from gateway.store import fields_of, store_errors
+from gateway.store import redis_keys
+from gateway.store.pool import fields_of, store_errors
+from gateway.store.scripts import Scripts
 
 PENDING = "pending"
 DELIVERED = "delivered"

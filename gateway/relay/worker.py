@@ -20,15 +20,15 @@ from typing import Any, cast
 import httpx
 from redis.asyncio import Redis
 
-from gateway.accounts import redis_keys
 from gateway.accounts.keys import KeyStore
 from gateway.errors import FalError
-from gateway.metrics import Metrics
 from gateway.relay.outbox import DEAD, DELIVERED, PENDING
 from gateway.relay.signing import signature_headers
 from gateway.relay.targets import Target, TargetPolicy, TargetRefused
 from gateway.settings import Settings
-from gateway.store import RedisFields, fields_of, store_errors
+from gateway.store import redis_keys
+from gateway.store.pool import RedisFields, fields_of, store_errors
+from gateway.telemetry.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 

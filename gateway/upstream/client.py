@@ -18,10 +18,10 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 from pydantic import SecretStr
 
-from gateway import jsoncodec
 from gateway.errors import FalError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from gateway.metrics import Metrics
 from gateway.settings import Settings
+from gateway.telemetry.metrics import Metrics
+from gateway.web import jsoncodec
 
 USER_AGENT = "fal-gateway/0.1"
 

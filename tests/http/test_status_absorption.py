@@ -11,7 +11,7 @@ import httpx
 import pytest
 import redis
 
-from gateway.accounts import redis_keys
+from gateway.store import redis_keys
 from tests.conftest import SetKnobs
 from tests.jobs import INPAINTING, KONTEXT, submit, valid_body, wait_status
 from tests.servers import Emulator, Gateway, RedisServer, UpstreamLog

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from gateway.fal_webhooks import (
+from gateway.protocol.webhook_signature import (
     REQUEST_ID_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,

@@ -34,10 +34,10 @@ from gateway.accounts.tokens import DEFAULT_TEAM
 from gateway.emulator.render import demo_images
 from gateway.errors import Unauthorized
 from gateway.limits.credits import add_credit
-from gateway.limits.scripts import Scripts
-from gateway.metrics import Metrics
-from gateway.multiplexed import MultiplexedRedis
 from gateway.settings import Settings
+from gateway.store.multiplexed import MultiplexedRedis
+from gateway.store.scripts import Scripts
+from gateway.telemetry.metrics import Metrics
 
 DEMO_KEY_NAME = "demo"
 DEMO_CREDIT_MICROS = 100_000_000

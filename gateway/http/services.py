@@ -11,18 +11,18 @@ from starlette.requests import Request
 from gateway.accounts.keys import KeyStore
 from gateway.accounts.requests import RequestRegistry
 from gateway.accounts.teams import TeamStore
+from gateway.jobs.finisher import Completion
 from gateway.limits.admission import Admitter
-from gateway.limits.completion import Completion
-from gateway.limits.policies import PolicyCache
-from gateway.limits.scripts import Scripts
 from gateway.limits.settlement import Meter
-from gateway.links import Links
-from gateway.metrics import Metrics
+from gateway.policy.cache import PolicyCache
 from gateway.relay.fal_signature import FalKeys
 from gateway.relay.outbox import Outbox
 from gateway.relay.targets import TargetPolicy
 from gateway.settings import Settings
+from gateway.store.scripts import Scripts
+from gateway.telemetry.metrics import Metrics
 from gateway.upstream import FalUpstream
+from gateway.upstream.links import Links
 from gateway.upstream.statuses import StatusCoalescer
 
 

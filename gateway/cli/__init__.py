@@ -18,9 +18,9 @@ from urllib.parse import urlencode
 import click
 import uvicorn
 
-from gateway.admin_client import AdminClient, AdminError
-from gateway.metrics import MULTIPROC_ENV
+from gateway.cli.admin_client import AdminClient, AdminError
 from gateway.settings import EmulatorSettings, Settings
+from gateway.telemetry.metrics import MULTIPROC_ENV
 
 
 def _overrides(**flags: Any) -> dict[str, Any]:
@@ -167,7 +167,7 @@ def dev(port: int | None, emulator_port: int, redis_port: int, data_dir: Path) -
     """Run everything locally: embedded Redis, the fal emulator (unless GATEWAY_FAL_KEY is set),
     the gateway, and a demo key."""
     from gateway.app import create_app
-    from gateway.dev import DevStack, prepare
+    from gateway.cli.devstack import DevStack, prepare
 
     base = Settings(**_overrides(port=port))
     if port is not None and "GATEWAY_PUBLIC_URL" not in os.environ:

@@ -17,7 +17,7 @@ from gateway.catalog import ImageEditInput, Size
 from gateway.catalog.common import MAX_SIDE
 from gateway.catalog.files import FileKind, Loc
 from gateway.errors import ErrorItem
-from gateway.media import DataUriError, is_data_uri, parse_data_uri
+from gateway.protocol.data_uri import DataUriError, is_data_uri, parse_data_uri
 
 ALLOWED_MEDIA_TYPES = frozenset(
     {"image/jpeg", "image/jpg", "image/png", "image/webp", "image/gif", "image/avif"}

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from gateway.accounts import redis_keys, tokens
+from gateway.accounts import tokens
 from gateway.accounts.keys import INVALID_KEY, policy_from
 from gateway.accounts.tokens import Token
 from gateway.errors import Unauthorized
-from gateway.store import store_errors
-from gateway.submission.policy import EffectivePolicy, Policy, effective
+from gateway.policy.rules import EffectivePolicy, Policy, effective
+from gateway.store import redis_keys
+from gateway.store.pool import store_errors
 
 
 @dataclass(frozen=True)

@@ -15,22 +15,16 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from gateway.metrics import Metrics
-from gateway.multiplexed import MultiplexedRedis
-from gateway.store import store_errors
+from gateway.store.multiplexed import MultiplexedRedis
+from gateway.store.pool import store_errors
+from gateway.telemetry.metrics import Metrics
 
-SCRIPTS = {
-    "admit": "gateway.limits",
-    "settle": "gateway.limits",
-    "credit": "gateway.limits",
-    "enqueue": "gateway.relay",
-    "complete": "gateway.accounts",
-}
-"""Each script and the package whose data holds its ``<name>.lua``."""
+SCRIPTS = ("admit", "settle", "credit", "enqueue", "complete")
+"""The scripts, each ``lua/<name>.lua`` in this package."""
 
 
 def _source(name: str) -> str:
-    return resources.files(SCRIPTS[name]).joinpath(f"{name}.lua").read_text()
+    return resources.files(__package__).joinpath("lua", f"{name}.lua").read_text()
 
 
 class Scripts:

@@ -17,13 +17,13 @@ import time
 from redis.asyncio import Redis
 from redis.exceptions import LockError, RedisError
 
-from gateway.accounts import redis_keys
 from gateway.errors import FalError
-from gateway.limits.completion import Completion, Job
+from gateway.jobs.finisher import Completion, Job
 from gateway.limits.settlement import ABANDONED, Meter
-from gateway.metrics import Metrics
 from gateway.settings import Settings
-from gateway.store import fields_of, store_errors
+from gateway.store import redis_keys
+from gateway.store.pool import fields_of, store_errors
+from gateway.telemetry.metrics import Metrics
 from gateway.upstream import FalUpstream
 
 logger = logging.getLogger(__name__)

@@ -20,8 +20,9 @@ from gateway.catalog import Endpoint, ImageEditInput
 from gateway.catalog.endpoints import decode_body
 from gateway.catalog.pricing import Estimate, estimate
 from gateway.errors import RequestValidationFailed
-from gateway.submission import files, policy
-from gateway.submission.policy import EffectivePolicy
+from gateway.jobs import input_files as files
+from gateway.policy import rules as policy
+from gateway.policy.rules import EffectivePolicy
 
 
 @dataclass(frozen=True)

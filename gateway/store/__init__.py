@@ -1,0 +1,2 @@
+"""Redis plumbing: the pool, the multiplexed connection, the Lua scripts and the one module
+that names every key."""
