@@ -70,6 +70,11 @@ class BadRequest(FalError):
     error_type = "bad_request"
 
 
+INVALID_KEY = "Invalid or missing API key"
+"""The one message for every refused gateway key, so a caller learns nothing about which check
+failed."""
+
+
 class Unauthorized(FalError):
     status_code = 401
     error_type = "unauthorized"

@@ -13,26 +13,15 @@ from redis.asyncio import Redis
 
 from gateway.accounts import tokens
 from gateway.accounts.tokens import Token
-from gateway.errors import Unauthorized
-from gateway.policy.rules import Policy
-from gateway.relay.signing import new_secret as new_webhook_secret
+from gateway.errors import INVALID_KEY, Unauthorized
+from gateway.policy.cache import store_policy
+from gateway.policy.limits import KeyLimits, integer_limits, redis_fields
+from gateway.policy.model import Policy, policy_field, policy_from
 from gateway.store import redis_keys
 from gateway.store.pool import RedisFields, fields_of, store_errors
 
 ACTIVE = "active"
 REVOKED = "revoked"
-
-# Key limit ← Redis field; 0 in Redis means "no limit".
-KEY_LIMIT_FIELDS = {
-    "spend_cap_micros": "spend_cap",
-    "max_concurrent": "max_concurrent",
-    "rate_per_minute": "rate_per_minute",
-    "rate_burst": "rate_burst",
-    "upload_quota_bytes": "upload_quota",
-}
-
-# One message for every refusal, so a caller learns nothing about which check failed.
-INVALID_KEY = "Invalid or missing API key"
 
 
 def rfc3339(timestamp: float | None) -> str | None:
@@ -89,38 +78,11 @@ class ApiKey:
             revoked_at=float(fields["revoked_at"]) if fields.get("revoked_at") else None,
             policy=policy_from(fields.get("policy")),
             policy_version=int(fields.get("policy_version") or 0),
-            limits={
-                name: int(fields[field]) if int(fields.get(field) or 0) > 0 else None
-                for name, field in KEY_LIMIT_FIELDS.items()
-            },
+            limits=integer_limits(KeyLimits, fields),
             spent_micros=int(fields.get("spent") or 0),
             reserved_micros=int(fields.get("reserved") or 0),
             uploaded_bytes=int(fields.get("uploaded") or 0),
         )
-
-
-def policy_from(stored: str | None) -> Policy:
-    """A policy as kept in a Redis field (JSON; absent or empty: no limits)."""
-    return Policy.model_validate_json(stored) if stored else Policy()
-
-
-def policy_field(policy: Policy) -> str:
-    return policy.model_dump_json(exclude_defaults=True)
-
-
-async def store_policy(redis: Redis, record: str, policy: Policy) -> None:
-    """Replace the policy of a key or team record and bump its version, so cached copies in
-    every process are seen to be stale at their next admission."""
-    async with store_errors():
-        pipe = redis.pipeline(transaction=True)
-        pipe.hset(record, "policy", policy_field(policy))
-        pipe.hincrby(record, "policy_version", 1)
-        await pipe.execute()
-
-
-def key_limit_fields(limits: dict[str, Any]) -> dict[str, str]:
-    """Redis fields for the key limits given (only those present)."""
-    return {KEY_LIMIT_FIELDS[k]: str(v or 0) for k, v in limits.items() if k in KEY_LIMIT_FIELDS}
 
 
 def parse_authorization(header: str | None) -> Token:
@@ -177,7 +139,7 @@ class KeyStore:
         """Create a key; returns it, its secret token (never stored, never shown again) and its
         webhook signing secret (stored, to sign, but never shown again either)."""
         token = tokens.mint(team_id)
-        webhook_secret = new_webhook_secret()
+        webhook_secret = tokens.new_webhook_secret()
         now = time.time()
         fields = {
             "name": name,
@@ -192,7 +154,7 @@ class KeyStore:
             "webhook_secret": webhook_secret,
             "spent": "0",
             "reserved": "0",
-            **key_limit_fields(dict.fromkeys(KEY_LIMIT_FIELDS) | (limits or {})),
+            **redis_fields(KeyLimits, dict.fromkeys(KeyLimits.model_fields) | (limits or {})),
         }
         async with store_errors():
             record: RedisFields = fields
@@ -243,7 +205,7 @@ class KeyStore:
         key = await self.get(key_id)
         if key is None:
             return None
-        fields: RedisFields = key_limit_fields(changes)
+        fields: RedisFields = redis_fields(KeyLimits, changes)
         if fields:
             async with store_errors():
                 await self._redis.hset(redis_keys.key_record(key.team_id, key_id), mapping=fields)
@@ -256,7 +218,7 @@ class KeyStore:
         if key is None:
             return None
         record = redis_keys.key_record(key.team_id, key_id)
-        secret, until = new_webhook_secret(), time.time() + grace
+        secret, until = tokens.new_webhook_secret(), time.time() + grace
         async with store_errors():
             old = await self._redis.hget(record, "webhook_secret")
             fields: RedisFields = {

@@ -11,57 +11,20 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from redis.asyncio import Redis
 
-from gateway.accounts.keys import policy_field, policy_from, rfc3339, store_policy
+from gateway.accounts.keys import rfc3339
 from gateway.accounts.tokens import TEAM_ID_PATTERN
 from gateway.errors import NotFound
-from gateway.policy.rules import Policy
+from gateway.policy.cache import store_policy
+from gateway.policy.limits import PPM, TeamLimits, integer_limits, redis_fields
+from gateway.policy.model import Policy, policy_field, policy_from
 from gateway.store import redis_keys
 from gateway.store.pool import RedisFields, fields_of, store_errors
 
-PPM = 1_000_000
 TeamId = Annotated[str, Field(pattern=f"^{TEAM_ID_PATTERN}$")]
 Micros = Annotated[int, Field(ge=0)]
-
-
-class TeamLimits(BaseModel):
-    """Team-wide limits; an unset (null) limit means none."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    price_multiplier: Annotated[Decimal, Field(ge=0, decimal_places=6)] = Decimal(1)
-    """Charged = fal's list price x this (the reseller's margin)."""
-    daily_cap_micros: Micros | None = None
-    monthly_cap_micros: Micros | None = None
-    rate_per_minute: Annotated[int, Field(ge=1)] | None = None
-    rate_burst: Annotated[int, Field(ge=1)] | None = None
-
-
-# Redis field ← limit; 0 in Redis means "no limit".
-_LIMIT_FIELDS = {
-    "daily_cap_micros": "daily_cap",
-    "monthly_cap_micros": "monthly_cap",
-    "rate_per_minute": "rate_per_minute",
-    "rate_burst": "rate_burst",
-}
-
-
-def limit_fields(limits: dict[str, Any]) -> dict[str, str]:
-    """Redis fields for the limits given (only those present)."""
-    fields = {
-        _LIMIT_FIELDS[name]: str(value or 0)
-        for name, value in limits.items()
-        if name in _LIMIT_FIELDS
-    }
-    if "price_multiplier" in limits:
-        fields["multiplier_ppm"] = str(int(Decimal(limits["price_multiplier"]) * PPM))
-    return fields
-
-
-def _optional(value: str | None) -> int | None:
-    return int(value) if value and int(value) > 0 else None
 
 
 @dataclass(frozen=True)
@@ -85,7 +48,7 @@ class Team:
             balance_micros=int(fields.get("balance", "0")),
             reserved_micros=int(fields.get("reserved", "0")),
             multiplier_ppm=int(fields.get("multiplier_ppm", str(PPM))),
-            limits={name: _optional(fields.get(field)) for name, field in _LIMIT_FIELDS.items()},
+            limits=integer_limits(TeamLimits, fields),
             policy=policy_from(fields.get("policy")),
             policy_version=int(fields.get("policy_version", "0")),
         )
@@ -131,7 +94,7 @@ class TeamStore:
             "reserved": "0",
             "policy": policy_field(Policy()),
             "policy_version": "0",
-            **limit_fields(limits.model_dump()),
+            **redis_fields(TeamLimits, limits.model_dump()),
         }
         record = redis_keys.team_record(team_id)
         async with store_errors():
@@ -171,7 +134,7 @@ class TeamStore:
 
     async def update_limits(self, team_id: str, changes: dict[str, Any]) -> Team:
         await self.require(team_id)
-        fields: RedisFields = limit_fields(changes)
+        fields: RedisFields = redis_fields(TeamLimits, changes)
         if fields:
             async with store_errors():
                 await self._redis.hset(redis_keys.team_record(team_id), mapping=fields)

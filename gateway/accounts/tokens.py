@@ -7,6 +7,7 @@ SHA-256 of the secret is stored (the secret is 190 random bits, so a slow hash a
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 import secrets
@@ -54,3 +55,12 @@ def parse(raw: str) -> Token | None:
 
 def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 (the Standard Webhooks prefix, not a secret)
+
+
+def new_webhook_secret() -> str:
+    """A fresh secret that signs a key's webhooks, in the ``whsec_<base64>`` form receivers
+    expect (Standard Webhooks)."""
+    return WEBHOOK_SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()

@@ -29,11 +29,12 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from gateway.accounts.keys import KeyStore
-from gateway.accounts.teams import TeamLimits, TeamStore
+from gateway.accounts.teams import TeamStore
 from gateway.accounts.tokens import DEFAULT_TEAM
 from gateway.emulator.render import demo_images
 from gateway.errors import Unauthorized
 from gateway.limits.credits import add_credit
+from gateway.policy.limits import TeamLimits
 from gateway.settings import Settings
 from gateway.store.multiplexed import MultiplexedRedis
 from gateway.store.scripts import Scripts

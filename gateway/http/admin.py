@@ -11,7 +11,7 @@ import json
 import time
 from typing import Annotated, Any, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AwareDatetime, BaseModel, Field, ValidationError, field_validator
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -21,26 +21,12 @@ from gateway.accounts.teams import TeamId
 from gateway.accounts.tokens import DEFAULT_TEAM
 from gateway.errors import NotFound, RequestValidationFailed, Unauthorized
 from gateway.http.services import Services, services
-from gateway.policy.rules import Policy
+from gateway.policy.limits import KeyLimits
+from gateway.policy.model import Policy
 from gateway.web.jsoncodec import JSONResponse
 
 Body = TypeVar("Body", bound=BaseModel)
 Positive = Annotated[int, Field(ge=1)]
-
-
-class KeyLimits(BaseModel):
-    """A key's own limits; unset (null) means none."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    spend_cap_micros: Annotated[int, Field(ge=0)] | None = None
-    """Most the key may ever spend (settled plus reserved)."""
-    max_concurrent: Positive | None = None
-    """Most jobs in flight at once."""
-    rate_per_minute: Positive | None = None
-    rate_burst: Positive | None = None
-    upload_quota_bytes: Positive | None = None
-    """Most bytes the key may upload to fal's storage through the gateway, in all."""
 
 
 class KeyCreate(KeyLimits):

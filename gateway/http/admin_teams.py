@@ -11,13 +11,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.accounts.teams import TeamId, TeamLimits
+from gateway.accounts.teams import TeamId
 from gateway.accounts.tokens import TEAM_ID_PATTERN, new_id
 from gateway.errors import BadRequest, FalError, NotFound
 from gateway.http.admin import admin, body
 from gateway.limits.credits import add_credit
 from gateway.limits.usage import GROUPS, usage_rows
-from gateway.policy.rules import Policy
+from gateway.policy.limits import TeamLimits
+from gateway.policy.model import Policy
 from gateway.web.jsoncodec import JSONResponse
 
 

@@ -34,7 +34,7 @@ from gateway.jobs.finisher import Job
 from gateway.jobs.prepare import Submission, prepare
 from gateway.limits.admission import Admission, StalePolicy
 from gateway.limits.settlement import FAILED, REFUSED
-from gateway.policy.rules import check_origin
+from gateway.policy.checks import check_origin
 from gateway.protocol.routes import catch_all_routes, request_routes
 from gateway.relay.targets import TargetRefused
 from gateway.upstream.client import (

@@ -21,8 +21,8 @@ from gateway.catalog.endpoints import decode_body
 from gateway.catalog.pricing import Estimate, estimate
 from gateway.errors import RequestValidationFailed
 from gateway.jobs import input_files as files
-from gateway.policy import rules as policy
-from gateway.policy.rules import EffectivePolicy
+from gateway.policy import checks as policy
+from gateway.policy.model import EffectivePolicy
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,8 @@ import uuid
 from dataclasses import dataclass
 
 from gateway.accounts import tokens
-from gateway.accounts.keys import INVALID_KEY
 from gateway.accounts.tokens import Token
-from gateway.errors import FalError, PaymentRequired, RateLimited, Unauthorized
+from gateway.errors import INVALID_KEY, FalError, PaymentRequired, RateLimited, Unauthorized
 from gateway.jobs.prepare import Submission
 from gateway.policy.cache import Rules
 from gateway.settings import Settings

@@ -15,17 +15,16 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from gateway.accounts import tokens
-from gateway.accounts.keys import INVALID_KEY, policy_from
-from gateway.accounts.tokens import Token
-from gateway.errors import Unauthorized
-from gateway.policy.rules import EffectivePolicy, Policy, effective
+from gateway.errors import INVALID_KEY, Unauthorized
+from gateway.policy.model import EffectivePolicy, Policy, effective, policy_field, policy_from
 from gateway.store import redis_keys
 from gateway.store.pool import store_errors
 
 
 @dataclass(frozen=True)
 class Rules:
+    """A key's and its team's policies, with the versions they were read at."""
+
     key_policy: Policy
     key_version: int
     team_policy: Policy
@@ -42,30 +41,30 @@ class PolicyCache:
         self._size = size
         self._entries: OrderedDict[tuple[str, str], Rules] = OrderedDict()
 
-    async def rules(self, token: Token) -> Rules:
+    async def rules(self, team_id: str, key_id: str, secret_hash: str) -> Rules:
         """The key's and its team's policies; 401 for an unknown key or a wrong secret."""
-        name = (token.team_id, token.key_id)
+        name = (team_id, key_id)
         found = self._entries.get(name)
         if found is None:
-            found = await self._read(token)
+            found = await self._read(team_id, key_id)
             self._entries[name] = found
             if len(self._entries) > self._size:
                 self._entries.popitem(last=False)
-        if not hmac.compare_digest(tokens.hash_secret(token.secret), found.secret_hash):
+        if not hmac.compare_digest(secret_hash, found.secret_hash):
             raise Unauthorized(INVALID_KEY)
         return found
 
-    def forget(self, token: Token) -> None:
-        self._entries.pop((token.team_id, token.key_id), None)
+    def forget(self, team_id: str, key_id: str) -> None:
+        self._entries.pop((team_id, key_id), None)
 
-    async def _read(self, token: Token) -> Rules:
+    async def _read(self, team_id: str, key_id: str) -> Rules:
         async with store_errors():
             pipe = self._redis.pipeline(transaction=False)
             pipe.hmget(
-                redis_keys.key_record(token.team_id, token.key_id),
+                redis_keys.key_record(team_id, key_id),
                 ["secret_hash", "policy", "policy_version"],
             )
-            pipe.hmget(redis_keys.team_record(token.team_id), ["policy", "policy_version"])
+            pipe.hmget(redis_keys.team_record(team_id), ["policy", "policy_version"])
             (
                 (secret_hash, key_policy, key_version),
                 (team_policy, team_version),
@@ -79,3 +78,13 @@ class PolicyCache:
             team_version=int(team_version or 0),
             secret_hash=str(secret_hash),
         )
+
+
+async def store_policy(redis: Redis, record: str, policy: Policy) -> None:
+    """Replace the policy of a key or team record and bump its version, so cached copies in
+    every process are seen to be stale at their next admission."""
+    async with store_errors():
+        pipe = redis.pipeline(transaction=True)
+        pipe.hset(record, "policy", policy_field(policy))
+        pipe.hincrby(record, "policy_version", 1)
+        await pipe.execute()

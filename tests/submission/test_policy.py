@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.policy.rules import Policy, effective
+from gateway.policy.model import Policy, effective
 from tests.jobs import GENERAL_INPAINTING, IMAGE_TO_IMAGE, INPAINTING, KONTEXT, valid_body
 from tests.servers import Emulator, Gateway, UpstreamLog
 

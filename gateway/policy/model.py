@@ -1,23 +1,18 @@
-"""What a key (and its team) may ask for: the reseller's plan rules.
+"""What a key (and its team) may ask for: the reseller's plan rules, and how a key's and a
+team's rules combine.
 
 A policy is stored on a key and on a team; the one that applies to a request is the stricter of
-the two, field by field (``effective``). Violations are refused before anything is sent to fal:
-a disallowed endpoint with 403, anything else with fal's 422 naming the field.
+the two, field by field (``effective``). ``checks`` refuses what it does not allow.
 """
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gateway.catalog import CATALOG, Endpoint, ImageEditInput
-from gateway.catalog.pricing import Estimate
-from gateway.errors import ErrorItem, Forbidden, RequestValidationFailed
-
-POLICY_VIOLATION = "policy_violation"
+from gateway.catalog import CATALOG
 
 
 class Policy(BaseModel):
@@ -101,70 +96,11 @@ def effective(team: Policy, key: Policy) -> EffectivePolicy:
     )
 
 
-def check_origin(policy: EffectivePolicy, origin: str | None) -> None:
-    """A browser call from an origin the key is not allowed on is refused."""
-    allowed = policy.allowed_origins
-    if origin is not None and allowed is not None and origin not in allowed:
-        raise Forbidden(f"This key may not be used from {origin}", error_type="origin_not_allowed")
+def policy_from(stored: str | None) -> Policy:
+    """A policy as kept in a key's or team's Redis record (JSON; absent or empty: no limits)."""
+    return Policy.model_validate_json(stored) if stored else Policy()
 
 
-def check_endpoint(policy: EffectivePolicy, endpoint: Endpoint) -> None:
-    if policy.allowed_endpoints is not None and endpoint.id not in policy.allowed_endpoints:
-        raise Forbidden(f"This key may not use {endpoint.id}", error_type="endpoint_not_allowed")
-
-
-def apply_defaults(policy: EffectivePolicy, endpoint: Endpoint, body: Any) -> Any:
-    """``body`` with the policy's defaults filled in where the caller left a field out."""
-    if not isinstance(body, dict) or not policy.defaults:
-        return body
-    fields = endpoint.input_model.model_fields
-    imposed = {k: v for k, v in policy.defaults.items() if k in fields and k not in body}
-    return {**body, **imposed}
-
-
-def _violation(loc: list[str | int], msg: str) -> ErrorItem:
-    return {"loc": ["body", *loc], "msg": msg, "type": POLICY_VIOLATION}
-
-
-def check_request(policy: EffectivePolicy, request: ImageEditInput, estimate: Estimate) -> None:
-    """Refuse what the plan does not allow, naming every offending field at once."""
-    errors: list[ErrorItem] = []
-    if policy.max_num_images is not None and request.num_images > policy.max_num_images:
-        errors.append(
-            _violation(["num_images"], f"at most {policy.max_num_images} images per request")
-        )
-    lora_lists = {"loras": request.loras, "control_loras": getattr(request, "control_loras", [])}
-    count = sum(len(items) for items in lora_lists.values())
-    if policy.max_loras is not None and count > policy.max_loras:
-        errors.append(_violation(["loras"], f"at most {policy.max_loras} LoRAs per request"))
-    for name, items in lora_lists.items():
-        for index, lora in enumerate(items):
-            for patterns in policy.lora_pattern_sets:
-                if not any(fnmatch.fnmatchcase(lora.path, p) for p in patterns):
-                    errors.append(_violation([name, index, "path"], "LoRA path is not allowed"))
-                    break
-    if policy.max_megapixels is not None:
-        if not estimate.exact:
-            errors.append(
-                _violation(
-                    ["image_url"],
-                    "output size limited: state the output size or inline the image as a data URI",
-                )
-            )
-        elif estimate.size.megapixels > policy.max_megapixels:
-            errors.append(
-                _violation(
-                    ["image_size"],
-                    f"output images of {estimate.size.megapixels:.2f} MP exceed the "
-                    f"{policy.max_megapixels} MP allowed",
-                )
-            )
-    if errors:
-        raise RequestValidationFailed(errors)
-
-
-def enforce(policy: EffectivePolicy, request: ImageEditInput) -> ImageEditInput:
-    """The request as forwarded: overrides the policy forces applied."""
-    if policy.force_safety_checker and not request.enable_safety_checker:
-        return request.model_copy(update={"enable_safety_checker": True})
-    return request
+def policy_field(policy: Policy) -> str:
+    """A policy as kept in a Redis record."""
+    return policy.model_dump_json(exclude_defaults=True)

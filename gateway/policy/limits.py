@@ -1,0 +1,128 @@
+"""Key and team limits, each declared once.
+
+A limit is a field of ``KeyLimits`` or ``TeamLimits``: its type and bounds are the admin API's,
+its description is the CLI flag's help, and its ``Stored`` mark names the field of the key or
+team record in Redis that holds it (where 0 means "no limit"). The Redis maps and the CLI flags
+are derived from these models; nothing else lists the limits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PPM = 1_000_000
+
+
+def _plain(value: Any) -> str:
+    return str(int(value or 0))
+
+
+def _ppm(value: Any) -> str:
+    return str(int(Decimal(value) * PPM))
+
+
+@dataclass(frozen=True)
+class Stored:
+    """The Redis record field that holds a limit, and how its value is written there."""
+
+    field: str
+    encode: Callable[[Any], str] = _plain
+    flag: str | None = None
+    """The CLI flag, when it is not ``--<field name with dashes>``."""
+
+
+Positive = Annotated[int, Field(ge=1)]
+Micros = Annotated[int, Field(ge=0)]
+
+
+class KeyLimits(BaseModel):
+    """A key's own limits; unset (null) means none."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    spend_cap_micros: Annotated[
+        Micros | None,
+        Field(description="Most the key may ever spend (settled plus reserved), in micro-units."),
+        Stored("spend_cap", flag="--spend-cap"),
+    ] = None
+    max_concurrent: Annotated[
+        Positive | None, Field(description="Most jobs in flight at once."), Stored("max_concurrent")
+    ] = None
+    rate_per_minute: Annotated[
+        Positive | None, Field(description="Requests per minute."), Stored("rate_per_minute")
+    ] = None
+    rate_burst: Annotated[
+        Positive | None, Field(description="Requests allowed at once."), Stored("rate_burst")
+    ] = None
+    upload_quota_bytes: Annotated[
+        Positive | None,
+        Field(description="Most bytes the key may upload to fal's storage, in all."),
+        Stored("upload_quota"),
+    ] = None
+
+
+class TeamLimits(BaseModel):
+    """Team-wide limits; an unset (null) limit means none."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    price_multiplier: Annotated[
+        Decimal,
+        Field(ge=0, decimal_places=6, description="Charge = fal's list price x this."),
+        Stored("multiplier_ppm", encode=_ppm),
+    ] = Decimal(1)
+    daily_cap_micros: Annotated[
+        Micros | None,
+        Field(description="Most the team may spend per UTC day, in micro-units."),
+        Stored("daily_cap", flag="--daily-cap"),
+    ] = None
+    monthly_cap_micros: Annotated[
+        Micros | None,
+        Field(description="Most the team may spend per UTC month, in micro-units."),
+        Stored("monthly_cap", flag="--monthly-cap"),
+    ] = None
+    rate_per_minute: Annotated[
+        Positive | None,
+        Field(description="Requests per minute, all keys."),
+        Stored("rate_per_minute"),
+    ] = None
+    rate_burst: Annotated[
+        Positive | None,
+        Field(description="Requests allowed at once, all keys."),
+        Stored("rate_burst"),
+    ] = None
+
+
+Limits = KeyLimits | TeamLimits
+
+
+def stored_limits(model: type[BaseModel]) -> Iterator[tuple[str, Stored]]:
+    """Each limit of ``model`` with where it is stored."""
+    for name, info in model.model_fields.items():
+        for mark in info.metadata:
+            if isinstance(mark, Stored):
+                yield name, mark
+
+
+def redis_fields(model: type[BaseModel], limits: dict[str, Any]) -> dict[str, str]:
+    """The record fields for the limits given (only those present in ``limits``)."""
+    return {
+        mark.field: mark.encode(limits[name])
+        for name, mark in stored_limits(model)
+        if name in limits
+    }
+
+
+def integer_limits(model: type[BaseModel], fields: dict[str, str]) -> dict[str, int | None]:
+    """The integer limits of a record as the admin API shows them (None: no limit)."""
+    found: dict[str, int | None] = {}
+    for name, mark in stored_limits(model):
+        if mark.encode is _plain:
+            value = int(fields.get(mark.field) or 0)
+            found[name] = value if value > 0 else None
+    return found
