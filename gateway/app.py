@@ -33,10 +33,11 @@ from gateway.http.body_limit import BodySizeLimit
 from gateway.http.fast_status import FastStatusPolls
 from gateway.http.openapi import openapi_document
 from gateway.http.services import Services
-from gateway.jobs.finisher import Completion
+from gateway.jobs.finisher import Finisher
 from gateway.jobs.reconciler import Reconciler
+from gateway.jobs.status import JobStatus
+from gateway.jobs.submit import Submitter
 from gateway.limits.admission import Admitter
-from gateway.limits.settlement import Meter
 from gateway.policy.cache import PolicyCache
 from gateway.relay.fal_signature import FalKeys
 from gateway.relay.outbox import Outbox
@@ -101,34 +102,42 @@ def create_app(settings: Settings) -> ASGIApp:
         upstream = FalUpstream(settings, metrics)
         store = MultiplexedRedis(settings.redis_url, settings.redis_timeout)
         scripts = Scripts(store, metrics)
-        meter = Meter(scripts, metrics)
-        requests = RequestRegistry(store, scripts, settings.request_retention)
-        completion = Completion(meter, upstream, requests)
+        requests = RequestRegistry(store, settings.request_retention)
+        finisher = Finisher(scripts, upstream, links, metrics)
         keys = KeyStore(redis)
         targets = TargetPolicy(settings.webhook_allow_http, settings.webhook_allowed_networks)
         jwks_client = httpx.AsyncClient(headers={"User-Agent": "fal-gateway/0.1"})
-        outbox = Outbox(redis, scripts)
+        outbox = Outbox(redis)
+        submitter = Submitter(
+            settings,
+            PolicyCache(redis),
+            Admitter(scripts, settings, metrics),
+            upstream,
+            links,
+            requests,
+            finisher,
+            targets,
+        )
+        statuses = StatusCoalescer(upstream, settings.status_coalesce_interval)
         app.state.services = fast_status.services = Services(
             settings=settings,
             redis=redis,
             keys=keys,
             teams=TeamStore(redis),
             requests=requests,
-            statuses=StatusCoalescer(upstream, settings.status_coalesce_interval),
             upstream=upstream,
             links=links,
             metrics=metrics,
             scripts=scripts,
-            policies=PolicyCache(redis),
-            admitter=Admitter(scripts, settings, metrics),
-            meter=meter,
-            completion=completion,
+            submitter=submitter,
+            finisher=finisher,
+            job_status=JobStatus(statuses, finisher, links, metrics),
             outbox=outbox,
             targets=targets,
             fal_keys=FalKeys(jwks_client, settings.fal_jwks_url),
             openapi=openapi_document(settings.public_url),
         )
-        reconciler = Reconciler(redis, completion, meter, upstream, settings, metrics)
+        reconciler = Reconciler(redis, finisher, upstream, settings, metrics)
         worker = DeliveryWorker(redis, keys, targets, settings, metrics)
         await _start_relay(outbox)
         background = [asyncio.create_task(reconciler.run()), asyncio.create_task(worker.run())]
@@ -140,7 +149,7 @@ def create_app(settings: Settings) -> ASGIApp:
             await asyncio.gather(*background, return_exceptions=True)
             await worker.aclose()
             await jwks_client.aclose()
-            await completion.close()
+            await finisher.close()
             await upstream.aclose()
             await redis.aclose()
             await store.aclose()

@@ -13,7 +13,6 @@ from gateway.errors import NotFound
 from gateway.store import redis_keys
 from gateway.store.multiplexed import MultiplexedRedis
 from gateway.store.pool import store_errors
-from gateway.store.scripts import Scripts
 from gateway.web import jsoncodec
 
 _MAX_REQUEST_ID = 128
@@ -37,9 +36,8 @@ class OwnedRequest:
 class RequestRegistry:
     """Request ownership records, kept for ``retention`` seconds after submit."""
 
-    def __init__(self, store: MultiplexedRedis, scripts: Scripts, retention: float) -> None:
+    def __init__(self, store: MultiplexedRedis, retention: float) -> None:
         self._store = store
-        self._scripts = scripts
         self._retention = int(retention)
 
     async def record(
@@ -69,19 +67,17 @@ class RequestRegistry:
                     ("MULTI",),
                     ("HSET", name, *itertools.chain.from_iterable(fields.items())),
                     ("EXPIRE", name, self._retention),
-                    ("HSET", reservation, "request_id", request_id),
+                    (
+                        "HSET",
+                        reservation,
+                        "request_id",
+                        request_id,
+                        "webhook_url",
+                        webhook_url or "",
+                    ),
                     ("EXEC",),
                 ]
             )
-
-    async def complete(self, team_id: str, request_id: str, final_status: dict[str, Any]) -> None:
-        """Remember that fal finished the request and what its status says, so polls are
-        answered from here from now on."""
-        await self._scripts.run(
-            "complete",
-            keys=[redis_keys.request_record(team_id, request_id)],
-            args=[jsoncodec.dumps(final_status)],
-        )
 
     async def authorize(
         self, authorization: str | None, app_id: str, request_id: str

@@ -11,10 +11,9 @@ from starlette.requests import Request
 from gateway.accounts.keys import KeyStore
 from gateway.accounts.requests import RequestRegistry
 from gateway.accounts.teams import TeamStore
-from gateway.jobs.finisher import Completion
-from gateway.limits.admission import Admitter
-from gateway.limits.settlement import Meter
-from gateway.policy.cache import PolicyCache
+from gateway.jobs.finisher import Finisher
+from gateway.jobs.status import JobStatus
+from gateway.jobs.submit import Submitter
 from gateway.relay.fal_signature import FalKeys
 from gateway.relay.outbox import Outbox
 from gateway.relay.targets import TargetPolicy
@@ -23,7 +22,6 @@ from gateway.store.scripts import Scripts
 from gateway.telemetry.metrics import Metrics
 from gateway.upstream import FalUpstream
 from gateway.upstream.links import Links
-from gateway.upstream.statuses import StatusCoalescer
 
 
 @dataclass(frozen=True)
@@ -34,14 +32,12 @@ class Services:
     teams: TeamStore
     requests: RequestRegistry
     upstream: FalUpstream
-    statuses: StatusCoalescer
     links: Links
     metrics: Metrics
     scripts: Scripts
-    policies: PolicyCache
-    admitter: Admitter
-    meter: Meter
-    completion: Completion
+    submitter: Submitter
+    finisher: Finisher
+    job_status: JobStatus
     outbox: Outbox
     targets: TargetPolicy
     fal_keys: FalKeys

@@ -7,65 +7,34 @@ is dropped (fal cancels the run) and the reservation refunded.
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.accounts.keys import parse_authorization
-from gateway.errors import FalError
-from gateway.http.queue import (
-    admit_submission,
-    endpoint_or_404,
-    relay,
-    submission_headers,
-)
+from gateway.http.queue import accepted_response, endpoint_or_404
 from gateway.http.services import services
-from gateway.jobs.finisher import Job
-from gateway.limits.settlement import FAILED, REFUSED
-from gateway.upstream.client import forwarded_headers, json_body
+from gateway.jobs.submit import HungUp
+from gateway.upstream.client import forwarded_headers
 from gateway.web.disconnect import hung_up
-
-CANCELLED = "cancelled"
 
 
 async def run(request: Request) -> Response:
-    gateway = services(request)
+    svc = services(request)
     token = parse_authorization(request.headers.get("authorization"))
     endpoint = endpoint_or_404(request.path_params["endpoint"])
-    submission, admission = await admit_submission(
-        gateway, token, endpoint, await request.body(), request.headers.get("origin")
-    )
-    job = Job(token.team_id, token.key_id, admission.reservation_id, "", endpoint.id)
-
-    call = asyncio.ensure_future(
-        gateway.upstream.run(endpoint.id, submission.body, forwarded_headers(request.headers))
-    )
-    gone = asyncio.ensure_future(hung_up(request))
-    await asyncio.wait({call, gone}, return_when=asyncio.FIRST_COMPLETED)
-    gone.cancel()
-    if not call.done():
-        call.cancel()  # closing the connection makes fal cancel the run
-        await asyncio.gather(call, return_exceptions=True)
-        await gateway.meter.settle_job(job, CANCELLED)
-        return Response(status_code=499)
     try:
-        response = call.result()
-        gateway.upstream.check("run", response)
-        body = json_body(response)
-    except FalError:
-        await gateway.meter.settle_job(job, REFUSED)
-        raise
-    job = dataclasses.replace(job, request_id=response.headers.get("x-fal-request-id", ""))
-    if response.status_code == 200:
-        await gateway.meter.settle_output(job, body)
-    else:
-        await gateway.meter.settle_job(job, FAILED)
-    relayed = relay(response, gateway.links.rewrite(body))
-    relayed.headers.update(submission_headers(submission, admission))
-    return relayed
+        accepted = await svc.submitter.run(
+            token,
+            endpoint,
+            await request.body(),
+            origin=request.headers.get("origin"),
+            headers=forwarded_headers(request.headers),
+            hung_up=hung_up(request),
+        )
+    except HungUp:
+        return Response(status_code=499)
+    return accepted_response(svc, accepted, svc.links.rewrite(accepted.body))
 
 
 ROUTES = [Route("/sync/{endpoint:path}", run, methods=["POST"])]

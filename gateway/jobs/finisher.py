@@ -1,39 +1,61 @@
-"""Finishing jobs: once fal says a job is COMPLETED, fetch its result and settle it.
+"""The one finisher: every path that sees a job end calls it.
 
-Callers' status polls and streams, cancels and the reconciler all end up here; settlement itself
-is idempotent, and this process also avoids fetching the same result twice at once.
+fal's webhook, a status poll or stream that sees COMPLETED, a result fetch, the reconciler and a
+cancel all describe the end they saw as an ``Ending`` and hand it to ``Finisher.finish``, which
+records it with one call of ``finish.lua``: the reservation settled (charged for the output, or
+refunded), fal's final status remembered for later polls, and the caller's webhook queued. The
+script does each part at most once, so paths may race and repeat freely.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.accounts.requests import OwnedRequest, RequestRegistry
+import httpx
+
+from gateway.accounts.requests import OwnedRequest
 from gateway.catalog import find_endpoint
 from gateway.errors import FalError
-from gateway.limits.settlement import LOST, Meter
+from gateway.limits.settlement import CHARGED, FAILED, LOST, actual_list_cost
+from gateway.store import scripts as store
+from gateway.store.scripts import Finished, Scripts
+from gateway.telemetry.metrics import Metrics
 from gateway.upstream import FalUpstream
+from gateway.upstream.client import REQUEST_ID_HEADER, json_body
+from gateway.upstream.links import Links
+from gateway.web import jsoncodec
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Job:
-    """A forwarded request with an unsettled reservation."""
+    """A forwarded request and the reservation that pays for it."""
 
     team_id: str
     key_id: str
     reservation_id: str
     request_id: str
+    """fal's request id; empty until fal accepted the job (and for refusals before that)."""
     endpoint_id: str
+    webhook_url: str | None = None
+    """Where the caller asked its webhook to go (``?fal_webhook=``)."""
 
     @classmethod
     def of(cls, owned: OwnedRequest) -> Job:
         """The job behind a forwarded request's record."""
-        return cls(owned.team_id, owned.key_id, owned.reservation_id, owned.id, owned.endpoint_id)
+        return cls(
+            owned.team_id,
+            owned.key_id,
+            owned.reservation_id,
+            owned.id,
+            owned.endpoint_id,
+            owned.webhook_url,
+        )
 
     @property
     def app_id(self) -> str:
@@ -41,43 +63,136 @@ class Job:
         return endpoint.app_id if endpoint else "/".join(self.endpoint_id.split("/")[:2])
 
 
-class Completion:
-    def __init__(self, meter: Meter, upstream: FalUpstream, requests: RequestRegistry) -> None:
-        self._meter = meter
-        self._upstream = upstream
-        self._requests = requests
-        self._running: dict[str, asyncio.Task[Any]] = {}
+@dataclass(frozen=True)
+class Ending:
+    """What was seen of a job's end."""
 
-    def completed(self, owned: OwnedRequest, status: dict[str, Any]) -> None:
-        """fal's status says ``owned`` is COMPLETED: in the background (once per process at a
-        time), settle it if it is not yet, then remember the status to answer later polls."""
-        if owned.final_status is not None or owned.id in self._running:
+    outcome: str
+    """``CHARGED`` for an output; any other outcome is a full refund."""
+    output: Any = None
+    """fal's output, priced when the outcome is ``CHARGED``."""
+    final_status: dict[str, Any] | None = None
+    """fal's status of the finished request, to answer later polls with."""
+    event: dict[str, Any] | None = None
+    """The webhook payload for the caller, in fal's shape (URLs not yet rewritten)."""
+
+
+def completed_status(request_id: str) -> dict[str, Any]:
+    """fal's status of a request that finished, as later polls are answered when only its end
+    is known. (A failure's status carries fal's ``error`` and ``error_type``, which an ending
+    does not state in the same form, so only successes are answered this way.)"""
+    return {"status": "COMPLETED", "request_id": request_id, "logs": None, "metrics": {}}
+
+
+RELAYED_FIELDS = ("request_id", "gateway_request_id", "status", "payload", "error", "payload_error")
+"""fal's webhook payload fields relayed to the caller (fal-protocol.md §6)."""
+
+
+def from_fal_webhook(event: dict[str, Any]) -> Ending:
+    """The ending fal's webhook reports: charged for its payload on ``OK``, else refunded."""
+    request_id = str(event.get("request_id", ""))
+    relayed = {name: event[name] for name in RELAYED_FIELDS if name in event}
+    if event.get("status") == "OK":
+        return Ending(CHARGED, event.get("payload"), completed_status(request_id), relayed)
+    return Ending(FAILED, event=relayed)
+
+
+def from_result(request_id: str, response: httpx.Response) -> Ending:
+    """The ending a result fetch shows: charged on 200, refunded for the job's own error. The
+    caller's webhook says what fal's would have (fal-protocol.md §6)."""
+    try:
+        body = json_body(response)
+    except FalError:
+        body = None
+    event: dict[str, Any] = {"request_id": request_id, "gateway_request_id": request_id}
+    if response.status_code == 200:
+        event |= {"status": "OK", "payload": body}
+        return Ending(CHARGED, body, completed_status(request_id), event)
+    event |= {
+        "status": "ERROR",
+        "error": f"Invalid status code: {response.status_code}",
+        "payload": body,
+    }
+    return Ending(FAILED, event=event)
+
+
+class Finisher:
+    def __init__(
+        self, scripts: Scripts, upstream: FalUpstream, links: Links, metrics: Metrics
+    ) -> None:
+        self._scripts = scripts
+        self._upstream = upstream
+        self._links = links
+        self._metrics = metrics
+        self._fetching: dict[str, asyncio.Task[None]] = {}
+
+    async def finish(self, job: Job, ending: Ending) -> Finished:
+        """Record ``ending`` (one round trip); parts already recorded stay as they were."""
+        list_cost = images = pixels = 0
+        if ending.outcome == CHARGED:
+            list_cost, images, pixels = actual_list_cost(job.endpoint_id, ending.output)
+        webhook = job.webhook_url if ending.event is not None else None
+        finished = await self._scripts.finish(
+            store.Ending(
+                team_id=job.team_id,
+                key_id=job.key_id,
+                reservation_id=job.reservation_id,
+                request_id=job.request_id,
+                outcome=ending.outcome,
+                list_cost=list_cost,
+                images=images,
+                pixels=pixels,
+                final_status=jsoncodec.dumps(ending.final_status) if ending.final_status else "",
+                webhook_url=webhook or "",
+                webhook_body=jsoncodec.dumps(self._links.rewrite(ending.event)) if webhook else "",
+            )
+        )
+        if finished.settlement == "settled":
+            self._metrics.settlements.labels(ending.outcome).inc()
+            self._metrics.settled_cost.labels(job.endpoint_id).inc(finished.charged)
+        return finished
+
+    async def fetch_and_finish(
+        self, job: Job, status: dict[str, Any] | None = None
+    ) -> Finished | None:
+        """For a job fal says has finished (with ``status``, when a poll saw it): fetch its
+        result and record the ending (refunded as lost when fal no longer knows the request).
+        None when fal's answer says neither."""
+        response = await self._upstream.result(job.app_id, job.request_id)
+        if response.status_code == 404 and REQUEST_ID_HEADER.lower() not in response.headers:
+            return await self.finish(job, Ending(LOST))
+        if response.status_code == 200 or REQUEST_ID_HEADER.lower() in response.headers:
+            ending = from_result(job.request_id, response)
+            if status is not None:
+                ending = dataclasses.replace(ending, final_status=status)
+            return await self.finish(job, ending)
+        self._upstream.check("result", response)
+        return None
+
+    def completed_seen(self, owned: OwnedRequest, status: Any) -> None:
+        """A status poll or stream saw ``owned``'s status; once it says COMPLETED, finish the
+        job in the background (once per process at a time) unless its end is already known."""
+        if not (isinstance(status, dict) and status.get("status") == "COMPLETED"):
             return
-        task = asyncio.create_task(self._record_logged(owned, {**status, "logs": None}))
-        self._running[owned.id] = task
-        task.add_done_callback(lambda _: self._running.pop(owned.id, None))
+        if owned.final_status is not None or owned.id in self._fetching:
+            return
+        final = {**status, "logs": None}
+        task = asyncio.create_task(self._finish_logged(Job.of(owned), owned.settled, final))
+        self._fetching[owned.id] = task
+        task.add_done_callback(lambda _: self._fetching.pop(owned.id, None))
 
     async def close(self) -> None:
-        tasks = list(self._running.values())
+        tasks = list(self._fetching.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _record_logged(self, owned: OwnedRequest, status: dict[str, Any]) -> None:
+    async def _finish_logged(self, job: Job, settled: bool, status: dict[str, Any]) -> None:
         try:
-            if not owned.settled:
-                await self.finish(Job.of(owned))
-            await self._requests.complete(owned.team_id, owned.id, status)
+            if settled:
+                # Its end was recorded already (webhook queued too): only the status is left.
+                await self.finish(job, Ending(CHARGED, final_status=status))
+            else:
+                await self.fetch_and_finish(job, status)
         except FalError as exc:
-            logger.warning("could not settle request %s yet: %s", owned.id, exc.detail)
-
-    async def finish(self, job: Job) -> int | None:
-        """Fetch the completed job's result and settle: charged for an output, refunded for an
-        error outcome, refunded as lost when fal no longer knows the request."""
-        response = await self._upstream.result(job.app_id, job.request_id)
-        if response.status_code == 404:
-            return await self._meter.settle_job(job, LOST)
-        if response.status_code == 200 or "x-fal-request-id" in response.headers:
-            return await self._meter.settle_from_result(job, response)
-        self._upstream.check("result", response)
-        return None
+            logger.warning("could not finish request %s yet: %s", job.request_id, exc.detail)

@@ -18,8 +18,8 @@ from redis.asyncio import Redis
 from redis.exceptions import LockError, RedisError
 
 from gateway.errors import FalError
-from gateway.jobs.finisher import Completion, Job
-from gateway.limits.settlement import ABANDONED, Meter
+from gateway.jobs.finisher import Ending, Finisher, Job
+from gateway.limits.settlement import ABANDONED
 from gateway.settings import Settings
 from gateway.store import redis_keys
 from gateway.store.pool import fields_of, store_errors
@@ -37,15 +37,13 @@ class Reconciler:
     def __init__(
         self,
         redis: Redis,
-        completion: Completion,
-        meter: Meter,
+        finisher: Finisher,
         upstream: FalUpstream,
         settings: Settings,
         metrics: Metrics,
     ) -> None:
         self._redis = redis
-        self._completion = completion
-        self._meter = meter
+        self._finisher = finisher
         self._upstream = upstream
         self._settings = settings
         self._metrics = metrics
@@ -114,22 +112,17 @@ class Reconciler:
             reservation_id,
             fields.get("request_id", ""),
             fields["endpoint"],
+            fields.get("webhook_url") or None,
         )
         if not job.request_id:
             if now - float(fields.get("created", now)) > self._settings.bind_grace:
-                await self._meter.settle(
-                    team_id,
-                    job.key_id,
-                    reservation_id,
-                    outcome=ABANDONED,
-                    endpoint_id=job.endpoint_id,
-                )
+                await self._finisher.finish(job, Ending(ABANDONED))
             return
         response = await self._upstream.status(job.app_id, job.request_id, logs=False)
         if response.status_code == 404 or (
             response.is_success and response.json().get("status") == "COMPLETED"
         ):
-            await self._completion.finish(job)
+            await self._finisher.fetch_and_finish(job)
 
     async def _prune_spend(self, team_id: str, now: float) -> None:
         """Forget per-period spend counters too old to matter for any cap."""

@@ -9,11 +9,10 @@ from dataclasses import dataclass
 from gateway.accounts import tokens
 from gateway.accounts.tokens import Token
 from gateway.errors import INVALID_KEY, FalError, PaymentRequired, RateLimited, Unauthorized
-from gateway.jobs.prepare import Submission
 from gateway.policy.cache import Rules
 from gateway.settings import Settings
-from gateway.store import redis_keys
-from gateway.store.scripts import Scripts
+from gateway.store import scripts as store
+from gateway.store.scripts import Refused, Scripts
 from gateway.telemetry.metrics import Metrics
 
 
@@ -74,43 +73,34 @@ class Admitter:
         self._settings = settings
         self._metrics = metrics
 
-    async def admit(self, token: Token, rules: Rules, submission: Submission) -> Admission:
-        """Reserve credit and a lease for ``submission``, or raise why not (one round trip)."""
-        team, key = token.team_id, token.key_id
+    async def admit(
+        self, token: Token, rules: Rules, endpoint_id: str, estimate_micros: int
+    ) -> Admission:
+        """Reserve credit and a lease for a request priced at ``estimate_micros``, or raise why
+        not (one round trip)."""
         reservation_id = uuid.uuid4().hex
-        result = await self._scripts.run(
-            "admit",
-            keys=[
-                redis_keys.key_record(team, key),
-                redis_keys.team_record(team),
-                redis_keys.key_rate(team, key),
-                redis_keys.team_rate(team),
-                redis_keys.leases(team, key),
-                redis_keys.reservation(team, reservation_id),
-                redis_keys.open_reservations(team),
-                redis_keys.spend(team),
-            ],
-            args=[
-                tokens.hash_secret(token.secret),
-                submission.estimate.cost_micros,
-                reservation_id,
-                int(self._settings.lease_ttl),
-                int(self._settings.request_retention),
-                rules.key_version,
-                rules.team_version,
-                submission.endpoint.id,
-                key,
-            ],
+        result = await self._scripts.admit(
+            store.Admission(
+                team_id=token.team_id,
+                key_id=token.key_id,
+                secret_hash=tokens.hash_secret(token.secret),
+                estimate_micros=estimate_micros,
+                reservation_id=reservation_id,
+                endpoint_id=endpoint_id,
+                key_policy_version=rules.key_version,
+                team_policy_version=rules.team_version,
+                lease_ttl=int(self._settings.lease_ttl),
+                reservation_ttl=int(self._settings.request_retention),
+            )
         )
-        if result[0] != "ok":
-            reason = str(result[1])
-            if reason == "stale_policy":
+        if isinstance(result, Refused):
+            if result.reason == "stale_policy":
                 raise StalePolicy
-            self._metrics.admissions.labels(reason).inc()
-            raise _refusal(reason, int(result[2]), int(result[3]))
+            self._metrics.admissions.labels(result.reason).inc()
+            raise _refusal(result.reason, result.retry_after_ms, result.detail)
         self._metrics.admissions.labels("admitted").inc()
         return Admission(
             reservation_id=reservation_id,
-            cost_micros=int(result[1]),
-            headers=_rate_headers(int(result[2]), int(result[3]), int(result[4])),
+            cost_micros=result.cost_micros,
+            headers=_rate_headers(result.rate_limit, result.rate_remaining, result.rate_reset_ms),
         )

@@ -1,4 +1,5 @@
-"""Deliveries to callers' webhooks: stored durably, queued on a Redis stream, listed, replayed."""
+"""Deliveries to callers' webhooks, listed and replayed. They are stored and queued on a Redis
+stream by ``finish.lua`` when a job ends (``jobs.finisher``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from redis.exceptions import ResponseError
 from gateway.accounts.keys import rfc3339
 from gateway.store import redis_keys
 from gateway.store.pool import fields_of, store_errors
-from gateway.store.scripts import Scripts
 
 PENDING = "pending"
 DELIVERED = "delivered"
@@ -41,9 +41,8 @@ def public(delivery_id: str, fields: dict[str, str]) -> dict[str, Any]:
 
 
 class Outbox:
-    def __init__(self, redis: Redis, scripts: Scripts) -> None:
+    def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._scripts = scripts
 
     async def ensure_group(self) -> None:
         async with store_errors():
@@ -54,25 +53,6 @@ class Outbox:
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
-
-    async def enqueue(
-        self, team_id: str, key_id: str, request_id: str, url: str, body: str
-    ) -> bool:
-        """Store and queue the delivery of ``request_id``'s webhook, once; False for a duplicate.
-        A duplicate of one never attempted is queued again, in case the first was stored but
-        not queued (a crash in between): workers skip deliveries already made."""
-        result = await self._scripts.run(
-            "enqueue",
-            keys=[
-                redis_keys.delivery(team_id, request_id),
-                redis_keys.key_deliveries(team_id, key_id),
-            ],
-            args=[request_id, team_id, key_id, request_id, url, body],
-        )
-        fresh = bool(result[0] == "new")
-        if fresh or (result[1] == PENDING and int(result[2] or 0) == 0):
-            await self._queue(team_id, request_id)
-        return fresh
 
     async def _queue(self, team_id: str, delivery_id: str) -> None:
         async with store_errors():

@@ -1,8 +1,9 @@
-"""The Lua scripts, loaded from package data and registered once per Redis client.
+"""The Lua scripts, as typed methods: each builds its ``KEYS`` from ``redis_keys`` and reads its
+reply into a value. Sources are ``lua/<name>.lua`` in this package; every key a script touches
+shares its team's hash tag (the delivery queue aside), so they run on Redis Cluster too.
 
-Every key a script touches shares its team's hash tag, so the scripts run on Redis Cluster too.
-They run with EVALSHA on the process's multiplexed connection, loaded when Redis does not know
-them yet.
+Scripts run with EVALSHA on the process's multiplexed connection and are loaded when Redis does
+not know them yet (after a restart or a flush).
 """
 
 from __future__ import annotations
@@ -10,49 +11,194 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 from redis.exceptions import ResponseError
 
+from gateway.store import redis_keys
 from gateway.store.multiplexed import MultiplexedRedis
 from gateway.store.pool import store_errors
 from gateway.telemetry.metrics import Metrics
 
-SCRIPTS = ("admit", "settle", "credit", "enqueue", "complete")
-"""The scripts, each ``lua/<name>.lua`` in this package."""
+NAMES = ("admit", "finish", "credit")
 
 
 def _source(name: str) -> str:
     return resources.files(__package__).joinpath("lua", f"{name}.lua").read_text()
 
 
+@dataclass(frozen=True)
+class Admitted:
+    """``admit.lua`` reserved the credit and took a lease."""
+
+    cost_micros: int
+    rate_limit: int
+    rate_remaining: int
+    rate_reset_ms: int
+
+
+@dataclass(frozen=True)
+class Refused:
+    """``admit.lua`` refused, and why."""
+
+    reason: str
+    retry_after_ms: int
+    detail: int
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What to reserve for one submit."""
+
+    team_id: str
+    key_id: str
+    secret_hash: str
+    estimate_micros: int
+    reservation_id: str
+    endpoint_id: str
+    key_policy_version: int
+    team_policy_version: int
+    lease_ttl: int
+    reservation_ttl: int
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How one job ended, as ``finish.lua`` records it."""
+
+    team_id: str
+    key_id: str
+    reservation_id: str
+    request_id: str
+    outcome: str
+    list_cost: int = 0
+    """The actual list price (micros); -1 charges the admission estimate."""
+    images: int = 0
+    pixels: int = 0
+    final_status: str = ""
+    """fal's final status (JSON) to answer later polls with; empty: none."""
+    webhook_url: str = ""
+    webhook_body: str = ""
+
+
+@dataclass(frozen=True)
+class Finished:
+    settlement: str
+    """``settled`` (by this call), ``already`` or ``missing``."""
+    charged: int
+    delivery: str
+    """``new``, ``duplicate`` or ``none``."""
+
+
 class Scripts:
-    """The scripts, run over the multiplexed connection; ``run`` times each call and maps Redis
-    failures to 503."""
+    """The scripts, timed per call; Redis being unreachable is a 503 (``store_errors``)."""
 
     def __init__(self, store: MultiplexedRedis, metrics: Metrics) -> None:
         self._store = store
         self._metrics = metrics
-        self._sources = {name: _source(name) for name in SCRIPTS}
+        self._sources = {name: _source(name) for name in NAMES}
         self._shas = {
             name: hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
             for name, source in self._sources.items()
         }
 
-    async def run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> list[Any]:
+    async def admit(self, a: Admission) -> Admitted | Refused:
+        """Rate limits, a concurrency lease and a credit reservation, all or nothing."""
+        t, k = a.team_id, a.key_id
+        reply = await self._run(
+            "admit",
+            keys=[
+                redis_keys.key_record(t, k),
+                redis_keys.team_record(t),
+                redis_keys.key_rate(t, k),
+                redis_keys.team_rate(t),
+                redis_keys.leases(t, k),
+                redis_keys.reservation(t, a.reservation_id),
+                redis_keys.open_reservations(t),
+                redis_keys.spend(t),
+            ],
+            args=[
+                a.secret_hash,
+                a.estimate_micros,
+                a.reservation_id,
+                a.lease_ttl,
+                a.reservation_ttl,
+                a.key_policy_version,
+                a.team_policy_version,
+                a.endpoint_id,
+                k,
+            ],
+        )
+        if reply[0] != "ok":
+            return Refused(str(reply[1]), int(reply[2]), int(reply[3]))
+        return Admitted(int(reply[1]), int(reply[2]), int(reply[3]), int(reply[4]))
+
+    async def finish(self, e: Ending) -> Finished:
+        """Settle, remember the final status and queue the caller's webhook, together."""
+        t = e.team_id
+        reservation = redis_keys.reservation(t, e.reservation_id)
+        reply = await self._run(
+            "finish",
+            keys=[
+                reservation,
+                redis_keys.team_record(t),
+                redis_keys.key_record(t, e.key_id),
+                redis_keys.leases(t, e.key_id),
+                redis_keys.open_reservations(t),
+                redis_keys.spend(t),
+                redis_keys.ledger(t),
+                redis_keys.usage_log(t),
+                redis_keys.request_record(t, e.request_id) if e.request_id else reservation,
+                redis_keys.delivery(t, e.request_id or e.reservation_id),
+                redis_keys.key_deliveries(t, e.key_id),
+                redis_keys.DELIVERY_STREAM,
+                redis_keys.DELIVERY_INDEX,
+            ],
+            args=[
+                e.reservation_id,
+                e.list_cost,
+                e.images,
+                e.pixels,
+                e.outcome,
+                e.request_id,
+                redis_keys.usage_day_prefix(t),
+                e.final_status,
+                e.webhook_url if e.request_id else "",
+                e.webhook_body,
+                t,
+                e.key_id,
+            ],
+        )
+        return Finished(str(reply[0]), int(reply[1]), str(reply[2]))
+
+    async def credit(self, team_id: str, amount_micros: int, note: str) -> tuple[int, str] | None:
+        """Change a team's balance and write its ledger entry; the new balance and the entry's
+        id, or None when the team does not exist."""
+        reply = await self._run(
+            "credit",
+            keys=[redis_keys.team_record(team_id), redis_keys.ledger(team_id)],
+            args=[amount_micros, note],
+        )
+        if reply[0] == "missing":
+            return None
+        return int(reply[0]), str(reply[1])
+
+    async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> list[Any]:
         started = time.perf_counter()
         command = ("EVALSHA", self._shas[name], len(keys), *keys, *args)
         try:
             async with store_errors():
                 try:
-                    result = await self._store.call(*command)
+                    reply = await self._store.call(*command)
                 except ResponseError as exc:
                     if not str(exc).startswith("NOSCRIPT"):
                         raise
-                    # Redis restarted or was flushed: load the script and run it once more.
                     await self._store.call("SCRIPT", "LOAD", self._sources[name])
-                    result = await self._store.call(*command)
+                    reply = await self._store.call(*command)
         finally:
             self._metrics.redis_seconds.labels(name).observe(time.perf_counter() - started)
-        return list(result)
+        if not isinstance(reply, list):
+            raise TypeError(f"{name}.lua answered {type(reply).__name__}, not a list")
+        return reply

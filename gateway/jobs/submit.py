@@ -1,0 +1,186 @@
+"""Submitting a job: prepare the body under the key's policy, admit it, forward it to fal, and
+bind fal's request id to the reservation, or refund it when fal does not take the job.
+
+Queue submits (``submit``) and sync runs (``run``) share the admission; the proxy reaches both
+through the gateway's own routes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+
+from gateway.accounts import tokens
+from gateway.accounts.requests import RequestRegistry
+from gateway.accounts.tokens import Token
+from gateway.catalog import Endpoint
+from gateway.errors import FalError, RequestValidationFailed, StoreUnavailable
+from gateway.jobs.finisher import Ending, Finisher, Job
+from gateway.jobs.prepare import Submission, prepare
+from gateway.limits.admission import Admission, Admitter, StalePolicy
+from gateway.limits.settlement import CANCELLED, CHARGED, FAILED, REFUSED
+from gateway.policy.cache import PolicyCache
+from gateway.policy.checks import check_origin
+from gateway.relay.targets import TargetPolicy, TargetRefused
+from gateway.settings import Settings
+from gateway.upstream import FalUpstream
+from gateway.upstream.client import REQUEST_ID_HEADER, json_body
+from gateway.upstream.links import Links
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A job fal answered: its response and JSON body, and what the gateway admitted."""
+
+    response: httpx.Response
+    body: Any
+    submission: Submission
+    admission: Admission
+
+
+class HungUp(Exception):
+    """The caller of a sync run hung up before fal answered; the run was dropped."""
+
+
+class Submitter:
+    def __init__(
+        self,
+        settings: Settings,
+        policies: PolicyCache,
+        admitter: Admitter,
+        upstream: FalUpstream,
+        links: Links,
+        requests: RequestRegistry,
+        finisher: Finisher,
+        targets: TargetPolicy,
+    ) -> None:
+        self._settings = settings
+        self._policies = policies
+        self._admitter = admitter
+        self._upstream = upstream
+        self._links = links
+        self._requests = requests
+        self._finisher = finisher
+        self._targets = targets
+
+    async def submit(
+        self,
+        token: Token,
+        endpoint: Endpoint,
+        raw: bytes,
+        *,
+        origin: str | None,
+        headers: dict[str, str],
+        webhook_url: str | None,
+    ) -> Accepted:
+        """A queue submit: admitted, forwarded with the gateway's own webhook, bound to fal's
+        request id. A refusal by fal is refunded and its answer returned as fal gave it."""
+        if webhook_url is not None:
+            await self._check_webhook(webhook_url)
+        submission, admission = await self._admit(token, endpoint, raw, origin)
+        job = Job(token.team_id, token.key_id, admission.reservation_id, "", endpoint.id)
+        relay_url = f"{self._links.public_url}/webhooks/fal?{urlencode({'team': token.team_id})}"
+        try:
+            response = await self._upstream.submit(endpoint.id, submission.body, headers, relay_url)
+            self._upstream.check("submit", response)
+            body = json_body(response)
+        except FalError:
+            await self._finisher.finish(job, Ending(REFUSED))
+            raise
+        if not response.is_success:
+            await self._finisher.finish(job, Ending(REFUSED))
+        else:
+            await self._requests.record(
+                token.team_id,
+                token.key_id,
+                body["request_id"],
+                endpoint,
+                admission.reservation_id,
+                webhook_url,
+            )
+        return Accepted(response, body, submission, admission)
+
+    async def run(
+        self,
+        token: Token,
+        endpoint: Endpoint,
+        raw: bytes,
+        *,
+        origin: str | None,
+        headers: dict[str, str],
+        hung_up: Awaitable[None],
+    ) -> Accepted:
+        """A sync run: admitted, then held until fal answers with the output, which is charged
+        at once. If ``hung_up`` completes first, the call to fal is dropped (fal cancels the
+        run), the reservation refunded and ``HungUp`` raised."""
+        submission, admission = await self._admit(token, endpoint, raw, origin)
+        job = Job(token.team_id, token.key_id, admission.reservation_id, "", endpoint.id)
+        call = asyncio.ensure_future(self._upstream.run(endpoint.id, submission.body, headers))
+        gone = asyncio.ensure_future(hung_up)
+        await asyncio.wait({call, gone}, return_when=asyncio.FIRST_COMPLETED)
+        gone.cancel()
+        if not call.done():
+            call.cancel()  # closing the connection makes fal cancel the run
+            await asyncio.gather(call, return_exceptions=True)
+            await self._finisher.finish(job, Ending(CANCELLED))
+            raise HungUp
+        try:
+            response = call.result()
+            self._upstream.check("run", response)
+            body = json_body(response)
+        except FalError:
+            await self._finisher.finish(job, Ending(REFUSED))
+            raise
+        job = Job(
+            job.team_id,
+            job.key_id,
+            job.reservation_id,
+            response.headers.get(REQUEST_ID_HEADER, ""),
+            job.endpoint_id,
+        )
+        if response.status_code == 200:
+            await self._finisher.finish(job, Ending(CHARGED, body))
+        else:
+            await self._finisher.finish(job, Ending(FAILED))
+        return Accepted(response, body, submission, admission)
+
+    async def _admit(
+        self, token: Token, endpoint: Endpoint, raw: bytes, origin: str | None
+    ) -> tuple[Submission, Admission]:
+        """Prepare the body under the key's policy and admit it (one Redis round trip, unless
+        the cached policy turns out stale: then it is read again once)."""
+        secret_hash = tokens.hash_secret(token.secret)
+        for _ in range(2):
+            rules = await self._policies.rules(token.team_id, token.key_id, secret_hash)
+            effective_policy = rules.effective()
+            check_origin(effective_policy, origin)
+            submission = await prepare(
+                endpoint,
+                raw,
+                effective_policy,
+                self._settings.max_data_uri_bytes,
+                self._links.original,
+            )
+            try:
+                admission = await self._admitter.admit(
+                    token, rules, endpoint.id, submission.estimate.cost_micros
+                )
+            except StalePolicy:
+                self._policies.forget(token.team_id, token.key_id)
+                continue
+            return submission, admission
+        raise StoreUnavailable("The key's policy is changing; try again")
+
+    async def _check_webhook(self, url: str) -> None:
+        """A caller's ``fal_webhook`` must be a public https URL (refused before any charge)."""
+        try:
+            await self._targets.resolve(url)
+        except TargetRefused as exc:
+            raise RequestValidationFailed(
+                [{"loc": ["query", "fal_webhook"], "msg": str(exc), "type": "webhook_target"}]
+            ) from exc

@@ -1,0 +1,89 @@
+-- Finish a job, all at once: settle its reservation (the actual cost, or 0 for a refund),
+-- remember fal's final status for later polls, and queue the caller's webhook. Any part already
+-- done is left as it is, so every path that sees the job end may call this, in any order, any
+-- number of times; a crash can never leave a job charged but not relayed, or the reverse.
+--
+-- KEYS[1] reservation     KEYS[2] team record     KEYS[3] key record
+-- KEYS[4] key leases      KEYS[5] open reservations  KEYS[6] team spend by period
+-- KEYS[7] ledger stream   KEYS[8] usage log stream   KEYS[9] request record (if bound)
+-- KEYS[10] delivery       KEYS[11] the key's deliveries index
+-- KEYS[12] delivery stream   KEYS[13] delivery id -> team index
+-- ARGV[1] reservation id  ARGV[2] actual list-price cost (micros; -1: the estimate)  ARGV[3] images
+-- ARGV[4] output pixels   ARGV[5] outcome   ARGV[6] request id ('' if never bound)
+-- ARGV[7] prefix of the team's daily usage hashes (same hash tag)
+-- ARGV[8] final status, JSON ('': none to remember)
+-- ARGV[9] caller's webhook URL ('': none)   ARGV[10] webhook body   ARGV[11] team id
+-- ARGV[12] key id
+--
+-- Returns {settlement, charged, delivery}: settlement "settled" (by this call), "already" or
+-- "missing" (the reservation expired); charged the actual cost; delivery "new", "duplicate" or
+-- "none".
+
+local function num(value) return tonumber(value) or 0 end
+-- Lua 5.1 prints large numbers in exponent form; counters must be written as integers.
+local function int(value) return string.format('%d', value) end
+
+local now = redis.call('TIME')[1]
+local bound = ARGV[6] ~= '' and redis.call('EXISTS', KEYS[9]) == 1
+
+local settlement, charged = 'missing', 0
+local r = redis.call('HMGET', KEYS[1], 'state', 'key_id', 'endpoint', 'cost', 'multiplier_ppm',
+  'day', 'month', 'actual', 'estimate')
+if r[1] == 'settled' then
+  settlement, charged = 'already', num(r[8])
+elseif r[1] then
+  settlement = 'settled'
+  local reserved = num(r[4])
+  local list_cost = num(ARGV[2])
+  if list_cost < 0 then list_cost = num(r[9]) end
+  charged = math.ceil(list_cost * num(r[5]) / 1000000)
+  local key_id, endpoint, day = r[2], r[3], r[6]
+
+  redis.call('HINCRBY', KEYS[2], 'reserved', int(-reserved))
+  local balance = redis.call('HINCRBY', KEYS[2], 'balance', int(-charged))
+  redis.call('HINCRBY', KEYS[3], 'reserved', int(-reserved))
+  redis.call('HINCRBY', KEYS[3], 'spent', int(charged))
+  redis.call('HINCRBY', KEYS[6], 'd:' .. day, int(charged - reserved))
+  redis.call('HINCRBY', KEYS[6], 'm:' .. r[7], int(charged - reserved))
+  redis.call('ZREM', KEYS[4], ARGV[1])
+  redis.call('ZREM', KEYS[5], ARGV[1])
+  redis.call('HSET', KEYS[1], 'state', 'settled', 'actual', int(charged), 'outcome', ARGV[5],
+    'request_id', ARGV[6], 'settled_at', now)
+  if bound then
+    redis.call('HSET', KEYS[9], 'settled', '1')
+  end
+  if charged ~= 0 then
+    redis.call('XADD', KEYS[7], '*', 'kind', 'usage', 'amount_micros', int(-charged),
+      'balance_micros', balance, 'request_id', ARGV[6], 'key_id', key_id, 'note', endpoint)
+  end
+  redis.call('XADD', KEYS[8], '*', 'request_id', ARGV[6], 'key_id', key_id, 'endpoint', endpoint,
+    'day', day, 'images', ARGV[3], 'pixels', ARGV[4], 'cost_micros', int(charged),
+    'outcome', ARGV[5])
+  local usage = ARGV[7] .. day
+  local field = key_id .. '|' .. endpoint .. '|'
+  redis.call('HINCRBY', usage, field .. 'requests', 1)
+  redis.call('HINCRBY', usage, field .. 'images', ARGV[3])
+  redis.call('HINCRBY', usage, field .. 'pixels', ARGV[4])
+  redis.call('HINCRBY', usage, field .. 'cost', int(charged))
+end
+
+-- A record that has expired stays gone (HSET alone would recreate it without an expiry).
+if ARGV[8] ~= '' and bound and redis.call('HEXISTS', KEYS[9], 'final_status') == 0 then
+  redis.call('HSET', KEYS[9], 'final_status', ARGV[8])
+end
+
+local delivery = 'none'
+if ARGV[9] ~= '' then
+  if redis.call('EXISTS', KEYS[10]) == 1 then
+    delivery = 'duplicate'
+  else
+    delivery = 'new'
+    redis.call('HSET', KEYS[10], 'team_id', ARGV[11], 'key_id', ARGV[12],
+      'request_id', ARGV[6], 'url', ARGV[9], 'body', ARGV[10], 'status', 'pending',
+      'attempts', 0, 'next_at', now, 'created', now, 'last_error', '', 'last_status', '')
+    redis.call('ZADD', KEYS[11], now, ARGV[6])
+    redis.call('HSET', KEYS[13], ARGV[6], ARGV[11])
+    redis.call('XADD', KEYS[12], '*', 'team_id', ARGV[11], 'delivery_id', ARGV[6])
+  end
+end
+return {settlement, int(charged), delivery}
