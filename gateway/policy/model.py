@@ -3,6 +3,9 @@ team's rules combine.
 
 A policy is stored on a key and on a team; the one that applies to a request is the stricter of
 the two, field by field (``effective``). ``checks`` refuses what it does not allow.
+
+Each field's description is also its ``fal-gateway`` flag's help, and its ``Flag`` mark names
+that flag: the CLI's policy flags are derived from ``Policy``, nothing else lists them.
 """
 
 from __future__ import annotations
@@ -15,26 +18,60 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from gateway.catalog import CATALOG
 
 
+@dataclass(frozen=True)
+class Flag:
+    """The command-line flag that sets a policy field (``fal-gateway keys policy`` and the like).
+
+    A list field's flag is repeated, a bool's is a switch, a dict's takes ``FIELD=VALUE``."""
+
+    name: str
+    metavar: str | None = None
+
+
 class Policy(BaseModel):
     """One key's or one team's rules; every field unset means no limit."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    allowed_endpoints: list[str] | None = None
-    """Endpoint ids this key may use; unset: all."""
-    max_num_images: Annotated[int, Field(ge=1)] | None = None
-    max_loras: Annotated[int, Field(ge=0)] | None = None
-    """Most LoRAs per request, ``loras`` and ``control_loras`` together."""
-    lora_path_patterns: list[str] | None = None
-    """Glob patterns (``fnmatch``) every LoRA path must match; unset: any."""
-    max_megapixels: Annotated[float, Field(gt=0)] | None = None
-    """Largest output image, in megapixels."""
-    force_safety_checker: bool = False
-    """Send ``enable_safety_checker: true`` whatever the caller asked."""
-    defaults: dict[str, Any] = Field(default_factory=dict)
-    """Values for top-level fields the caller leaves out (where the endpoint has the field)."""
-    allowed_origins: list[str] | None = None
-    """Browser origins (``Origin`` header) this key may be used from; unset: any."""
+    allowed_endpoints: Annotated[
+        list[str] | None,
+        Field(description="An endpoint id the key may use (default: all)."),
+        Flag("--allow-endpoint"),
+    ] = None
+    max_num_images: Annotated[
+        Annotated[int, Field(ge=1)] | None,
+        Field(description="Most images per request."),
+        Flag("--max-images"),
+    ] = None
+    max_loras: Annotated[
+        Annotated[int, Field(ge=0)] | None,
+        Field(description="Most LoRAs per request, loras and control_loras together."),
+        Flag("--max-loras"),
+    ] = None
+    lora_path_patterns: Annotated[
+        list[str] | None,
+        Field(description="Glob (fnmatch) every LoRA path must match (default: any)."),
+        Flag("--lora-pattern"),
+    ] = None
+    max_megapixels: Annotated[
+        Annotated[float, Field(gt=0)] | None,
+        Field(description="Largest output image, in megapixels."),
+        Flag("--max-megapixels"),
+    ] = None
+    force_safety_checker: Annotated[
+        bool,
+        Field(description="Always send enable_safety_checker: true, whatever the caller asked."),
+        Flag("--force-safety-checker"),
+    ] = False
+    defaults: Annotated[dict[str, Any], Flag("--default", metavar="FIELD=VALUE")] = Field(
+        default_factory=dict,
+        description="A value for a top-level field callers leave out (where the endpoint has it).",
+    )
+    allowed_origins: Annotated[
+        list[str] | None,
+        Field(description="A browser origin the key may be used from (default: any)."),
+        Flag("--allow-origin"),
+    ] = None
 
     @field_validator("allowed_endpoints")
     @classmethod

@@ -43,6 +43,7 @@ def test_create_list_show_revoke_from_the_cli(gateway: Gateway) -> None:
 
 
 def test_create_prints_the_secret_once_in_table_mode(gateway: Gateway) -> None:
+    gateway.ensure_team()  # funded, for the tests after this one that use the default team
     created = _cli(gateway, "create", "--name", "table")
     assert created.returncode == 0
     assert "Secret (shown only now): fgw_default_" in created.stdout

@@ -1,0 +1,82 @@
+"""``fal-gateway teams ...``: teams, their credit and ledger, limits and policy."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from gateway.cli.admin import admin_call, admin_group
+from gateway.cli.flags import TEAM_LIMITS, given
+from gateway.cli.output import json_option, rows_of, show, table
+from gateway.cli.records import Records
+
+COLUMNS = (
+    "id",
+    "name",
+    "balance_micros",
+    "reserved_micros",
+    "available_micros",
+    "price_multiplier",
+)
+LEDGER_COLUMNS = ("at", "kind", "amount_micros", "balance_micros", "request_id", "note")
+
+group = admin_group(
+    "teams", "Manage teams: credit, ledger, limits and policy (through the admin API)."
+)
+
+
+def team_text(team: dict[str, Any]) -> str:
+    limits, policy = json.dumps(team["limits"]), json.dumps(team["policy"])
+    return f"{table([team], COLUMNS)}\n\nlimits: {limits}\npolicy: {policy}"
+
+
+@group.command("create")
+@click.option("--name", required=True)
+@click.option("--id", "team_id", help="Team id (lowercase, digits, '-'); generated if not given.")
+@TEAM_LIMITS.options
+@json_option
+@click.pass_context
+def create(
+    ctx: click.Context, /, name: str, team_id: str | None, as_json: bool, **flags: object
+) -> None:
+    """Create a team (balance 0; add credit with `teams credit`)."""
+    body = given(id=team_id, name=name) | TEAM_LIMITS.pop(flags)
+    show(admin_call(ctx, "POST", "/teams", body), as_json, team_text)
+
+
+@group.command("credit")
+@click.argument("team_id")
+@click.argument("amount_micros", type=int)
+@click.option("--note", default="", help="Why (kept in the ledger).")
+@json_option
+@click.pass_context
+def credit(ctx: click.Context, team_id: str, amount_micros: int, note: str, as_json: bool) -> None:
+    """Add credit to a team (negative to take it away); every change is in the ledger."""
+    body = {"amount_micros": amount_micros, "note": note}
+    show(
+        admin_call(ctx, "POST", f"/teams/{team_id}/credits", body),
+        as_json,
+        lambda d: f"balance_micros: {d['balance_micros']}",
+    )
+
+
+@group.command("ledger")
+@click.argument("team_id")
+@click.option("--limit", type=int, default=50, show_default=True)
+@json_option
+@click.pass_context
+def ledger(ctx: click.Context, team_id: str, limit: int, as_json: bool) -> None:
+    """The team's balance changes, newest first."""
+    data = admin_call(ctx, "GET", f"/teams/{team_id}/ledger?limit={limit}")
+    show(data, as_json, rows_of("entries", LEDGER_COLUMNS))
+
+
+records = Records(group, "team", team_text, TEAM_LIMITS)
+records.add_list(COLUMNS, "List teams with their balances.")
+records.add_call("show", "Show a team: balance, limits, policy.")
+records.add_policy(
+    "Replace a team's policy with the one the flags describe (applies to all its keys)."
+)
+records.add_limits("Change a team's multiplier and limits (0 removes a cap or rate limit).")

@@ -1,0 +1,69 @@
+"""``fal-gateway usage``: requests, images, megapixels and cost, as a table, CSV or JSON."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+from urllib.parse import urlencode
+
+import click
+
+from gateway.cli.admin import admin_call, connect, connection
+from gateway.cli.flags import given
+from gateway.cli.output import json_option, table
+
+METRICS = ("requests", "images", "megapixels", "cost_micros")
+
+
+def _csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+@click.command()
+@connection
+@click.option("--team", "team_id", help="Only this team.")
+@click.option("--key", "key_id", help="Only this key.")
+@click.option("--endpoint", help="Only this endpoint.")
+@click.option("--from", "start", help="First day, YYYY-MM-DD (UTC) [today].")
+@click.option("--to", "end", help="Last day, YYYY-MM-DD (UTC) [today].")
+@click.option(
+    "--group-by",
+    default="day,team_id,key_id,endpoint",
+    show_default=True,
+    help="Comma-separated: day, team_id, key_id, endpoint.",
+)
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
+@json_option
+@click.pass_context
+def usage(
+    ctx: click.Context,
+    url: str | None,
+    token: str | None,
+    team_id: str | None,
+    key_id: str | None,
+    endpoint: str | None,
+    start: str | None,
+    end: str | None,
+    group_by: str,
+    as_csv: bool,
+    as_json: bool,
+) -> None:
+    """Usage (requests, images, megapixels, cost) from the admin API."""
+    query = given(team_id=team_id, key_id=key_id, endpoint=endpoint, to=end, group_by=group_by)
+    if start:
+        query["from"] = start
+    connect(ctx, url, token)
+    rows = admin_call(ctx, "GET", "/usage?" + urlencode(query))["usage"]
+    columns = [*(g for g in group_by.split(",") if g), *METRICS]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    elif as_csv:
+        click.echo(_csv(rows, columns), nl=False)
+    else:
+        click.echo(table(rows, columns))
