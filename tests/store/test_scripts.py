@@ -32,17 +32,21 @@ class Scene:
         self.team = f"t-{os.urandom(4).hex()}"
         self.key = os.urandom(6).hex()
 
-    async def setup(self, balance: int = 1_000_000, **key_fields: object) -> None:
-        key = {
+    async def setup(self, key_fields: dict[str, str | int] | None = None) -> None:
+        key: dict[str, str | int] = {
             "secret_hash": SECRET_HASH,
             "status": "active",
             "expires_at": "",
             "spent": 0,
             "reserved": 0,
             "policy_version": 0,
-            **key_fields,
+            **(key_fields or {}),
         }
-        team = {"balance": balance, "reserved": 0, "multiplier_ppm": 1_000_000}
+        team: dict[str, str | int] = {
+            "balance": balance,
+            "reserved": 0,
+            "multiplier_ppm": 1_000_000,
+        }
         await self.store.execute(
             [
                 ("HSET", redis_keys.key_record(self.team, self.key), *_flat(key)),
@@ -92,7 +96,7 @@ class Scene:
         return await self.store.call("HGET", name, field)
 
 
-def _flat(fields: dict[str, object]) -> list[object]:
+def _flat(fields: dict[str, str | int]) -> list[str | int]:
     return [item for pair in fields.items() for item in pair]
 
 
@@ -139,10 +143,10 @@ def test_admit_reserves_credit_and_a_lease(redis_server: RedisServer) -> None:
     ],
 )
 def test_admit_refuses_and_changes_nothing(
-    redis_server: RedisServer, key_fields: dict[str, object], estimate: int, reason: str
+    redis_server: RedisServer, key_fields: dict[str, str | int], estimate: int, reason: str
 ) -> None:
     async def body(s: Scene) -> None:
-        await s.setup(**key_fields)
+        await s.setup(key_fields)
         refused = await s.admit(estimate)
         assert isinstance(refused, Refused)
         assert refused.reason == reason
@@ -155,12 +159,12 @@ def test_admit_refuses_and_changes_nothing(
 
 def test_admit_holds_a_key_to_its_concurrency_and_rate(redis_server: RedisServer) -> None:
     async def body(s: Scene) -> None:
-        await s.setup(max_concurrent=2, rate_per_minute=60, rate_burst=3)
+        await s.setup({"max_concurrent": 2, "rate_per_minute": 60, "rate_burst": 3})
         results = [await s.admit(1) for _ in range(3)]
         assert [type(r) for r in results] == [Admitted, Admitted, Refused]
         assert isinstance(results[2], Refused)
         assert results[2].reason == "concurrency"
-        await s.setup(max_concurrent=0, rate_per_minute=60, rate_burst=3)
+        await s.setup({"max_concurrent": 0, "rate_per_minute": 60, "rate_burst": 3})
         third, fourth = await s.admit(1), await s.admit(1)
         assert isinstance(third, Admitted)
         assert isinstance(fourth, Refused)
