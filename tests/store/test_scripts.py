@@ -43,7 +43,7 @@ class Scene:
             **(key_fields or {}),
         }
         team: dict[str, str | int] = {
-            "balance": balance,
+            "balance": 1_000_000,
             "reserved": 0,
             "multiplier_ppm": 1_000_000,
         }
