@@ -23,7 +23,7 @@ from gateway.accounts.requests import OwnedRequest
 from gateway.catalog import Endpoint, find_endpoint
 from gateway.errors import NotFound, UpstreamError
 from gateway.http.services import Services, services
-from gateway.jobs.submit import Accepted
+from gateway.jobs.submit import Accepted, Call
 from gateway.protocol.routes import catch_all_routes, request_routes
 from gateway.upstream.client import REQUEST_ID_HEADER, forwarded_headers, json_body, relayed_headers
 from gateway.web import jsoncodec
@@ -85,20 +85,24 @@ async def _owned(request: Request) -> tuple[Services, OwnedRequest]:
     return svc, owned
 
 
-async def submit(request: Request) -> Response:
-    svc = services(request)
-    token = parse_authorization(request.headers.get("authorization"))
-    endpoint = endpoint_or_404(request.path_params["endpoint"])
-    accepted = await svc.submitter.submit(
-        token,
-        endpoint,
-        await request.body(),
+async def job_call(request: Request) -> Call:
+    """A submit or sync run as the caller made it (401 without a well-formed key, 404 for an
+    endpoint the catalog does not have)."""
+    return Call(
+        token=parse_authorization(request.headers.get("authorization")),
+        endpoint=endpoint_or_404(request.path_params["endpoint"]),
+        body=await request.body(),
         origin=request.headers.get("origin"),
         headers=forwarded_headers(request.headers),
-        webhook_url=request.query_params.get("fal_webhook") or None,
     )
+
+
+async def submit(request: Request) -> Response:
+    svc = services(request)
+    call = await job_call(request)
+    accepted = await svc.submitter.submit(call, request.query_params.get("fal_webhook") or None)
     if accepted.response.is_success:
-        body = svc.links.rewrite_queue_body(accepted.body, endpoint.app_id)
+        body = svc.links.rewrite_queue_body(accepted.body, call.endpoint.app_id)
     else:
         body = svc.links.rewrite(accepted.body)
     return accepted_response(svc, accepted, body)

@@ -11,27 +11,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.accounts.keys import parse_authorization
-from gateway.http.queue import accepted_response, endpoint_or_404
+from gateway.http.queue import accepted_response, job_call
 from gateway.http.services import services
 from gateway.jobs.submit import HungUp
-from gateway.upstream.client import forwarded_headers
 from gateway.web.disconnect import hung_up
 
 
 async def run(request: Request) -> Response:
     svc = services(request)
-    token = parse_authorization(request.headers.get("authorization"))
-    endpoint = endpoint_or_404(request.path_params["endpoint"])
     try:
-        accepted = await svc.submitter.run(
-            token,
-            endpoint,
-            await request.body(),
-            origin=request.headers.get("origin"),
-            headers=forwarded_headers(request.headers),
-            hung_up=hung_up(request),
-        )
+        accepted = await svc.submitter.run(await job_call(request), hung_up(request))
     except HungUp:
         return Response(status_code=499)
     return accepted_response(svc, accepted, svc.links.rewrite(accepted.body))

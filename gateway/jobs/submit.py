@@ -43,6 +43,18 @@ class Accepted:
     admission: Admission
 
 
+@dataclass(frozen=True)
+class Call:
+    """A caller's submit or sync run, as the gateway received it."""
+
+    token: Token
+    endpoint: Endpoint
+    body: bytes
+    origin: str | None
+    headers: dict[str, str]
+    """The caller's headers to forward to fal."""
+
+
 class HungUp(Exception):
     """The caller of a sync run hung up before fal answered; the run was dropped."""
 
@@ -68,25 +80,18 @@ class Submitter:
         self._finisher = finisher
         self._targets = targets
 
-    async def submit(
-        self,
-        token: Token,
-        endpoint: Endpoint,
-        raw: bytes,
-        *,
-        origin: str | None,
-        headers: dict[str, str],
-        webhook_url: str | None,
-    ) -> Accepted:
+    async def submit(self, call: Call, webhook_url: str | None) -> Accepted:
         """A queue submit: admitted, forwarded with the gateway's own webhook, bound to fal's
         request id. A refusal by fal is refunded and its answer returned as fal gave it."""
         if webhook_url is not None:
             await self._check_webhook(webhook_url)
-        submission, admission = await self._admit(token, endpoint, raw, origin)
-        job = Job(token.team_id, token.key_id, admission.reservation_id, "", endpoint.id)
+        token, endpoint = call.token, call.endpoint
+        submission, admission, job = await self._admit(call)
         relay_url = f"{self._links.public_url}/webhooks/fal?{urlencode({'team': token.team_id})}"
         try:
-            response = await self._upstream.submit(endpoint.id, submission.body, headers, relay_url)
+            response = await self._upstream.submit(
+                endpoint.id, submission.body, call.headers, relay_url
+            )
             self._upstream.check("submit", response)
             body = json_body(response)
         except FalError:
@@ -105,32 +110,24 @@ class Submitter:
             )
         return Accepted(response, body, submission, admission)
 
-    async def run(
-        self,
-        token: Token,
-        endpoint: Endpoint,
-        raw: bytes,
-        *,
-        origin: str | None,
-        headers: dict[str, str],
-        hung_up: Awaitable[None],
-    ) -> Accepted:
+    async def run(self, call: Call, hung_up: Awaitable[None]) -> Accepted:
         """A sync run: admitted, then held until fal answers with the output, which is charged
         at once. If ``hung_up`` completes first, the call to fal is dropped (fal cancels the
         run), the reservation refunded and ``HungUp`` raised."""
-        submission, admission = await self._admit(token, endpoint, raw, origin)
-        job = Job(token.team_id, token.key_id, admission.reservation_id, "", endpoint.id)
-        call = asyncio.ensure_future(self._upstream.run(endpoint.id, submission.body, headers))
+        submission, admission, job = await self._admit(call)
+        running = asyncio.ensure_future(
+            self._upstream.run(call.endpoint.id, submission.body, call.headers)
+        )
         gone = asyncio.ensure_future(hung_up)
-        await asyncio.wait({call, gone}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({running, gone}, return_when=asyncio.FIRST_COMPLETED)
         gone.cancel()
-        if not call.done():
-            call.cancel()  # closing the connection makes fal cancel the run
-            await asyncio.gather(call, return_exceptions=True)
+        if not running.done():
+            running.cancel()  # closing the connection makes fal cancel the run
+            await asyncio.gather(running, return_exceptions=True)
             await self._finisher.finish(job, Ending(CANCELLED))
             raise HungUp
         try:
-            response = call.result()
+            response = running.result()
             self._upstream.check("run", response)
             body = json_body(response)
         except FalError:
@@ -149,19 +146,18 @@ class Submitter:
             await self._finisher.finish(job, Ending(FAILED))
         return Accepted(response, body, submission, admission)
 
-    async def _admit(
-        self, token: Token, endpoint: Endpoint, raw: bytes, origin: str | None
-    ) -> tuple[Submission, Admission]:
+    async def _admit(self, call: Call) -> tuple[Submission, Admission, Job]:
         """Prepare the body under the key's policy and admit it (one Redis round trip, unless
         the cached policy turns out stale: then it is read again once)."""
+        token, endpoint = call.token, call.endpoint
         secret_hash = tokens.hash_secret(token.secret)
         for _ in range(2):
             rules = await self._policies.rules(token.team_id, token.key_id, secret_hash)
             effective_policy = rules.effective()
-            check_origin(effective_policy, origin)
+            check_origin(effective_policy, call.origin)
             submission = await prepare(
                 endpoint,
-                raw,
+                call.body,
                 effective_policy,
                 self._settings.max_data_uri_bytes,
                 self._links.original,
@@ -173,7 +169,8 @@ class Submitter:
             except StalePolicy:
                 self._policies.forget(token.team_id, token.key_id)
                 continue
-            return submission, admission
+            job = Job(token.team_id, token.key_id, admission.reservation_id, "", endpoint.id)
+            return submission, admission, job
         raise StoreUnavailable("The key's policy is changing; try again")
 
     async def _check_webhook(self, url: str) -> None:
