@@ -1,15 +1,18 @@
-"""Fixtures: a real emulator process, a loopback HTTP peer, and clients for them."""
+"""Fixtures: a real emulator process, a loopback HTTP peer, and clients for them; and the
+check that fails a test whose servers logged an error it did not declare."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.peer import Peer
-from tests.servers import Emulator, Gateway, RedisServer
+from tests.server_logs import Expectations, begin_test, describe
+from tests.servers import Emulator, Gateway, RedisServer, live_servers
 
 FAST_EMULATOR: dict[str, object] = {
     "queue_delay": 0.05,
@@ -74,3 +77,44 @@ def caller(gateway: Gateway) -> Iterator[httpx.Client]:
     token, _ = gateway.new_key()
     with gateway.client(token) as http:
         yield http
+
+
+_CALL_PASSED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.when == "call":
+        item.stash[_CALL_PASSED] = report.passed
+    return report
+
+
+@pytest.fixture(autouse=True)
+def server_log(request: pytest.FixtureRequest) -> Iterator[Expectations]:
+    """Server logs are part of every test: a traceback or an ERROR line that a live server
+    logged during the test fails it, unless declared with ``@pytest.mark.server_log("text")``
+    or ``server_log.expect("text")``; a declared text must then really appear."""
+    declared = (text for mark in request.node.iter_markers("server_log") for text in mark.args)
+    expectations = Expectations(declared)
+    begin_test(expectations)
+    yield expectations
+    failures: list[str] = []
+    passed = request.node.stash.get(_CALL_PASSED, False)
+    deadline = time.monotonic() + 5  # declared lines may be logged a moment after the test
+    while True:
+        for server in live_servers():
+            undeclared = server.log.check()
+            if undeclared:
+                failures.append(describe(server.log.name, undeclared))
+        missing = expectations.never_seen() if passed else []
+        if not missing or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    if missing:
+        quoted = ", ".join(repr(text) for text in missing)
+        failures.append(f"declared server log line never appeared: {quoted}")
+    if failures:
+        pytest.fail("\n\n".join(failures), pytrace=False)

@@ -15,6 +15,9 @@ from types import TracebackType
 from typing import Self
 
 import httpx
+import pytest
+
+from tests.server_logs import ServerLog, describe
 
 
 def free_port() -> int:
@@ -24,8 +27,22 @@ def free_port() -> int:
         return port
 
 
+_live: list[ServerProcess] = []
+"""Server processes started and not yet stopped, whose logs each test checks."""
+
+
+def live_servers() -> list[ServerProcess]:
+    return list(_live)
+
+
 class ServerProcess:
-    """``python -m gateway <args>`` with the given settings in its environment."""
+    """``python -m gateway <args>`` with the given settings in its environment.
+
+    Its output goes to a log file that the tests check (see ``tests/server_logs.py``): while it
+    runs, at the end of each test; when it stops, here.
+    """
+
+    START_TIMEOUT = 20.0
 
     def __init__(
         self,
@@ -34,21 +51,25 @@ class ServerProcess:
         ready_url: str,
         *,
         verify: ssl.SSLContext | bool = True,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self._args = args
-        self._env = {**os.environ, **env}
+        self._env = {**(os.environ if environ is None else environ), **env}
         self._ready_url = ready_url
         self._verify = verify
         self._log = tempfile.NamedTemporaryFile(prefix="server-", suffix=".log", delete=False)  # noqa: SIM115
+        self.log = ServerLog(" ".join(["python -m gateway", *args]), Path(self._log.name))
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 20.0) -> None:
+    def start(self, timeout: float | None = None) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gateway", *self._args],
             env=self._env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
+        _live.append(self)
+        timeout = timeout or self.START_TIMEOUT
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -77,8 +98,8 @@ class ServerProcess:
     def __enter__(self) -> Self:
         try:
             self.start()
-        except BaseException:
-            self.__exit__(None, None, None)
+        except BaseException as exc:
+            self.__exit__(type(exc), exc, exc.__traceback__)
             raise
         return self
 
@@ -88,9 +109,21 @@ class ServerProcess:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.stop()
-        self._log.close()
-        Path(self._log.name).unlink(missing_ok=True)
+        """Stop the server; what it logged since the last check (its shutdown included) counts
+        against the current test: it fails, or, if it is failing already, gets a note."""
+        try:
+            self.stop()
+            undeclared = self.log.check(final=True)
+        finally:
+            if self in _live:
+                _live.remove(self)
+            self._log.close()
+            Path(self._log.name).unlink(missing_ok=True)
+        if undeclared:
+            message = describe(self.log.name, undeclared, when="up to its stop")
+            if exc is None:
+                pytest.fail(message, pytrace=False)
+            exc.add_note(message)
 
 
 class Emulator(ServerProcess):

@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import re
 import signal
 import socket
 import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -19,68 +16,39 @@ from typing import Any
 import httpx
 
 from tests.images import decode
-from tests.servers import Emulator, free_port
+from tests.servers import Emulator, ServerProcess, free_port
 
 
-class DevProcess:
+class DevProcess(ServerProcess):
+    """``fal-gateway dev`` on the given ports, without the environment's GATEWAY_* settings."""
+
+    START_TIMEOUT = 60.0
+
     def __init__(
         self, data_dir: Path, ports: tuple[int, int, int], settings: dict[str, str] | None = None
     ) -> None:
         gateway, emulator, redis = ports
         self.port = gateway
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-        env.update(settings or {})
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gateway",
-                "dev",
-                "--port",
-                str(gateway),
-                "--emulator-port",
-                str(emulator),
-                "--redis-port",
-                str(redis),
-                "--data-dir",
-                str(data_dir),
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+        args = ["dev", "--port", str(gateway), "--emulator-port", str(emulator)]
+        args += ["--redis-port", str(redis), "--data-dir", str(data_dir)]
+        ready = f"http://127.0.0.1:{gateway}/healthz"
+        super().__init__(args, settings or {}, ready, environ=environ)
 
-    def _pump(self) -> None:
-        assert self.process.stdout is not None
-        try:
-            for line in self.process.stdout:
-                self.lines.put(line)
-        except ValueError:
-            pass  # closed by interrupt()
-
-    def banner(self, timeout: float = 60) -> str:
+    def banner(self, timeout: float = 10) -> str:
         """Everything printed until the gateway itself is listening."""
         ready = f"Uvicorn running on http://127.0.0.1:{self.port}"
-        seen: list[str] = []
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                seen.append(self.lines.get(timeout=0.5))
-            except queue.Empty:
-                continue
-            if ready in seen[-1]:
-                return "".join(seen)
-        raise AssertionError("dev did not come up:\n" + "".join(seen))
+        while ready not in (output := self.output()):
+            if time.monotonic() > deadline:
+                raise AssertionError("dev did not come up:\n" + output)
+            time.sleep(0.05)
+        return output[: output.index("\n", output.index(ready)) + 1]
 
     def interrupt(self) -> int:
+        assert self.process is not None
         self.process.send_signal(signal.SIGINT)
-        code = self.process.wait(timeout=30)
-        assert self.process.stdout is not None
-        self.process.stdout.close()
-        return code
+        return self.process.wait(timeout=30)
 
 
 def _closed(port: int) -> bool:
@@ -115,21 +83,16 @@ def _complete_printed_job(banner: str, gateway_port: int) -> tuple[str, dict[str
 
 def test_dev_stack_end_to_end(tmp_path: Path) -> None:
     ports = (free_port(), free_port(), free_port())
-    dev = DevProcess(tmp_path, ports)
-    try:
+    with DevProcess(tmp_path, ports) as dev:
         banner = dev.banner()
         assert (tmp_path / "admin-token").read_text().strip() not in banner
         token, _ = _complete_printed_job(banner, ports[0])
-    finally:
-        code = dev.interrupt()
-    assert code == 0
+        assert dev.interrupt() == 0
     assert all(_closed(port) for port in ports)
     assert (tmp_path / "admin-token").stat().st_mode & 0o777 == 0o600
 
-    again = DevProcess(tmp_path, ports)
-    try:
+    with DevProcess(tmp_path, ports) as again:
         assert f"Demo key:    {token}" in again.banner()
-    finally:
         assert again.interrupt() == 0
 
 
@@ -143,8 +106,7 @@ def test_dev_with_a_fal_key_uses_the_configured_upstream_and_inline_images(
         "GATEWAY_UPSTREAM_RUN_URL": f"{emulator.url}/sync",
         "GATEWAY_UPSTREAM_REST_URL": emulator.url,
     }
-    dev = DevProcess(tmp_path, ports, settings)
-    try:
+    with DevProcess(tmp_path, ports, settings) as dev:
         banner = dev.banner()
         assert "GATEWAY_FAL_KEY is set" in banner
         assert f"-d @{tmp_path / 'demo' / 'inpainting.json'}" in banner
@@ -152,7 +114,6 @@ def test_dev_with_a_fal_key_uses_the_configured_upstream_and_inline_images(
         assert body["image_url"].startswith("data:image/png;base64,")
         _complete_printed_job(banner, ports[0])
         assert _closed(ports[1])  # no emulator of its own
-    finally:
         assert dev.interrupt() == 0
 
 
@@ -160,8 +121,7 @@ def test_dev_relays_webhooks_to_a_local_receiver(tmp_path: Path) -> None:
     from tests.peer import Peer
 
     ports = (free_port(), free_port(), free_port())
-    dev = DevProcess(tmp_path, ports)
-    try:
+    with DevProcess(tmp_path, ports) as dev:
         banner = dev.banner()
         token = re.search(r"Demo key:\s+(\S+)", banner)
         assert token is not None
@@ -178,5 +138,4 @@ def test_dev_relays_webhooks_to_a_local_receiver(tmp_path: Path) -> None:
             assert response.status_code == 200, response.text
             [delivery] = peer.wait_for_posts("/hook", 1, timeout=30)
             assert json.loads(delivery.body)["status"] == "OK"
-    finally:
         assert dev.interrupt() == 0

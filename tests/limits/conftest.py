@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import ExitStack
 from typing import Any
 
 import httpx
@@ -24,14 +25,11 @@ def fast_emulator() -> Iterator[Emulator]:
 
 @pytest.fixture(scope="package")
 def fleet(redis_server: RedisServer, fast_emulator: Emulator) -> Iterator[list[Gateway]]:
-    gateways = [Gateway(redis_server.url, fast_emulator.url) for _ in range(FLEET_SIZE)]
-    try:
-        for gateway in gateways:
-            gateway.start()
-        yield gateways
-    finally:
-        for gateway in gateways:
-            gateway.__exit__(None, None, None)
+    with ExitStack() as stack:
+        yield [
+            stack.enter_context(Gateway(redis_server.url, fast_emulator.url))
+            for _ in range(FLEET_SIZE)
+        ]
 
 
 def new_team(gateway: Gateway, funds: int, **limits: Any) -> str:

@@ -149,10 +149,11 @@ def test_reconciler_settles_jobs_nobody_asks_about(
 def test_killed_gateway_mid_submit_is_refunded_by_another(
     redis_server: RedisServer, fast_emulator: Emulator
 ) -> None:
-    with SilentServer() as hanging:
-        # This gateway admits, then waits on a fal that never answers: kill it right there.
-        victim = Gateway(redis_server.url, hanging.url, {"upstream_timeout": 60})
-        victim.start()
+    # This gateway admits, then waits on a fal that never answers: kill it right there.
+    with (
+        SilentServer() as hanging,
+        Gateway(redis_server.url, hanging.url, {"upstream_timeout": 60}) as victim,
+    ):
         team = new_team(victim, FUNDS)
         token, _ = victim.new_key(team_id=team, max_concurrent=1)
         with httpx.Client(timeout=60) as client, contextlib.suppress(httpx.ReadTimeout):
@@ -166,7 +167,6 @@ def test_killed_gateway_mid_submit_is_refunded_by_another(
         assert victim.process is not None
         victim.process.send_signal(signal.SIGKILL)
         victim.process.wait()
-        victim.__exit__(None, None, None)
 
     survivor_settings = {"reconcile_interval": 0.2, "reconcile_after": 0.1, "bind_grace": 1.0}
     with Gateway(redis_server.url, fast_emulator.url, survivor_settings) as survivor:

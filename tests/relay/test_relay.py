@@ -294,18 +294,16 @@ def test_delivery_connects_to_the_checked_address_with_the_original_host(
 def test_killed_process_mid_delivery_is_finished_by_another(
     redis_server: RedisServer, signing_emulator: Emulator, peer: Peer
 ) -> None:
-    victim = Gateway(redis_server.url, signing_emulator.url, {"webhook_timeout": 5})
-    victim.start()
-    token, created = victim.new_key()
-    path, url = _hook(peer, "killed")
-    peer.hold_next = 3.0  # the victim's first attempt hangs at the receiver
-    with victim.client(token) as client:
-        submit(client, KONTEXT, valid_body(KONTEXT), fal_webhook=url)
-    peer.wait_for_posts(path, 1)
-    assert victim.process is not None
-    victim.process.send_signal(signal.SIGKILL)
-    victim.process.wait()
-    victim.__exit__(None, None, None)
+    with Gateway(redis_server.url, signing_emulator.url, {"webhook_timeout": 5}) as victim:
+        token, created = victim.new_key()
+        path, url = _hook(peer, "killed")
+        peer.hold_next = 3.0  # the victim's first attempt hangs at the receiver
+        with victim.client(token) as client:
+            submit(client, KONTEXT, valid_body(KONTEXT), fal_webhook=url)
+        peer.wait_for_posts(path, 1)
+        assert victim.process is not None
+        victim.process.send_signal(signal.SIGKILL)
+        victim.process.wait()
 
     with Gateway(redis_server.url, signing_emulator.url) as survivor:
         deliveries = peer.wait_for_posts(path, 2, timeout=30)
