@@ -159,9 +159,9 @@ class Finisher:
         result and record the ending (refunded as lost when fal no longer knows the request).
         None when fal's answer says neither."""
         response = await self._upstream.result(job.app_id, job.request_id)
-        if response.status_code == 404 and REQUEST_ID_HEADER.lower() not in response.headers:
+        if response.status_code == 404 and REQUEST_ID_HEADER not in response.headers:
             return await self.finish(job, Ending(LOST))
-        if response.status_code == 200 or REQUEST_ID_HEADER.lower() in response.headers:
+        if response.status_code == 200 or REQUEST_ID_HEADER in response.headers:
             ending = from_result(job.request_id, response)
             if status is not None:
                 ending = dataclasses.replace(ending, final_status=status)

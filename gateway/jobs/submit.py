@@ -8,6 +8,7 @@ through the gateway's own routes.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
@@ -133,13 +134,7 @@ class Submitter:
         except FalError:
             await self._finisher.finish(job, Ending(REFUSED))
             raise
-        job = Job(
-            job.team_id,
-            job.key_id,
-            job.reservation_id,
-            response.headers.get(REQUEST_ID_HEADER, ""),
-            job.endpoint_id,
-        )
+        job = dataclasses.replace(job, request_id=response.headers.get(REQUEST_ID_HEADER, ""))
         if response.status_code == 200:
             await self._finisher.finish(job, Ending(CHARGED, body))
         else:
