@@ -24,7 +24,6 @@ from gateway.store import redis_keys
 from gateway.store.pool import RedisFields, fields_of, store_errors
 
 TeamId = Annotated[str, Field(pattern=f"^{TEAM_ID_PATTERN}$")]
-Micros = Annotated[int, Field(ge=0)]
 
 
 @dataclass(frozen=True)

@@ -98,9 +98,6 @@ class TeamLimits(BaseModel):
     ] = None
 
 
-Limits = KeyLimits | TeamLimits
-
-
 def stored_limits(model: type[BaseModel]) -> Iterator[tuple[str, Stored]]:
     """Each limit of ``model`` with where it is stored."""
     for name, info in model.model_fields.items():
