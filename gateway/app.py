@@ -34,6 +34,7 @@ from gateway.http.fast_status import FastStatusPolls
 from gateway.http.openapi import openapi_document
 from gateway.http.services import Services
 from gateway.jobs.finisher import Finisher
+from gateway.jobs.input_probe import InputProbe
 from gateway.jobs.reconciler import Reconciler
 from gateway.jobs.status import JobStatus
 from gateway.jobs.submit import Submitter
@@ -106,6 +107,13 @@ def create_app(settings: Settings) -> ASGIApp:
         finisher = Finisher(scripts, upstream, links, metrics)
         keys = KeyStore(redis)
         targets = TargetPolicy(settings.webhook_allow_http, settings.webhook_allowed_networks)
+        probe = InputProbe(
+            targets,
+            links.is_upstream,
+            settings.input_probe_timeout,
+            settings.input_probe_max_bytes,
+            settings.input_probe_max_connections,
+        )
         jwks_client = httpx.AsyncClient(headers={"User-Agent": "fal-gateway/0.1"})
         outbox = Outbox(redis)
         submitter = Submitter(
@@ -117,6 +125,7 @@ def create_app(settings: Settings) -> ASGIApp:
             requests,
             finisher,
             targets,
+            probe,
         )
         statuses = StatusCoalescer(upstream, settings.status_coalesce_interval)
         app.state.services = fast_status.services = Services(
@@ -149,6 +158,7 @@ def create_app(settings: Settings) -> ASGIApp:
             await asyncio.gather(*background, return_exceptions=True)
             await worker.aclose()
             await jwks_client.aclose()
+            await probe.aclose()
             await finisher.close()
             await upstream.aclose()
             await redis.aclose()

@@ -174,6 +174,13 @@ class Settings(BaseSettings):
     tls_key: Path | None = None
     max_data_uri_bytes: Annotated[int, Field(gt=0)] = 16 * 1024 * 1024
     """Largest file inlined as a data URI, decoded (422 ``file_too_large`` beyond)."""
+    input_probe_timeout: Annotated[float, Field(gt=0)] = 5.0
+    """How long reading the header of an input image given by URL may take (then the job is
+    reserved at the largest size it could produce)."""
+    input_probe_max_bytes: Annotated[int, Field(ge=1024)] = 256 * 1024
+    """How much of an input image's URL is read to find its header."""
+    input_probe_max_connections: Annotated[int, Field(ge=1)] = 64
+    """Connections for reading input image headers, apart from fal's and the webhooks'."""
 
     @field_validator(
         "fal_key",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import io
+import struct
+import zlib
 
 from PIL import Image
 
@@ -17,6 +19,19 @@ def png(width: int, height: int, colour: tuple[int, int, int] = (40, 120, 200)) 
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def png_header(width: int, height: int) -> bytes:
+    """The start of a PNG of any size: signature, header chunk and an empty data chunk, no
+    pixels (a file whose header states a size its pixels do not back)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"")
 
 
 def mask_left_half(width: int, height: int) -> bytes:

@@ -23,6 +23,9 @@ class Peer:
 
     def __init__(self) -> None:
         self.files: dict[str, tuple[bytes, str]] = {}
+        self.in_turn: dict[str, list[tuple[bytes, str]]] = {}
+        """Files served once each, in order, before ``files`` (content that changes)."""
+        self.gets: dict[str, int] = {}
         self.received: list[Received] = []
         self.fail_next = 0
         self.fail_paths: set[str] = set()
@@ -38,7 +41,10 @@ class Peer:
 
             def do_GET(self) -> None:
                 name = self.path.removeprefix("/files/")
-                found = peer.files.get(name)
+                with peer.lock:
+                    peer.gets[name] = peer.gets.get(name, 0) + 1
+                    turns = peer.in_turn.get(name)
+                    found = turns.pop(0) if turns else peer.files.get(name)
                 if found is None:
                     self.send_response(404)
                     self.end_headers()
@@ -72,6 +78,13 @@ class Peer:
         """Publish ``content`` and return its URL."""
         self.files[name] = (content, content_type)
         return f"{self.url}/files/{name}"
+
+    def serve_in_turn(self, name: str, *contents: bytes, content_type: str = "image/png") -> str:
+        """Publish content that changes: each GET gets the next of ``contents``, the last one
+        for good."""
+        with self.lock:
+            self.in_turn[name] = [(c, content_type) for c in contents[:-1]]
+        return self.serve(name, contents[-1], content_type)
 
     def posts(self, path: str) -> list[Received]:
         with self.lock:

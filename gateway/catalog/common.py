@@ -105,3 +105,8 @@ class ImageEditInput(FalModel):
     def output_size_is_stated(self) -> bool:
         """Whether the output size follows from the request alone, whatever the input size."""
         raise NotImplementedError
+
+    def largest_output_size(self) -> Size:
+        """The largest size each output image can have, whatever the input (what is reserved
+        when the input's size cannot be learnt)."""
+        return self.output_size(Size(MAX_SIDE, MAX_SIDE))

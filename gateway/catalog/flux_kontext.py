@@ -90,3 +90,8 @@ class FluxKontextLoraInput(ImageEditInput):
 
     def output_size_is_stated(self) -> bool:
         return self.resolution_mode not in ("auto", "match_input")
+
+    def largest_output_size(self) -> Size:
+        if self.resolution_mode == "auto":
+            return max(KONTEXT_RESOLUTIONS, key=lambda s: s.width * s.height)
+        return super().largest_output_size()

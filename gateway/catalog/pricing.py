@@ -5,9 +5,10 @@ cost = ceil(width * height * price per megapixel / 10^6) micro-units per image, 
 fal prices these endpoints per output megapixel; the rounding rule is ours (up, per image).
 
 The output size comes from the request when it states one (``image_size``, a Kontext ratio),
-otherwise from the input image: its real size when it is inlined as a data URI, and an assumed
-1024x1024 when it is a URL the gateway does not fetch. Such estimates are marked inexact; usage is
-settled on the sizes fal actually returns.
+otherwise from the input image's real size (read from a data URI, or from the header of a URL).
+When that size cannot be learnt the estimate is the largest output the request can produce, marked
+inexact: an estimate is always an upper bound of what fal charges. Usage is settled on the sizes
+fal actually returns, never above the reservation.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from dataclasses import dataclass
 
 from gateway.catalog.common import ImageEditInput, Size
 
-ASSUMED_INPUT_SIZE = Size(1024, 1024)
 _PER_MEGAPIXEL = 1_000_000
 
 
@@ -27,7 +27,7 @@ class Estimate:
     num_images: int
     cost_micros: int
     exact: bool
-    """False when the size rests on the assumed input size."""
+    """False when the input's size is unknown and the size is the largest possible."""
 
 
 def image_cost_micros(size: Size, price_per_megapixel_micros: int) -> int:
@@ -38,8 +38,11 @@ def image_cost_micros(size: Size, price_per_megapixel_micros: int) -> int:
 def estimate(
     request: ImageEditInput, price_per_megapixel_micros: int, input_size: Size | None
 ) -> Estimate:
-    """The expected cost of ``request`` given its input image's size, if known."""
-    exact = input_size is not None or request.output_size_is_stated()
-    size = request.output_size(input_size or ASSUMED_INPUT_SIZE)
+    """The cost of ``request`` given its input image's size, or its upper bound when the size
+    is unknown."""
+    if input_size is not None or request.output_size_is_stated():
+        size, exact = request.output_size(input_size or Size(1, 1)), True
+    else:
+        size, exact = request.largest_output_size(), False
     per_image = image_cost_micros(size, price_per_megapixel_micros)
     return Estimate(size, request.num_images, per_image * request.num_images, exact)

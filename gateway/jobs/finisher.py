@@ -150,6 +150,13 @@ class Finisher:
         if finished.settlement == "settled":
             self._metrics.settlements.labels(ending.outcome).inc()
             self._metrics.settled_cost.labels(job.endpoint_id).inc(finished.charged)
+            if finished.overrun:
+                self._metrics.settlement_overrun.labels(job.endpoint_id).inc(finished.overrun)
+                logger.warning(
+                    "request %s cost %d micros more than reserved; not charged",
+                    job.request_id,
+                    finished.overrun,
+                )
         return finished
 
     async def fetch_and_finish(

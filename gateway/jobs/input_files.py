@@ -108,9 +108,11 @@ def _check_image(loc: Loc, value: str, max_bytes: int) -> Size | ErrorItem:
     if image_format not in ALLOWED_FORMATS:
         return _error(loc, f"image format {image_format} is not allowed", "file_type")
     if max(size) > MAX_SIDE:
-        return _error(
-            loc,
-            f"image is {size.width}x{size.height}; sides are limited to {MAX_SIDE}",
-            "image_too_large",
-        )
+        return too_large(loc, size)
     return size
+
+
+def too_large(loc: Loc, size: Size) -> ErrorItem:
+    """The error for an input image with a side over fal's limit."""
+    msg = f"image is {size.width}x{size.height}; sides are limited to {MAX_SIDE}"
+    return _error(loc, msg, "image_too_large")

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 
-from gateway.catalog import Endpoint, ImageEditInput
+from gateway.catalog import Endpoint, ImageEditInput, Size
+from gateway.catalog.common import MAX_SIDE
 from gateway.catalog.endpoints import decode_body
 from gateway.catalog.pricing import Estimate, estimate
 from gateway.errors import RequestValidationFailed
@@ -69,9 +70,11 @@ async def prepare(
     rules: EffectivePolicy,
     max_data_uri_bytes: int,
     original_url: Callable[[str], str] = str,
+    probe: Callable[[str], Awaitable[Size | None]] | None = None,
 ) -> Submission:
     """Check and rewrite a submitted body; raises fal-shaped 403/422 errors. ``original_url``
-    turns the gateway's own file links (an upload, an earlier output) back into fal's URLs."""
+    turns the gateway's own file links (an upload, an earlier output) back into fal's URLs;
+    ``probe`` reads the size of an input image given by URL, when the price depends on it."""
     policy.check_endpoint(rules, endpoint)
     data = policy.apply_defaults(rules, endpoint, decode_body(raw))
     for file_field in endpoint.input_model.FILE_FIELDS:
@@ -84,7 +87,12 @@ async def prepare(
         report = files.check_files(values, max_data_uri_bytes)
     if report.errors:
         raise RequestValidationFailed(report.errors)
-    priced = estimate(request, endpoint.price_per_megapixel_micros, report.input_size)
+    input_size = report.input_size
+    if input_size is None and probe is not None and not request.output_size_is_stated():
+        input_size = await probe(request.image_url)
+        if input_size is not None and max(input_size) > MAX_SIDE:
+            raise RequestValidationFailed([files.too_large(("image_url",), input_size)])
+    priced = estimate(request, endpoint.price_per_megapixel_micros, input_size)
     policy.check_request(rules, request, priced)
     final = policy.enforce(rules, request)
     return Submission(

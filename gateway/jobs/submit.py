@@ -22,6 +22,7 @@ from gateway.accounts.tokens import Token
 from gateway.catalog import Endpoint
 from gateway.errors import FalError, RequestValidationFailed, StoreUnavailable
 from gateway.jobs.finisher import Ending, Finisher, Job
+from gateway.jobs.input_probe import InputProbe
 from gateway.jobs.prepare import Submission, prepare
 from gateway.limits.admission import Admission, Admitter, StalePolicy
 from gateway.limits.settlement import CANCELLED, CHARGED, FAILED, REFUSED
@@ -71,6 +72,7 @@ class Submitter:
         requests: RequestRegistry,
         finisher: Finisher,
         targets: TargetPolicy,
+        probe: InputProbe,
     ) -> None:
         self._settings = settings
         self._policies = policies
@@ -80,6 +82,7 @@ class Submitter:
         self._requests = requests
         self._finisher = finisher
         self._targets = targets
+        self._probe = probe
 
     async def submit(self, call: Call, webhook_url: str | None) -> Accepted:
         """A queue submit: admitted, forwarded with the gateway's own webhook, bound to fal's
@@ -156,6 +159,7 @@ class Submitter:
                 effective_policy,
                 self._settings.max_data_uri_bytes,
                 self._links.original,
+                self._probe.size_of,
             )
             try:
                 admission = await self._admitter.admit(

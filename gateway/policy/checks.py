@@ -56,22 +56,19 @@ def check_request(policy: EffectivePolicy, request: ImageEditInput, estimate: Es
                 if not any(fnmatch.fnmatchcase(lora.path, p) for p in patterns):
                     errors.append(_violation([name, index, "path"], "LoRA path is not allowed"))
                     break
-    if policy.max_megapixels is not None:
-        if not estimate.exact:
-            errors.append(
-                _violation(
-                    ["image_url"],
-                    "output size limited: state the output size or inline the image as a data URI",
-                )
+    if policy.max_megapixels is not None and estimate.size.megapixels > policy.max_megapixels:
+        if estimate.exact:
+            msg = (
+                f"output images of {estimate.size.megapixels:.2f} MP exceed the "
+                f"{policy.max_megapixels} MP allowed"
             )
-        elif estimate.size.megapixels > policy.max_megapixels:
-            errors.append(
-                _violation(
-                    ["image_size"],
-                    f"output images of {estimate.size.megapixels:.2f} MP exceed the "
-                    f"{policy.max_megapixels} MP allowed",
-                )
+            errors.append(_violation(["image_size"], msg))
+        else:
+            msg = (
+                "output size limited: the size of image_url could not be read; state the "
+                "output size or inline the image as a data URI"
             )
+            errors.append(_violation(["image_url"], msg))
     if errors:
         raise RequestValidationFailed(errors)
 

@@ -13,7 +13,10 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
+
+import httpx
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -29,6 +32,16 @@ class Target:
     host: str
     address: str
     """The checked address to connect to."""
+
+    def pinned_request(self) -> tuple[str, dict[str, str], dict[str, Any]]:
+        """URL, headers and httpx extensions that reach the checked address while keeping the
+        original host for ``Host`` and TLS (SNI and certificate checks)."""
+        url = httpx.URL(self.url)
+        return (
+            str(url.copy_with(host=self.address)),
+            {"Host": url.netloc.decode()},
+            {"sni_hostname": self.host} if url.scheme == "https" else {},
+        )
 
 
 class TargetPolicy:
@@ -70,7 +83,20 @@ class TargetPolicy:
 
     async def resolve(self, url: str) -> Target:
         """Check ``url`` and every address its host resolves to now; the address to use."""
-        host = self.check_url(url)
+        return await self._resolved(url, self.check_url(url))
+
+    async def resolve_public(self, url: str) -> Target:
+        """Like ``resolve`` for a URL the gateway itself reads (http or https, any port): only
+        its addresses are checked."""
+        try:
+            host = urlsplit(url).hostname
+        except ValueError as exc:
+            raise TargetRefused("not a valid URL") from exc
+        if not host:
+            raise TargetRefused("no host")
+        return await self._resolved(url, host)
+
+    async def _resolved(self, url: str, host: str) -> Target:
         try:
             literal: IPAddress | None = ipaddress.ip_address(host)
         except ValueError:

@@ -90,6 +90,8 @@ class Finished:
     charged: int
     delivery: str
     """``new``, ``duplicate`` or ``none``."""
+    overrun: int = 0
+    """What the actual cost exceeded the reservation by (not charged)."""
 
 
 class Scripts:
@@ -171,7 +173,7 @@ class Scripts:
                 e.key_id,
             ],
         )
-        return Finished(str(reply[0]), int(reply[1]), str(reply[2]))
+        return Finished(str(reply[0]), int(reply[1]), str(reply[2]), int(reply[3]))
 
     async def credit(self, team_id: str, amount_micros: int, note: str) -> tuple[int, str] | None:
         """Change a team's balance and write its ledger entry; the new balance and the entry's

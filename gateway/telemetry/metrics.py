@@ -88,6 +88,12 @@ class Metrics:
             ["endpoint"],
             registry=self.registry,
         )
+        self.settlement_overrun = Counter(
+            "gateway_settlement_overrun_micros_total",
+            "Cost above the reservation that was not charged to teams, by endpoint.",
+            ["endpoint"],
+            registry=self.registry,
+        )
         self.reservations_outstanding = Gauge(
             "gateway_reservations_outstanding",
             "Reservations not settled yet, as last counted by the reconciler.",

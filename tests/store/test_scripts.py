@@ -235,6 +235,25 @@ def test_finish_charges_the_estimate_when_the_output_does_not_say(
     run(redis_server, body)
 
 
+def test_finish_never_charges_more_than_the_reservation(redis_server: RedisServer) -> None:
+    """Admission checked the balance and caps against the reservation: a larger actual cost is
+    reported as an overrun, not charged."""
+
+    async def body(s: Scene) -> None:
+        await s.admit(900_000, "r1")
+        finished = await s.scripts.finish(s.ending("r1", "", list_cost=4_000_000))
+        assert (finished.charged, finished.overrun) == (900_000, 3_100_000)
+        team = await s.team_fields()
+        assert (team["balance"], team["reserved"]) == ("100000", "0")
+        key = redis_keys.key_record(s.team, s.key)
+        assert await s.hget(key, "spent") == "900000"
+        (entry,) = await s.store.call("XRANGE", redis_keys.usage_log(s.team), "-", "+")
+        logged = _hash(entry[1])
+        assert (logged["cost_micros"], logged["overrun_micros"]) == ("900000", "3100000")
+
+    run(redis_server, body)
+
+
 def test_finish_keeps_the_first_final_status_and_never_revives_an_expired_record(
     redis_server: RedisServer,
 ) -> None:

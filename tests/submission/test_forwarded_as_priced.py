@@ -109,15 +109,6 @@ def test_stated_sizes_and_image_counts_are_priced(caller: httpx.Client, emulator
     assert (body["image_size"], body["num_images"]) == ("square_hd", 2)
 
 
-def test_url_inputs_are_priced_at_the_assumed_size(
-    caller: httpx.Client, emulator: Emulator
-) -> None:
-    sent = valid_body(KONTEXT, image_url=f"{emulator.url}/files/demo/photo.png")
-    response = caller.post(f"/{KONTEXT}", json=sent)
-    # The gateway does not fetch URLs: 1024x1024 is assumed for the input (and so the output).
-    assert int(response.headers["x-gateway-estimated-cost-micros"]) == 36701
-
-
 def test_unknown_fields_are_dropped_and_reported(caller: httpx.Client, emulator: Emulator) -> None:
     sent = valid_body(
         GENERAL_INPAINTING,

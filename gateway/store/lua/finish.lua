@@ -15,9 +15,14 @@
 -- ARGV[9] caller's webhook URL ('': none)   ARGV[10] webhook body   ARGV[11] team id
 -- ARGV[12] key id
 --
--- Returns {settlement, charged, delivery}: settlement "settled" (by this call), "already" or
--- "missing" (the reservation expired); charged the actual cost; delivery "new", "duplicate" or
--- "none".
+-- Returns {settlement, charged, delivery, overrun}: settlement "settled" (by this call),
+-- "already" or "missing" (the reservation expired); charged the actual cost; delivery "new",
+-- "duplicate" or "none"; overrun what the actual cost exceeded the reservation by.
+--
+-- A job is never charged more than its reservation: admission checked the balance and every cap
+-- against the reservation, so charging more could take them past their limits. The reservation
+-- is an upper bound of the cost; an overrun (an input that changed between the gateway reading
+-- its size and fal fetching it) is the reseller's loss, recorded in the usage log.
 
 local function num(value) return tonumber(value) or 0 end
 -- Lua 5.1 prints large numbers in exponent form; counters must be written as integers.
@@ -26,7 +31,7 @@ local function int(value) return string.format('%d', value) end
 local now = redis.call('TIME')[1]
 local bound = ARGV[6] ~= '' and redis.call('EXISTS', KEYS[9]) == 1
 
-local settlement, charged = 'missing', 0
+local settlement, charged, overrun = 'missing', 0, 0
 local r = redis.call('HMGET', KEYS[1], 'state', 'key_id', 'endpoint', 'cost', 'multiplier_ppm',
   'day', 'month', 'actual', 'estimate')
 if r[1] == 'settled' then
@@ -37,6 +42,10 @@ elseif r[1] then
   local list_cost = num(ARGV[2])
   if list_cost < 0 then list_cost = num(r[9]) end
   charged = math.ceil(list_cost * num(r[5]) / 1000000)
+  if charged > reserved then
+    overrun = charged - reserved
+    charged = reserved
+  end
   local key_id, endpoint, day = r[2], r[3], r[6]
 
   redis.call('HINCRBY', KEYS[2], 'reserved', int(-reserved))
@@ -58,7 +67,7 @@ elseif r[1] then
   end
   redis.call('XADD', KEYS[8], '*', 'request_id', ARGV[6], 'key_id', key_id, 'endpoint', endpoint,
     'day', day, 'images', ARGV[3], 'pixels', ARGV[4], 'cost_micros', int(charged),
-    'outcome', ARGV[5])
+    'overrun_micros', int(overrun), 'outcome', ARGV[5])
   local usage = ARGV[7] .. day
   local field = key_id .. '|' .. endpoint .. '|'
   redis.call('HINCRBY', usage, field .. 'requests', 1)
@@ -86,4 +95,4 @@ if ARGV[9] ~= '' then
     redis.call('XADD', KEYS[12], '*', 'team_id', ARGV[11], 'delivery_id', ARGV[6])
   end
 end
-return {settlement, int(charged), delivery}
+return {settlement, int(charged), delivery, int(overrun)}
