@@ -106,6 +106,7 @@ def create_app(settings: Settings) -> ASGIApp:
         requests = RequestRegistry(store, settings.request_retention)
         finisher = Finisher(scripts, upstream, links, metrics)
         keys = KeyStore(redis)
+        teams = TeamStore(redis)
         targets = TargetPolicy(settings.webhook_allow_http, settings.webhook_allowed_networks)
         probe = InputProbe(
             targets,
@@ -126,13 +127,14 @@ def create_app(settings: Settings) -> ASGIApp:
             finisher,
             targets,
             probe,
+            teams,
         )
         statuses = StatusCoalescer(upstream, settings.status_coalesce_interval)
         app.state.services = fast_status.services = Services(
             settings=settings,
             redis=redis,
             keys=keys,
-            teams=TeamStore(redis),
+            teams=teams,
             requests=requests,
             upstream=upstream,
             links=links,

@@ -37,6 +37,8 @@ class Team:
     limits: dict[str, int | None]
     policy: Policy
     policy_version: int
+    sync_hangup: str = "charge"
+    """What a sync run whose caller hung up costs: ``charge`` (as fal bills it) or ``refund``."""
 
     @classmethod
     def from_record(cls, team_id: str, fields: dict[str, str]) -> Team:
@@ -50,6 +52,7 @@ class Team:
             limits=integer_limits(TeamLimits, fields),
             policy=policy_from(fields.get("policy")),
             policy_version=int(fields.get("policy_version", "0")),
+            sync_hangup=fields.get("sync_hangup") or "charge",
         )
 
     def public(self) -> dict[str, Any]:
@@ -62,6 +65,7 @@ class Team:
             "available_micros": self.balance_micros - self.reserved_micros,
             "price_multiplier": str(Decimal(self.multiplier_ppm) / PPM),
             "limits": self.limits,
+            "sync_hangup": self.sync_hangup,
             "policy": self.policy.model_dump(exclude_defaults=True),
         }
 

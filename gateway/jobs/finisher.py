@@ -20,7 +20,14 @@ import httpx
 from gateway.accounts.requests import OwnedRequest
 from gateway.catalog import find_endpoint
 from gateway.errors import FalError
-from gateway.limits.settlement import CHARGED, FAILED, LOST, actual_list_cost
+from gateway.limits.settlement import (
+    CHARGED,
+    FAILED,
+    HUNG_UP,
+    LOST,
+    USE_ESTIMATE,
+    actual_list_cost,
+)
 from gateway.store import scripts as store
 from gateway.store.scripts import Finished, Scripts
 from gateway.telemetry.metrics import Metrics
@@ -131,6 +138,8 @@ class Finisher:
         list_cost = images = pixels = 0
         if ending.outcome == CHARGED:
             list_cost, images, pixels = actual_list_cost(job.endpoint_id, ending.output)
+        elif ending.outcome == HUNG_UP:
+            list_cost = USE_ESTIMATE
         webhook = job.webhook_url if ending.event is not None else None
         finished = await self._scripts.finish(
             store.Ending(

@@ -4,7 +4,9 @@ Every gateway process runs one. Each pass takes, team by team, a Redis lock held
 that team (so processes do not repeat each other's work) and looks at reservations older than
 ``reconcile_after``: a bound one is asked about at fal and settled once COMPLETED (or refunded as
 lost when fal does not know it); one never bound to a fal request after ``bind_grace`` is a
-submit that died half-way, and is refunded. It also counts open reservations for the metrics.
+submit that died half-way, and is refunded. A sync run is only named by fal when it answers: its
+reservation says how long it may stay unbound (``unbound_until``), and is never refunded while
+the run can still be going. It also counts open reservations for the metrics.
 """
 
 from __future__ import annotations
@@ -115,7 +117,9 @@ class Reconciler:
             fields.get("webhook_url") or None,
         )
         if not job.request_id:
-            if now - float(fields.get("created", now)) > self._settings.bind_grace:
+            created = float(fields.get("created", now))
+            running_until = float(fields.get("unbound_until") or 0)
+            if now > max(created + self._settings.bind_grace, running_until):
                 await self._finisher.finish(job, Ending(ABANDONED))
             return
         response = await self._upstream.status(job.app_id, job.request_id, logs=False)

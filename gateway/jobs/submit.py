@@ -18,14 +18,15 @@ import httpx
 
 from gateway.accounts import tokens
 from gateway.accounts.requests import RequestRegistry
+from gateway.accounts.teams import TeamStore
 from gateway.accounts.tokens import Token
 from gateway.catalog import Endpoint
-from gateway.errors import FalError, RequestValidationFailed, StoreUnavailable
+from gateway.errors import FalError, PaymentRequired, RequestValidationFailed, StoreUnavailable
 from gateway.jobs.finisher import Ending, Finisher, Job
 from gateway.jobs.input_probe import InputProbe
 from gateway.jobs.prepare import Submission, prepare
 from gateway.limits.admission import Admission, Admitter, StalePolicy
-from gateway.limits.settlement import CANCELLED, CHARGED, FAILED, REFUSED
+from gateway.limits.settlement import CANCELLED, CHARGED, FAILED, HUNG_UP, REFUSED
 from gateway.policy.cache import PolicyCache
 from gateway.policy.checks import check_origin
 from gateway.relay.targets import TargetPolicy, TargetRefused
@@ -57,6 +58,10 @@ class Call:
     """The caller's headers to forward to fal."""
 
 
+SYNC_SETTLE_MARGIN = 60.0
+"""Seconds after a sync run's timeout within which the gateway records how it ended."""
+
+
 class HungUp(Exception):
     """The caller of a sync run hung up before fal answered; the run was dropped."""
 
@@ -73,6 +78,7 @@ class Submitter:
         finisher: Finisher,
         targets: TargetPolicy,
         probe: InputProbe,
+        teams: TeamStore,
     ) -> None:
         self._settings = settings
         self._policies = policies
@@ -83,6 +89,7 @@ class Submitter:
         self._finisher = finisher
         self._targets = targets
         self._probe = probe
+        self._teams = teams
 
     async def submit(self, call: Call, webhook_url: str | None) -> Accepted:
         """A queue submit: admitted, forwarded with the gateway's own webhook, bound to fal's
@@ -116,9 +123,12 @@ class Submitter:
 
     async def run(self, call: Call, hung_up: Awaitable[None]) -> Accepted:
         """A sync run: admitted, then held until fal answers with the output, which is charged
-        at once. If ``hung_up`` completes first, the call to fal is dropped (fal cancels the
-        run), the reservation refunded and ``HungUp`` raised."""
-        submission, admission, job = await self._admit(call)
+        at once. If ``hung_up`` completes first, the call to fal is dropped and ``HungUp``
+        raised; fal runs and bills the job all the same, so it is charged at its reservation,
+        unless the team's ``sync_hangup`` rule is ``refund``."""
+        # fal names a sync run only when it answers: never count it abandoned before then.
+        unbound_for = self._settings.upstream_sync_timeout + SYNC_SETTLE_MARGIN
+        submission, admission, job = await self._admit(call, unbound_for)
         running = asyncio.ensure_future(
             self._upstream.run(call.endpoint.id, submission.body, call.headers)
         )
@@ -128,7 +138,9 @@ class Submitter:
         if not running.done():
             running.cancel()  # closing the connection makes fal cancel the run
             await asyncio.gather(running, return_exceptions=True)
-            await self._finisher.finish(job, Ending(CANCELLED))
+            team = await self._teams.get(job.team_id)
+            refund = team is not None and team.sync_hangup == "refund"
+            await self._finisher.finish(job, Ending(CANCELLED if refund else HUNG_UP))
             raise HungUp
         try:
             response = running.result()
@@ -144,7 +156,9 @@ class Submitter:
             await self._finisher.finish(job, Ending(FAILED))
         return Accepted(response, body, submission, admission)
 
-    async def _admit(self, call: Call) -> tuple[Submission, Admission, Job]:
+    async def _admit(
+        self, call: Call, unbound_for: float = 0.0
+    ) -> tuple[Submission, Admission, Job]:
         """Prepare the body under the key's policy and admit it (one Redis round trip, unless
         the cached policy turns out stale: then it is read again once)."""
         token, endpoint = call.token, call.endpoint
@@ -163,11 +177,21 @@ class Submitter:
             )
             try:
                 admission = await self._admitter.admit(
-                    token, rules, endpoint.id, submission.estimate.cost_micros
+                    token, rules, endpoint.id, submission.estimate.cost_micros, unbound_for
                 )
             except StalePolicy:
                 self._policies.forget(token.team_id, token.key_id)
                 continue
+            except PaymentRequired as exc:
+                if submission.estimate.exact:
+                    raise
+                raise PaymentRequired(
+                    f"{exc.detail}: the size of image_url could not be read, so the largest "
+                    f"output it can produce was priced ({submission.estimate.cost_micros} "
+                    "micro-units at list price); inline the image or state the output size",
+                    error_type=exc.error_type,
+                    headers=exc.headers,
+                ) from exc
             job = Job(token.team_id, token.key_id, admission.reservation_id, "", endpoint.id)
             return submission, admission, job
         raise StoreUnavailable("The key's policy is changing; try again")

@@ -74,10 +74,15 @@ class Admitter:
         self._metrics = metrics
 
     async def admit(
-        self, token: Token, rules: Rules, endpoint_id: str, estimate_micros: int
+        self,
+        token: Token,
+        rules: Rules,
+        endpoint_id: str,
+        estimate_micros: int,
+        unbound_for: float = 0.0,
     ) -> Admission:
         """Reserve credit and a lease for a request priced at ``estimate_micros``, or raise why
-        not (one round trip)."""
+        not (one round trip). ``unbound_for``: how long the job may run before fal names it."""
         reservation_id = uuid.uuid4().hex
         result = await self._scripts.admit(
             store.Admission(
@@ -91,6 +96,7 @@ class Admitter:
                 team_policy_version=rules.team_version,
                 lease_ttl=int(self._settings.lease_ttl),
                 reservation_ttl=int(self._settings.request_retention),
+                unbound_for=int(unbound_for),
             )
         )
         if isinstance(result, Refused):

@@ -1,7 +1,8 @@
 """Settlement: what a finished job costs, and the outcomes a reservation can end with.
 
 The actual list price is computed from the output's ``images[]`` (width x height each, priced as
-at admission); an image without dimensions is charged at the admission estimate. Jobs that fail,
+at admission); an image without dimensions is charged at the admission estimate. A sync run
+whose caller hung up is charged at the estimate (its output is never seen). Jobs that fail,
 submits fal refuses, cancelled jobs and jobs fal no longer knows are refunded in full
 (``jobs.finisher`` records the ending with ``finish.lua``).
 """
@@ -23,7 +24,9 @@ REFUSED = "refused"
 LOST = "lost"
 ABANDONED = "abandoned"
 CANCELLED = "cancelled"
-"""A sync run whose caller hung up before fal answered."""
+"""Cancelled in fal's queue, or a sync run whose caller hung up, in a team that refunds those."""
+HUNG_UP = "hung_up"
+"""A sync run whose caller hung up, charged at its reservation: fal bills such runs in full."""
 USE_ESTIMATE = -1
 """Passed as the actual cost when it cannot be read from the output: charge the estimate."""
 

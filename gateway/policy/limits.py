@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,6 +37,7 @@ class Stored:
 
 
 Positive = Annotated[int, Field(ge=1)]
+SyncHangup = Literal["charge", "refund"]
 Micros = Annotated[int, Field(ge=0)]
 
 
@@ -96,6 +97,14 @@ class TeamLimits(BaseModel):
         Field(description="Requests allowed at once, all keys."),
         Stored("rate_burst"),
     ] = None
+    sync_hangup: Annotated[
+        SyncHangup,
+        Field(
+            description="A sync run whose caller hangs up: charge it as fal does (charge), "
+            "or refund it (refund)."
+        ),
+        Stored("sync_hangup", encode=str),
+    ] = "charge"
 
 
 def stored_limits(model: type[BaseModel]) -> Iterator[tuple[str, Stored]]:

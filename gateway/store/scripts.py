@@ -62,6 +62,9 @@ class Admission:
     team_policy_version: int
     lease_ttl: int
     reservation_ttl: int
+    unbound_for: int = 0
+    """Seconds the job may run without a fal request id (a sync run) before it counts as
+    abandoned."""
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,7 @@ class Scripts:
                 a.team_policy_version,
                 a.endpoint_id,
                 k,
+                a.unbound_for,
             ],
         )
         if reply[0] != "ok":

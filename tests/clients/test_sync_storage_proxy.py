@@ -15,7 +15,7 @@ from httpx_sse import connect_sse
 
 from tests.images import decode, png
 from tests.jobs import INPAINTING, KONTEXT, submit, valid_body, wait_status
-from tests.limits.conftest import new_team, settled_when, team_state
+from tests.limits.conftest import new_team, settled_when, team_state, usage
 from tests.servers import Emulator, Gateway, RedisServer, UpstreamLog
 
 TARGET = "x-fal-target-url"
@@ -36,17 +36,18 @@ def test_sync_run_is_admitted_metered_and_returns_the_output(gateway: Gateway) -
 
 
 def test_sync_run_failures_are_refunded(gateway: Gateway) -> None:
-    team = new_team(gateway, 10**6)
+    funds = 10**7  # an input the gateway cannot read reserves up to ~7 units
+    team = new_team(gateway, funds)
     token, _ = gateway.new_key(team_id=team)
     with gateway.client(token) as client:
         bad_input = valid_body(KONTEXT, image_url="http://127.0.0.1:9/none.png")
         assert client.post(f"/sync/{KONTEXT}", json=bad_input).status_code == 422
         assert client.post(f"/sync/{KONTEXT}", json={"prompt": "x"}).status_code == 422
-    assert team_state(gateway, team)["balance_micros"] == 10**6
+    assert team_state(gateway, team)["balance_micros"] == funds
     assert team_state(gateway, team)["reserved_micros"] == 0
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def single_runner(redis_server: RedisServer) -> Iterator[tuple[Emulator, Gateway]]:
     with (
         Emulator({"runners": 1, "queue_delay": 0, "run_time": 5.0}) as emulator,
@@ -55,11 +56,19 @@ def single_runner(redis_server: RedisServer) -> Iterator[tuple[Emulator, Gateway
         yield emulator, gateway
 
 
-def test_hanging_up_a_sync_run_cancels_it_upstream_and_refunds(
-    single_runner: tuple[Emulator, Gateway],
+@pytest.mark.parametrize(
+    ("rule", "charged"),
+    [
+        (None, 108),  # the default: charged as fal bills it, at the reservation
+        ("charge", 108),
+        ("refund", 0),
+    ],
+)
+def test_hanging_up_a_sync_run_frees_fal_and_follows_the_teams_rule(
+    single_runner: tuple[Emulator, Gateway], rule: str | None, charged: int
 ) -> None:
     _, gateway = single_runner
-    team = new_team(gateway, 10**6)
+    team = new_team(gateway, 10**6, **({"sync_hangup": rule} if rule else {}))
     token, _ = gateway.new_key(team_id=team)
 
     def hang_up() -> None:
@@ -70,12 +79,32 @@ def test_hanging_up_a_sync_run_cancels_it_upstream_and_refunds(
     caller.start()
     caller.join()
     settled_when(lambda: team_state(gateway, team)["reserved_micros"] == 0)
-    assert team_state(gateway, team)["balance_micros"] == 10**6
+    assert team_state(gateway, team)["balance_micros"] == 10**6 - charged
+    assert team_state(gateway, team)["sync_hangup"] == (rule or "charge")
+    (row,) = usage(gateway, team_id=team, group_by="team_id")
+    assert row["cost_micros"] == charged
     with gateway.client(token) as client:
         started = time.monotonic()
         queued = submit(client, KONTEXT, valid_body(KONTEXT))
         wait_status(client, queued["status_url"], "IN_PROGRESS", timeout=3)
         assert time.monotonic() - started < 3  # the emulator's only runner was freed
+
+
+def test_a_sync_run_longer_than_the_bind_grace_is_charged(
+    redis_server: RedisServer, single_runner: tuple[Emulator, Gateway]
+) -> None:
+    """fal names a sync run only when it answers; until then the reconciler must not take it
+    for a submit that died half-way (it sweeps every 0.2 s here, with a 1 s bind grace)."""
+    emulator, _ = single_runner
+    fast_sweeps = {"bind_grace": 1, "reconcile_interval": 0.2, "reconcile_after": 0.1}
+    with Gateway(redis_server.url, emulator.url, fast_sweeps) as gateway:
+        team = new_team(gateway, 10**6)
+        token, _ = gateway.new_key(team_id=team)
+        with gateway.client(token) as client:
+            response = client.post(f"/sync/{KONTEXT}", json=valid_body(KONTEXT), timeout=30)
+        assert response.status_code == 200, response.text
+        settled_when(lambda: team_state(gateway, team)["reserved_micros"] == 0)
+        assert team_state(gateway, team)["balance_micros"] == 10**6 - 108
 
 
 def _upload(client: httpx.Client, content: bytes, via_proxy: bool = False) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from tests.limits.conftest import client_for, ledger, new_team, settled_when, te
 from tests.peer import SilentServer
 from tests.servers import Emulator, Gateway, RedisServer, free_port
 
-FUNDS = 1_000_000
+FUNDS = 10_000_000  # an input the gateway cannot read reserves up to ~7 units
 KNOBS_RESET = {"fail_submit_rate": 0, "fail_job_rate": 0, "queue_delay": 0, "run_time": 0.05}
 
 

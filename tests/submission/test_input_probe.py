@@ -96,6 +96,20 @@ def test_a_large_input_cannot_spend_past_the_credit(gateway: Gateway, peer: Peer
     assert balance(gateway, team_id) == 100_000
 
 
+def test_an_unreadable_input_past_the_credit_is_refused_saying_why(
+    gateway: Gateway, peer: Peer
+) -> None:
+    team_id, client = team_client(gateway, funds=100_000)
+    with client:
+        body = valid_body(KONTEXT, image_url="http://127.0.0.1:9/unreadable.png")
+        response = client.post(f"/{KONTEXT}", json=body)
+    assert response.status_code == 402, response.text
+    detail = response.json()["detail"]
+    assert detail.startswith("Not enough credit for this request: the size of image_url")
+    assert str(price(14128, 14128)) in detail
+    assert balance(gateway, team_id) == 100_000
+
+
 def test_sides_over_fals_limit_are_refused(caller: httpx.Client, peer: Peer) -> None:
     url = peer.serve("too-wide.png", png_header(20_000, 100))
     response = caller.post(f"/{KONTEXT}", json=valid_body(KONTEXT, image_url=url))

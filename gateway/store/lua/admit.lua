@@ -8,6 +8,8 @@
 -- ARGV[4] lease ttl (s)   ARGV[5] reservation ttl (s)
 -- ARGV[6] key policy version seen   ARGV[7] team policy version seen
 -- ARGV[8] endpoint id     ARGV[9] key id
+-- ARGV[10] seconds the reservation may stay without a fal request id (a sync run: fal names
+--          the request only when it answers), on top of the reconciler's bind grace
 --
 -- Returns {"ok", cost, key rate limit, key rate remaining, key rate reset ms}
 --      or {"refused", reason, retry after ms (0: none), detail number}.
@@ -120,7 +122,7 @@ redis.call('HINCRBY', KEYS[8], 'd:' .. day, int(cost))
 redis.call('HINCRBY', KEYS[8], 'm:' .. month, int(cost))
 redis.call('HSET', KEYS[6], 'key_id', ARGV[9], 'endpoint', ARGV[8], 'estimate', ARGV[2],
   'cost', int(cost), 'multiplier_ppm', team[3], 'day', day, 'month', month, 'created', now_s,
-  'state', 'open')
+  'unbound_until', now_s + num(ARGV[10]), 'state', 'open')
 redis.call('EXPIRE', KEYS[6], tonumber(ARGV[5]))
 redis.call('ZADD', KEYS[7], now_s, ARGV[3])
 return {'ok', int(cost), num(key[8]), remaining, reset}
