@@ -37,6 +37,7 @@ from gateway.jobs.finisher import Finisher
 from gateway.jobs.input_probe import InputProbe
 from gateway.jobs.reconciler import Reconciler
 from gateway.jobs.status import JobStatus
+from gateway.jobs.streams import StatusStreams
 from gateway.jobs.submit import Submitter
 from gateway.limits.admission import Admitter
 from gateway.policy.cache import PolicyCache
@@ -130,6 +131,7 @@ def create_app(settings: Settings) -> ASGIApp:
             teams,
         )
         statuses = StatusCoalescer(upstream, settings.status_coalesce_interval)
+        job_status = JobStatus(statuses, finisher, links, metrics)
         app.state.services = fast_status.services = Services(
             settings=settings,
             redis=redis,
@@ -142,7 +144,8 @@ def create_app(settings: Settings) -> ASGIApp:
             scripts=scripts,
             submitter=submitter,
             finisher=finisher,
-            job_status=JobStatus(statuses, finisher, links, metrics),
+            job_status=job_status,
+            streams=StatusStreams(upstream, job_status, settings.max_streams_per_key),
             outbox=outbox,
             targets=targets,
             fal_keys=FalKeys(jwks_client, settings.fal_jwks_url),

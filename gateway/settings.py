@@ -117,6 +117,13 @@ class Settings(BaseSettings):
     upstream_sync_timeout: Annotated[float, Field(gt=0)] = 600.0
     """How long a sync run (``/sync/...``) may wait for fal's answer."""
     upstream_max_connections: Annotated[int, Field(ge=1)] = 256
+    """Connections to fal for short calls (submit, status, result, cancel)."""
+    upstream_long_connections: Annotated[int, Field(ge=1)] = 256
+    """Connections to fal for calls that hold one for long: sync runs, status streams, file
+    uploads and downloads (a separate budget, so these cannot starve short calls)."""
+    max_streams_per_key: Annotated[int, Field(ge=1)] = 16
+    """Status streams one key may hold open in a gateway process (429 beyond); watchers of one
+    request share a single stream from fal."""
     media_hosts: Annotated[tuple[str, ...], NoDecode] = ("fal.media", "*.fal.media")
     """Hosts of fal's generated files; their URLs are rewritten to the gateway's ``/files``."""
     admin_token: SecretStr | None = None

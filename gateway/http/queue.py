@@ -6,22 +6,20 @@ every URL pointing at the gateway.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
 import httpx
-from httpx_sse import EventSource
 from sse_starlette import EventSourceResponse
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.accounts.keys import parse_authorization
 from gateway.accounts.requests import OwnedRequest
 from gateway.catalog import Endpoint, find_endpoint
-from gateway.errors import NotFound, UpstreamError
+from gateway.errors import NotFound
 from gateway.http.services import Services, services
 from gateway.jobs.submit import Accepted, Call
 from gateway.protocol.routes import catch_all_routes, request_routes
@@ -120,8 +118,9 @@ async def status_answer(svc: Services, owned: OwnedRequest, logs: bool) -> Respo
 
 
 async def status_stream(request: Request) -> Response:
-    """Relay fal's status events one by one as they arrive, URLs rewritten (or, for a request
-    known to be finished, its final status as the one event)."""
+    """Relay fal's status events as they arrive, URLs rewritten, from the one upstream stream
+    all watchers of the request share (or, for a request known to be finished, its final status
+    as the one event)."""
     svc, owned = await _owned(request)
     logs = wants_logs(request.query_params.get("logs"))
     known = svc.job_status.known(owned, logs)
@@ -129,31 +128,14 @@ async def status_stream(request: Request) -> Response:
         return EventSourceResponse(
             iter([{"data": jsoncodec.dumps(known)}]), headers={REQUEST_ID_HEADER: owned.id}
         )
-    stack = contextlib.AsyncExitStack()
-    upstream = await stack.enter_async_context(
-        svc.upstream.status_stream(owned.app_id, owned.id, logs)
+    watch = await svc.streams.watch(owned, logs)
+    if watch.refused is not None:
+        response, body = watch.refused
+        svc.upstream.check("status_stream", response)
+        return relay(response, svc.links.rewrite(body))
+    return EventSourceResponse(
+        watch.events, headers={REQUEST_ID_HEADER: owned.id}, background=BackgroundTask(watch.close)
     )
-    try:
-        if not upstream.is_success:
-            await upstream.aread()
-            svc.upstream.check("status_stream", upstream)
-            return relay(upstream, svc.links.rewrite(json_body(upstream)))
-    except BaseException:
-        await stack.aclose()
-        raise
-
-    async def events() -> AsyncIterator[dict[str, str]]:
-        async with stack:
-            try:
-                with svc.upstream.stream_errors("status_stream"):
-                    async for event in EventSource(upstream).aiter_sse():
-                        if event.data:
-                            data = svc.job_status.seen(owned, jsoncodec.loads(event.data))
-                            yield {"data": jsoncodec.dumps(data)}
-            except UpstreamError:
-                logger.warning("status stream of %s broke off upstream", owned.id)
-
-    return EventSourceResponse(events(), headers={REQUEST_ID_HEADER: owned.id})
 
 
 async def result(request: Request) -> Response:

@@ -13,6 +13,7 @@ from gateway.accounts.requests import RequestRegistry
 from gateway.accounts.teams import TeamStore
 from gateway.jobs.finisher import Finisher
 from gateway.jobs.status import JobStatus
+from gateway.jobs.streams import StatusStreams
 from gateway.jobs.submit import Submitter
 from gateway.relay.fal_signature import FalKeys
 from gateway.relay.outbox import Outbox
@@ -38,6 +39,7 @@ class Services:
     submitter: Submitter
     finisher: Finisher
     job_status: JobStatus
+    streams: StatusStreams
     outbox: Outbox
     targets: TargetPolicy
     fal_keys: FalKeys

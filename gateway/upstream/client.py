@@ -106,23 +106,30 @@ class FalUpstream:
         self._sync_timeout = aiohttp.ClientTimeout(
             total=settings.upstream_sync_timeout, sock_connect=settings.upstream_connect_timeout
         )
-        # One keep-alive pool: JSON calls use it directly (httpx's own layers cost as much CPU
-        # as the rest of a submit), streamed bodies go through httpx for its streaming API.
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=settings.upstream_max_connections),
-            timeout=self._timeout,
-            headers={"User-Agent": USER_AGENT},
-        )
+        # Two keep-alive pools, so that calls holding a connection for long (sync runs, status
+        # streams, file transfers) can never take the connections short calls (submit, status,
+        # result, cancel) need. JSON calls use aiohttp directly (httpx's own layers cost as much
+        # CPU as the rest of a submit); streamed bodies go through httpx for its streaming API.
+        self._session = self._pool(settings.upstream_max_connections)
+        self._long_session = self._pool(settings.upstream_long_connections)
         self._client = httpx.AsyncClient(
-            transport=AiohttpTransport(client=self._session),
+            transport=AiohttpTransport(client=self._long_session),
             timeout=httpx.Timeout(
                 settings.upstream_timeout, connect=settings.upstream_connect_timeout
             ),
             headers={"User-Agent": USER_AGENT},
         )
 
+    def _pool(self, size: int) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=size),
+            timeout=self._timeout,
+            headers={"User-Agent": USER_AGENT},
+        )
+
     async def aclose(self) -> None:
         await self._client.aclose()
+        await self._long_session.close()
         await self._session.close()
 
     def _headers(self, headers: Mapping[str, str] | None, content: bytes | None) -> dict[str, str]:
@@ -156,11 +163,13 @@ class FalUpstream:
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         limits: aiohttp.ClientTimeout | None = None,
+        long: bool = False,
     ) -> httpx.Response:
         """A call whose answer is read whole (JSON), over the pool directly; ``limits``
-        replaces the usual timeouts."""
+        replaces the usual timeouts, ``long`` takes the pool of long calls."""
+        session = self._long_session if long else self._session
         with self._observed(operation):
-            async with self._session.request(
+            async with session.request(
                 method,
                 url,
                 data=content,
@@ -238,6 +247,7 @@ class FalUpstream:
             content=body,
             headers=headers,
             limits=self._sync_timeout,
+            long=True,
         )
 
     async def initiate_upload(self, storage_type: str, body: bytes) -> httpx.Response:
