@@ -107,6 +107,7 @@ def create_app(settings: Settings) -> ASGIApp:
         requests = RequestRegistry(store, settings.request_retention)
         finisher = Finisher(scripts, upstream, links, metrics)
         keys = KeyStore(redis)
+        policies = PolicyCache(redis)
         teams = TeamStore(redis)
         targets = TargetPolicy(settings.webhook_allow_http, settings.webhook_allowed_networks)
         probe = InputProbe(
@@ -120,7 +121,7 @@ def create_app(settings: Settings) -> ASGIApp:
         outbox = Outbox(redis)
         submitter = Submitter(
             settings,
-            PolicyCache(redis),
+            policies,
             Admitter(scripts, settings, metrics),
             upstream,
             links,
@@ -143,6 +144,7 @@ def create_app(settings: Settings) -> ASGIApp:
             metrics=metrics,
             scripts=scripts,
             submitter=submitter,
+            policies=policies,
             finisher=finisher,
             job_status=job_status,
             streams=StatusStreams(upstream, job_status, settings.max_streams_per_key),

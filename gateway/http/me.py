@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.http.access import check_browser_origin
 from gateway.http.services import services
 from gateway.limits.usage import usage_rows
 from gateway.web.jsoncodec import JSONResponse
@@ -16,6 +17,7 @@ from gateway.web.jsoncodec import JSONResponse
 async def me(request: Request) -> Response:
     gateway = services(request)
     key = await gateway.keys.authenticate(request.headers.get("authorization"))
+    await check_browser_origin(gateway, request)
     team = await gateway.teams.require(key.team_id)
     today = datetime.now(UTC).date()
 

@@ -16,10 +16,10 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.accounts.keys import parse_authorization
 from gateway.accounts.requests import OwnedRequest
 from gateway.catalog import Endpoint, find_endpoint
 from gateway.errors import NotFound
+from gateway.http.access import allowed_caller, check_browser_origin
 from gateway.http.services import Services, services
 from gateway.jobs.submit import Accepted, Call
 from gateway.protocol.routes import catch_all_routes, request_routes
@@ -80,14 +80,16 @@ async def _owned(request: Request) -> tuple[Services, OwnedRequest]:
     params = request.path_params
     app_id, request_id = f"{params['owner']}/{params['app']}", params["request_id"]
     owned = await svc.requests.authorize(request.headers.get("authorization"), app_id, request_id)
+    await check_browser_origin(svc, request)
     return svc, owned
 
 
-async def job_call(request: Request) -> Call:
-    """A submit or sync run as the caller made it (401 without a well-formed key, 404 for an
-    endpoint the catalog does not have)."""
+async def job_call(svc: Services, request: Request) -> Call:
+    """A submit or sync run as the caller made it: the key is checked (401, 403) before the
+    body is read; 404 for an endpoint the catalog does not have."""
+    token = await allowed_caller(svc, request)
     return Call(
-        token=parse_authorization(request.headers.get("authorization")),
+        token=token,
         endpoint=endpoint_or_404(request.path_params["endpoint"]),
         body=await request.body(),
         origin=request.headers.get("origin"),
@@ -97,7 +99,7 @@ async def job_call(request: Request) -> Call:
 
 async def submit(request: Request) -> Response:
     svc = services(request)
-    call = await job_call(request)
+    call = await job_call(svc, request)
     accepted = await svc.submitter.submit(call, request.query_params.get("fal_webhook") or None)
     if accepted.response.is_success:
         body = svc.links.rewrite_queue_body(accepted.body, call.endpoint.app_id)

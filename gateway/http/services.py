@@ -15,6 +15,7 @@ from gateway.jobs.finisher import Finisher
 from gateway.jobs.status import JobStatus
 from gateway.jobs.streams import StatusStreams
 from gateway.jobs.submit import Submitter
+from gateway.policy.cache import PolicyCache
 from gateway.relay.fal_signature import FalKeys
 from gateway.relay.outbox import Outbox
 from gateway.relay.targets import TargetPolicy
@@ -37,6 +38,7 @@ class Services:
     metrics: Metrics
     scripts: Scripts
     submitter: Submitter
+    policies: PolicyCache
     finisher: Finisher
     job_status: JobStatus
     streams: StatusStreams

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.errors import FalError, NotFound, PayloadTooLarge
+from gateway.http.access import check_browser_origin
 from gateway.http.services import Services, services
 from gateway.upstream.client import json_body
 from gateway.web.jsoncodec import JSONResponse
@@ -33,6 +34,7 @@ def _quota_exceeded() -> PayloadTooLarge:
 async def initiate(request: Request) -> Response:
     gateway = services(request)
     key = await gateway.keys.authenticate(request.headers.get("authorization"))
+    await check_browser_origin(gateway, request)
     quota = key.limits.get("upload_quota_bytes")
     if quota is not None and key.uploaded_bytes >= quota:
         raise _quota_exceeded()

@@ -20,7 +20,7 @@ from gateway.web.disconnect import hung_up
 async def run(request: Request) -> Response:
     svc = services(request)
     try:
-        accepted = await svc.submitter.run(await job_call(request), hung_up(request))
+        accepted = await svc.submitter.run(await job_call(svc, request), hung_up(request))
     except HungUp:
         return Response(status_code=499)
     return accepted_response(svc, accepted, svc.links.rewrite(accepted.body))
