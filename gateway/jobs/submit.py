@@ -23,9 +23,9 @@ from gateway.catalog import Endpoint
 from gateway.errors import FalError, RequestValidationFailed, StoreUnavailable
 from gateway.jobs.finisher import Ending, Finisher, Job
 from gateway.jobs.prepare import Submission, prepare
-from gateway.limits.admission import Admission, Admitter, StalePolicy
+from gateway.limits.admission import Admission, Admitter
 from gateway.limits.settlement import CANCELLED, CHARGED, FAILED, REFUSED
-from gateway.policy.cache import PolicyCache
+from gateway.policy.cache import PolicyCache, StalePolicy
 from gateway.policy.checks import check_origin
 from gateway.relay.targets import TargetPolicy, TargetRefused
 from gateway.settings import Settings
