@@ -143,21 +143,23 @@ class Submitter:
 
     async def _admit(self, call: Call) -> tuple[Submission, Admission, Job]:
         """Prepare the body under the key's policy and admit it (one Redis round trip, unless
-        the cached policy turns out stale: then it is read again once)."""
+        the cached policy turns out stale at admission, or changed since a refusal it made:
+        then it is read again once)."""
         token, endpoint = call.token, call.endpoint
         secret_hash = tokens.hash_secret(token.secret)
         for _ in range(2):
             rules = await self._policies.rules(token.team_id, token.key_id, secret_hash)
             effective_policy = rules.effective()
-            check_origin(effective_policy, call.origin)
-            submission = await prepare(
-                endpoint,
-                call.body,
-                effective_policy,
-                self._settings.max_data_uri_bytes,
-                self._links.original,
-            )
             try:
+                async with self._policies.checking(token.team_id, token.key_id, rules):
+                    check_origin(effective_policy, call.origin)
+                    submission = await prepare(
+                        endpoint,
+                        call.body,
+                        effective_policy,
+                        self._settings.max_data_uri_bytes,
+                        self._links.original,
+                    )
                 admission = await self._admitter.admit(
                     token, rules, endpoint.id, submission.estimate.cost_micros
                 )
