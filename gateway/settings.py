@@ -171,6 +171,14 @@ class Settings(BaseSettings):
     """How long a caller's endpoint may take to answer one delivery."""
     webhook_claim_idle: Annotated[float, Field(gt=0)] = 30.0
     """A delivery left unacknowledged this long (its process died) is taken over by another."""
+    webhook_concurrency: Annotated[int, Field(ge=1)] = 64
+    """Deliveries one process attempts at once, all receivers together."""
+    webhook_target_concurrency: Annotated[int, Field(ge=1)] = 8
+    """Deliveries one process attempts at once to one receiver (scheme, host and port of the
+    URL); the others wait their turn without holding up other receivers' deliveries."""
+    webhook_backlog: Annotated[int, Field(ge=0)] = 1000
+    """Deliveries one process keeps waiting for a busy receiver; beyond that, a delivery to a
+    busy receiver is left queued and taken up again after ``webhook_claim_idle``."""
     webhook_secret_grace: Annotated[float, Field(ge=0)] = 24 * 3600.0
     """After a webhook secret is rotated, the old one keeps signing for this long."""
     max_body_bytes: Annotated[int, Field(gt=0)] = 48 * 1024 * 1024

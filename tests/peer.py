@@ -32,6 +32,8 @@ class Peer:
         """POSTs to these paths always fail (a receiver that is down)."""
         self.hold_next = 0.0
         """Seconds the next POST is held before it is answered (then reset)."""
+        self.gates: dict[str, threading.Event] = {}
+        """POSTs to these paths are held until their event is set (a receiver that hangs)."""
         self.lock = threading.Lock()
         peer = self
 
@@ -65,7 +67,10 @@ class Peer:
                     failing = peer.fail_next > 0 or self.path in peer.fail_paths
                     peer.fail_next -= 1 if peer.fail_next > 0 else 0
                     hold, peer.hold_next = peer.hold_next, 0.0
+                    gate = peer.gates.get(self.path)
                 time.sleep(hold)
+                if gate is not None:
+                    gate.wait()
                 self.send_response(500 if failing else 200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

@@ -25,9 +25,9 @@ from gateway.errors import FalError, PaymentRequired, RequestValidationFailed, S
 from gateway.jobs.finisher import Ending, Finisher, Job
 from gateway.jobs.input_probe import InputProbe
 from gateway.jobs.prepare import Submission, prepare
-from gateway.limits.admission import Admission, Admitter, StalePolicy
+from gateway.limits.admission import Admission, Admitter
 from gateway.limits.settlement import CANCELLED, CHARGED, FAILED, HUNG_UP, REFUSED
-from gateway.policy.cache import PolicyCache
+from gateway.policy.cache import PolicyCache, StalePolicy
 from gateway.policy.checks import check_origin
 from gateway.relay.targets import TargetPolicy, TargetRefused
 from gateway.settings import Settings
@@ -160,22 +160,24 @@ class Submitter:
         self, call: Call, unbound_for: float = 0.0
     ) -> tuple[Submission, Admission, Job]:
         """Prepare the body under the key's policy and admit it (one Redis round trip, unless
-        the cached policy turns out stale: then it is read again once)."""
+        the cached policy turns out stale at admission, or changed since a refusal it made:
+        then it is read again once)."""
         token, endpoint = call.token, call.endpoint
         secret_hash = tokens.hash_secret(token.secret)
         for _ in range(2):
             rules = await self._policies.rules(token.team_id, token.key_id, secret_hash)
             effective_policy = rules.effective()
-            check_origin(effective_policy, call.origin)
-            submission = await prepare(
-                endpoint,
-                call.body,
-                effective_policy,
-                self._settings.max_data_uri_bytes,
-                self._links.original,
-                self._probe.size_of,
-            )
             try:
+                async with self._policies.checking(token.team_id, token.key_id, rules):
+                    check_origin(effective_policy, call.origin)
+                    submission = await prepare(
+                        endpoint,
+                        call.body,
+                        effective_policy,
+                        self._settings.max_data_uri_bytes,
+                        self._links.original,
+                        self._probe.size_of,
+                    )
                 admission = await self._admitter.admit(
                     token, rules, endpoint.id, submission.estimate.cost_micros, unbound_for
                 )

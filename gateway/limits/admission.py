@@ -9,15 +9,11 @@ from dataclasses import dataclass
 from gateway.accounts import tokens
 from gateway.accounts.tokens import Token
 from gateway.errors import INVALID_KEY, FalError, PaymentRequired, RateLimited, Unauthorized
-from gateway.policy.cache import Rules
+from gateway.policy.cache import Rules, StalePolicy
 from gateway.settings import Settings
 from gateway.store import scripts as store
 from gateway.store.scripts import Refused, Scripts
 from gateway.telemetry.metrics import Metrics
-
-
-class StalePolicy(Exception):
-    """The cached policy changed in Redis; re-read it and prepare the request again."""
 
 
 @dataclass(frozen=True)

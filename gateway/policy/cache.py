@@ -2,23 +2,32 @@
 
 Pricing needs the policy (its defaults change the request), and admission needs the price, so
 the policy must be known before the admission script runs. Entries carry the policy versions they
-were read at; the admission script refuses a stale version and the caller re-reads. The cache
-also keeps the key's secret hash, so a caller without the right secret learns nothing about a
-key's policy; revocation and expiry are checked by the admission script itself.
+were read at; the admission script refuses a stale version and the caller re-reads. A refusal
+made by the cached policy itself (403, 422) never reaches that script, so it stands only once the
+versions, read again, are found current (``checking``): a relaxed policy applies at the next
+submit, and an admitted submit still costs one round trip. The cache also keeps the key's secret
+hash, so a caller without the right secret learns nothing about a key's policy; revocation and
+expiry are checked by the admission script itself.
 """
 
 from __future__ import annotations
 
 import hmac
 from collections import OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from gateway.errors import INVALID_KEY, Unauthorized
+from gateway.errors import INVALID_KEY, Forbidden, RequestValidationFailed, Unauthorized
 from gateway.policy.model import EffectivePolicy, Policy, effective, policy_field, policy_from
 from gateway.store import redis_keys
 from gateway.store.pool import store_errors
+
+
+class StalePolicy(Exception):
+    """The cached policy changed in Redis; re-read it and prepare the request again."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,27 @@ class PolicyCache:
 
     def forget(self, team_id: str, key_id: str) -> None:
         self._entries.pop((team_id, key_id), None)
+
+    @asynccontextmanager
+    async def checking(self, team_id: str, key_id: str, rules: Rules) -> AsyncIterator[None]:
+        """Around the checks made with ``rules``: a 403 or 422 they raise stands if the rules
+        are still current; if either policy has changed since, the entry is forgotten and
+        ``StalePolicy`` raised instead, so the caller re-reads the rules and checks again."""
+        try:
+            yield
+        except (Forbidden, RequestValidationFailed) as refusal:
+            if await self._versions(team_id, key_id) == (rules.key_version, rules.team_version):
+                raise
+            self.forget(team_id, key_id)
+            raise StalePolicy from refusal
+
+    async def _versions(self, team_id: str, key_id: str) -> tuple[int, int]:
+        async with store_errors():
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hget(redis_keys.key_record(team_id, key_id), "policy_version")
+            pipe.hget(redis_keys.team_record(team_id), "policy_version")
+            key_version, team_version = await pipe.execute()
+        return int(key_version or 0), int(team_version or 0)
 
     async def _read(self, team_id: str, key_id: str) -> Rules:
         async with store_errors():

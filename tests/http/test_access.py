@@ -68,13 +68,14 @@ def test_allowed_origins_hold_on_every_route_a_key_can_call(gateway: Gateway) ->
         ]
         upload = {"file_name": "a.png", "content_type": "image/png"}
         for method, url in calls:
-            body = upload if "storage" in url else valid_body(KONTEXT)
-            send = {"json": body} if method == "POST" else {}
-            refused = client.request(method, url, headers={"Origin": ELSEWHERE}, **send)
+            body = (
+                (upload if "storage" in url else valid_body(KONTEXT)) if method == "POST" else None
+            )
+            refused = client.request(method, url, headers={"Origin": ELSEWHERE}, json=body)
             assert refused.status_code == 403, (url, refused.text)
             assert refused.json()["error_type"] == "origin_not_allowed"
             for headers in ({"Origin": SHOP}, {}):
-                allowed = client.request(method, url, headers=headers, **send)
+                allowed = client.request(method, url, headers=headers, json=body)
                 # A cancel of a finished job is fal's own 400 (ALREADY_COMPLETED).
                 expected = 400 if url.endswith("/cancel") else 200
                 assert allowed.status_code == expected, (url, headers, allowed.text)
