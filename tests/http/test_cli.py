@@ -56,3 +56,17 @@ def test_cli_errors_are_clear(gateway: Gateway) -> None:
     missing = _cli(gateway, "show", "nosuchkey")
     assert missing.returncode == 1
     assert "Key not found" in missing.stderr
+
+
+def test_a_teams_sync_hangup_rule_from_the_cli(gateway: Gateway) -> None:
+    created = gateway.cli(
+        "teams", "create", "--id", "hangup-cli", "--name", "h", "--sync-hangup", "refund", "--json"
+    )
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["sync_hangup"] == "refund"
+    changed = gateway.cli("teams", "limits", "hangup-cli", "--sync-hangup", "charge", "--json")
+    assert changed.returncode == 0, changed.stderr
+    assert json.loads(changed.stdout)["sync_hangup"] == "charge"
+    wrong = gateway.cli("teams", "limits", "hangup-cli", "--sync-hangup", "sometimes")
+    assert wrong.returncode == 1
+    assert "sync_hangup" in wrong.stderr
