@@ -32,7 +32,7 @@ from gateway.errors import FalError
 from gateway.relay.outbox import DEAD, DELIVERED, PENDING
 from gateway.relay.signing import signature_headers
 from gateway.relay.slots import Slots, target_of
-from gateway.relay.targets import Target, TargetPolicy, TargetRefused
+from gateway.relay.targets import TargetPolicy, TargetRefused
 from gateway.settings import Settings
 from gateway.store import redis_keys
 from gateway.store.pool import RedisFields, fields_of, store_errors
@@ -45,19 +45,6 @@ JITTER = 0.2
 HOUSEKEEPING_INTERVAL = 1.0
 """Seconds between claims of idle entries and reports of the queue's depth."""
 USER_AGENT = "fal-gateway-webhooks/0.1"
-
-
-def _target_request(target: Target) -> tuple[str, dict[str, str], dict[str, Any]]:
-    """URL, headers and extensions that reach the checked address while keeping the original
-    host for ``Host`` and TLS (SNI and certificate checks)."""
-    url = httpx.URL(target.url)
-    address = f"[{target.address}]" if ":" in target.address else target.address
-    host_header = url.netloc.decode()
-    return (
-        str(url.copy_with(host=address.strip("[]"))),
-        {"Host": host_header},
-        {"sni_hostname": target.host} if url.scheme == "https" else {},
-    )
 
 
 def _due(record: dict[str, str]) -> bool | None:
@@ -249,7 +236,7 @@ class DeliveryWorker:
             return str(exc), None
         secrets = await self._keys.webhook_secrets(team_id, record["key_id"], now)
         body = record["body"]
-        url, headers, extensions = _target_request(target)
+        url, headers, extensions = target.pinned_request()
         headers |= signature_headers(record["request_id"], body, secrets, now)
         try:
             response = await self._client.post(
