@@ -116,6 +116,7 @@ def create_app(settings: Settings) -> ASGIApp:
             settings.input_probe_timeout,
             settings.input_probe_max_bytes,
             settings.input_probe_max_connections,
+            settings.input_probe_per_key,
         )
         jwks_client = httpx.AsyncClient(headers={"User-Agent": "fal-gateway/0.1"})
         outbox = Outbox(redis)

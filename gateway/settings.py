@@ -196,6 +196,8 @@ class Settings(BaseSettings):
     """How much of an input image's URL is read to find its header."""
     input_probe_max_connections: Annotated[int, Field(ge=1)] = 64
     """Connections for reading input image headers, apart from fal's and the webhooks'."""
+    input_probe_per_key: Annotated[int, Field(ge=1)] = 8
+    """Input image headers one key may have being read at once in a process (429 beyond)."""
 
     @field_validator(
         "fal_key",

@@ -6,6 +6,10 @@ the gateway reads the first bytes of ``image_url`` (at most ``input_probe_max_by
 any other host only under the rules that govern webhook targets (public addresses, the checked
 address is the one connected to, redirects checked again). A URL that cannot be read this way is
 reported unknown, and the job is then reserved at the largest size it could produce.
+
+Reads happen before admission, so its rate limits do not bound them: each key may have
+``per_key`` reads under way in a process (429 beyond), so that one tenant's slow image hosts
+cannot hold the connections every other tenant's reads need.
 """
 
 from __future__ import annotations
@@ -13,12 +17,14 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+from collections import Counter
 from collections.abc import Callable
 
 import httpx
 from PIL import Image, UnidentifiedImageError
 
 from gateway.catalog import Size
+from gateway.errors import RateLimited
 from gateway.relay.targets import TargetPolicy, TargetRefused
 
 logger = logging.getLogger(__name__)
@@ -52,11 +58,14 @@ class InputProbe:
         timeout: float,
         max_bytes: int,
         max_connections: int,
+        per_key: int,
     ) -> None:
         self._targets = targets
         self._is_upstream = is_upstream
         self._timeout = timeout
         self._max_bytes = max_bytes
+        self._per_key = per_key
+        self._reading: Counter[str] = Counter()
         self._client = httpx.AsyncClient(
             timeout=timeout,
             follow_redirects=False,
@@ -67,14 +76,26 @@ class InputProbe:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def size_of(self, url: str) -> Size | None:
-        """The pixel size of the image at ``url``, or None when it cannot be read."""
+    async def size_of(self, url: str, key_id: str) -> Size | None:
+        """The pixel size of the image at ``url``, or None when it cannot be read; 429 when
+        ``key_id`` already has its share of reads under way."""
+        if self._reading[key_id] >= self._per_key:
+            raise RateLimited(
+                f"At most {self._per_key} input images per key are read at once",
+                error_type="too_many_input_reads",
+                headers={"Retry-After": "1"},
+            )
+        self._reading[key_id] += 1
         try:
             async with asyncio.timeout(self._timeout):
                 return await self._follow(url)
         except (Unreadable, TargetRefused, httpx.HTTPError, TimeoutError) as exc:
             logger.info("input image header not read: %s", type(exc).__name__)
             return None
+        finally:
+            self._reading[key_id] -= 1
+            if self._reading[key_id] <= 0:
+                del self._reading[key_id]
 
     async def _follow(self, url: str) -> Size:
         for _ in range(MAX_REDIRECTS + 1):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
@@ -176,7 +177,7 @@ class Submitter:
                         effective_policy,
                         self._settings.max_data_uri_bytes,
                         self._links.original,
-                        self._probe.size_of,
+                        functools.partial(self._probe.size_of, key_id=token.key_id),
                     )
                 admission = await self._admitter.admit(
                     token, rules, endpoint.id, submission.estimate.cost_micros, unbound_for

@@ -6,14 +6,16 @@ from __future__ import annotations
 import io
 import os
 import re
+import threading
+import time
 
 import httpx
 from PIL import Image
 
 from tests.images import png, png_header
 from tests.jobs import IMAGE_TO_IMAGE, KONTEXT, valid_body, wait_status
-from tests.peer import Peer
-from tests.servers import Emulator, Gateway
+from tests.peer import Peer, SilentServer
+from tests.servers import Emulator, Gateway, RedisServer
 
 PRICE_PER_MEGAPIXEL = 35_000  # micro-units, both endpoints used here
 
@@ -137,3 +139,40 @@ def test_an_input_that_grows_after_it_was_read_is_charged_no_more_than_reserved(
     assert peer.gets[name] == 2  # the gateway's header read, then fal's fetch
     assert balance(gateway, team_id) == funds - reserved
     assert overrun_total(gateway) - before == price(1600, 1200) - reserved
+
+
+def test_a_keys_slow_image_hosts_cannot_hold_every_read(
+    redis_server: RedisServer, emulator: Emulator, peer: Peer
+) -> None:
+    """Reads happen before admission: a key gets two at once here, then 429, and another key's
+    read is not kept waiting behind them."""
+    settings = {"input_probe_per_key": 2, "input_probe_timeout": 3}
+    with SilentServer() as tarpit, Gateway(redis_server.url, emulator.url, settings) as gateway:
+        token, _ = gateway.new_key("slow-hosts")
+        other, _ = gateway.new_key("other")
+        held: list[httpx.Response] = []
+
+        def submit_slow(index: int) -> None:
+            body = valid_body(KONTEXT, image_url=f"{tarpit.url}/{index}.png")
+            with gateway.client(token) as client:
+                held.append(client.post(f"/{KONTEXT}", json=body, timeout=30))
+
+        threads = [threading.Thread(target=submit_slow, args=(i,)) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while len(tarpit._held) < 2:
+            assert time.monotonic() < deadline, "the reads did not start"
+            time.sleep(0.02)
+        with gateway.client(token) as client:
+            body = valid_body(KONTEXT, image_url=f"{tarpit.url}/third.png")
+            refused = client.post(f"/{KONTEXT}", json=body)
+        assert refused.status_code == 429
+        assert refused.json()["error_type"] == "too_many_input_reads"
+        with gateway.client(other) as client:
+            url = peer.serve("other-key.png", png_header(320, 240))
+            response = client.post(f"/{KONTEXT}", json=valid_body(KONTEXT, image_url=url))
+            assert estimated(response) == price(320, 240)
+        for thread in threads:
+            thread.join(timeout=30)
+    assert [estimated(r) for r in held] == [price(14128, 14128)] * 2  # unread: the upper bound
