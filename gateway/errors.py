@@ -143,13 +143,15 @@ class RequestValidationFailed(FalError):
         return {"detail": self.errors}
 
     @classmethod
-    def from_pydantic(cls, exc: ValidationError) -> RequestValidationFailed:
-        """Convert pydantic's errors, rooting every ``loc`` at ``body`` as fal (FastAPI) does."""
-        return cls([_error_item(err) for err in exc.errors(include_url=False, include_input=False)])
+    def from_pydantic(cls, exc: ValidationError, root: str = "body") -> RequestValidationFailed:
+        """Convert pydantic's errors, rooting every ``loc`` at ``body`` (or ``query``) as fal
+        (FastAPI) does."""
+        errors = exc.errors(include_url=False, include_input=False)
+        return cls([_error_item(err, root) for err in errors])
 
 
-def _error_item(err: Mapping[str, Any]) -> ErrorItem:
-    item: ErrorItem = {"loc": ["body", *err["loc"]], "msg": err["msg"], "type": err["type"]}
+def _error_item(err: Mapping[str, Any], root: str) -> ErrorItem:
+    item: ErrorItem = {"loc": [root, *err["loc"]], "msg": err["msg"], "type": err["type"]}
     ctx = err.get("ctx")
     if ctx:
         # ctx can hold exception objects (e.g. from custom validators); keep it JSON-safe.

@@ -24,10 +24,17 @@ ACTIVE = "active"
 REVOKED = "revoked"
 
 
+LAST_TIMESTAMP = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
+"""The last moment RFC 3339 (and ``datetime``) can write; a key's ``expires_at`` must be earlier."""
+
+
 def rfc3339(timestamp: float | None) -> str | None:
+    """A Unix time as RFC 3339 in UTC; times past year 9999 (which admin APIs that did not bound
+    ``expires_at`` could store) read as its last second."""
     if timestamp is None:
         return None
-    return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
+    moment = datetime.fromtimestamp(min(timestamp, LAST_TIMESTAMP), UTC)
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)

@@ -162,11 +162,11 @@ class DevStack:
 async def _usable_or_new_key(settings: Settings, token: str | None) -> str:
     redis = Redis.from_url(settings.redis_url, decode_responses=True)
     try:
-        if await TeamStore(redis).create(DEFAULT_TEAM, "Default team", TeamLimits()):
+        if team := await TeamStore(redis).create(DEFAULT_TEAM, "Default team", TeamLimits()):
             store = MultiplexedRedis(settings.redis_url, settings.redis_timeout)
             try:
                 await add_credit(
-                    Scripts(store, Metrics()), DEFAULT_TEAM, DEMO_CREDIT_MICROS, "dev demo credit"
+                    Scripts(store, Metrics()), team, DEMO_CREDIT_MICROS, "dev demo credit"
                 )
             finally:
                 await store.aclose()

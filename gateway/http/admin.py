@@ -7,7 +7,6 @@ shares (the token check and body parsing).
 from __future__ import annotations
 
 import hmac
-import json
 import time
 from typing import Annotated, Any, TypeVar
 
@@ -16,9 +15,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.accounts.keys import ApiKey
+from gateway.accounts.keys import LAST_TIMESTAMP, ApiKey
 from gateway.accounts.teams import TeamId
 from gateway.accounts.tokens import DEFAULT_TEAM
+from gateway.catalog.endpoints import decode_body
 from gateway.errors import NotFound, RequestValidationFailed, Unauthorized
 from gateway.http.services import Services, services
 from gateway.policy.limits import KeyLimits
@@ -26,7 +26,6 @@ from gateway.policy.model import Policy
 from gateway.web.jsoncodec import JSONResponse
 
 Body = TypeVar("Body", bound=BaseModel)
-Positive = Annotated[int, Field(ge=1)]
 
 
 class KeyCreate(KeyLimits):
@@ -40,6 +39,8 @@ class KeyCreate(KeyLimits):
     def _in_future(cls, value: AwareDatetime | None) -> AwareDatetime | None:
         if value is not None and value.timestamp() <= time.time():
             raise ValueError("expires_at must be in the future")
+        if value is not None and value.timestamp() > LAST_TIMESTAMP:
+            raise ValueError("expires_at must be before the year 10000")
         return value
 
 
@@ -58,15 +59,20 @@ def admin(request: Request) -> Services:
 
 
 async def body(request: Request, model: type[Body]) -> Body:
-    """The JSON body as ``model``, or fal's 422."""
+    """The JSON body as ``model``, or fal's 422 (strict JSON, at most 1024 levels deep)."""
+    data = decode_body(await request.body() or b"null")
     try:
-        return model.model_validate(json.loads(await request.body() or b"null"))
-    except json.JSONDecodeError as exc:
-        raise RequestValidationFailed(
-            [{"loc": ["body"], "msg": "JSON decode error", "type": "json_invalid"}]
-        ) from exc
+        return model.model_validate(data)
     except ValidationError as exc:
         raise RequestValidationFailed.from_pydantic(exc) from exc
+
+
+def query(request: Request, model: type[Body]) -> Body:
+    """The query parameters as ``model``, or fal's 422."""
+    try:
+        return model.model_validate(dict(request.query_params))
+    except ValidationError as exc:
+        raise RequestValidationFailed.from_pydantic(exc, root="query") from exc
 
 
 def _key_or_404(key: ApiKey | None) -> ApiKey:

@@ -14,10 +14,10 @@ from starlette.routing import Route
 from gateway.accounts.teams import TeamId
 from gateway.accounts.tokens import TEAM_ID_PATTERN, new_id
 from gateway.errors import BadRequest, FalError, NotFound
-from gateway.http.admin import admin, body
+from gateway.http.admin import admin, body, query
 from gateway.limits.credits import add_credit
 from gateway.limits.usage import GROUPS, usage_rows
-from gateway.policy.limits import TeamLimits
+from gateway.policy.limits import MAX_MICROS, TeamLimits
 from gateway.policy.model import Policy
 from gateway.web.jsoncodec import JSONResponse
 
@@ -31,7 +31,7 @@ class TeamCreate(TeamLimits):
 class Credit(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    amount_micros: int
+    amount_micros: Annotated[int, Field(ge=-MAX_MICROS, le=MAX_MICROS)]
     """Positive to add credit, negative to take it away."""
     note: Annotated[str, Field(max_length=500)] = ""
 
@@ -41,6 +41,10 @@ class Credit(BaseModel):
         if value == 0:
             raise ValueError("amount_micros must not be 0")
         return value
+
+
+class LedgerQuery(BaseModel):
+    limit: Annotated[int, Field(ge=1, le=10_000)] = 100
 
 
 def _team_id(request: Request) -> str:
@@ -85,7 +89,8 @@ async def set_team_policy(request: Request) -> Response:
 async def credit_team(request: Request) -> Response:
     gateway = admin(request)
     spec = await body(request, Credit)
-    entry = await add_credit(gateway.scripts, _team_id(request), spec.amount_micros, spec.note)
+    team = await gateway.teams.require(_team_id(request))
+    entry = await add_credit(gateway.scripts, team, spec.amount_micros, spec.note)
     return JSONResponse({"entry": entry, "balance_micros": entry["balance_micros"]}, 201)
 
 
@@ -93,17 +98,8 @@ async def team_ledger(request: Request) -> Response:
     gateway = admin(request)
     team_id = _team_id(request)
     await gateway.teams.require(team_id)
-    limit = _int_param(request, "limit", 100)
-    return JSONResponse({"entries": await gateway.teams.ledger(team_id, min(limit, 10_000))})
-
-
-def _int_param(request: Request, name: str, default: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit():
-        raise BadRequest(f"{name} must be a whole number")
-    return int(raw)
+    limit = query(request, LedgerQuery).limit
+    return JSONResponse({"entries": await gateway.teams.ledger(team_id, limit)})
 
 
 def _day_param(request: Request, name: str, default: date) -> date:

@@ -4,6 +4,10 @@ A limit is a field of ``KeyLimits`` or ``TeamLimits``: its type and bounds are t
 its description is the CLI flag's help, and its ``Stored`` mark names the field of the key or
 team record in Redis that holds it (where 0 means "no limit"). The Redis maps and the CLI flags
 are derived from these models; nothing else lists the limits.
+
+Every limit has an upper bound, so nothing the admin API stores can overflow where it is used:
+Redis keeps counters as signed 64-bit integers (``HINCRBY`` refuses to pass 2**63 - 1), and the
+Lua scripts compare them as doubles, exact only up to 2**53 (about 9.007e15).
 """
 
 from __future__ import annotations
@@ -16,6 +20,21 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 PPM = 1_000_000
+
+INT64_MAX = 2**63 - 1
+MAX_MICROS = 10**15
+"""Largest spending cap, credit amount and team balance: a billion currency units. Below 2**53,
+so the Lua scripts' arithmetic on it is exact, and a balance plus a credit of this size is still
+far inside int64 (about 9.2e18)."""
+MAX_BYTES = 10**15
+"""Largest upload quota (a petabyte), below 2**53 for the same reasons."""
+MAX_RATE = 1_000_000
+"""Largest rate per minute and burst: about 16,700 requests a second, past what a gateway serves."""
+MAX_CONCURRENT = 100_000
+"""Largest number of jobs a key may have in flight."""
+MAX_MULTIPLIER = 1000
+"""Largest price multiplier: its parts per million (10**9 at most) times a request's list price
+in micro-units stays below 2**53 in the admission script."""
 
 
 def _plain(value: Any) -> str:
@@ -36,9 +55,9 @@ class Stored:
     """The CLI flag, when it is not ``--<field name with dashes>``."""
 
 
-Positive = Annotated[int, Field(ge=1)]
 SyncHangup = Literal["charge", "refund"]
-Micros = Annotated[int, Field(ge=0)]
+Micros = Annotated[int, Field(ge=0, le=MAX_MICROS)]
+Rate = Annotated[int, Field(ge=1, le=MAX_RATE)]
 
 
 class KeyLimits(BaseModel):
@@ -52,16 +71,18 @@ class KeyLimits(BaseModel):
         Stored("spend_cap", flag="--spend-cap"),
     ] = None
     max_concurrent: Annotated[
-        Positive | None, Field(description="Most jobs in flight at once."), Stored("max_concurrent")
+        Annotated[int, Field(ge=1, le=MAX_CONCURRENT)] | None,
+        Field(description="Most jobs in flight at once."),
+        Stored("max_concurrent"),
     ] = None
     rate_per_minute: Annotated[
-        Positive | None, Field(description="Requests per minute."), Stored("rate_per_minute")
+        Rate | None, Field(description="Requests per minute."), Stored("rate_per_minute")
     ] = None
     rate_burst: Annotated[
-        Positive | None, Field(description="Requests allowed at once."), Stored("rate_burst")
+        Rate | None, Field(description="Requests allowed at once."), Stored("rate_burst")
     ] = None
     upload_quota_bytes: Annotated[
-        Positive | None,
+        Annotated[int, Field(ge=1, le=MAX_BYTES)] | None,
         Field(description="Most bytes the key may upload to fal's storage, in all."),
         Stored("upload_quota"),
     ] = None
@@ -74,7 +95,12 @@ class TeamLimits(BaseModel):
 
     price_multiplier: Annotated[
         Decimal,
-        Field(ge=0, decimal_places=6, description="Charge = fal's list price x this."),
+        Field(
+            ge=0,
+            le=MAX_MULTIPLIER,
+            decimal_places=6,
+            description="Charge = fal's list price x this.",
+        ),
         Stored("multiplier_ppm", encode=_ppm),
     ] = Decimal(1)
     daily_cap_micros: Annotated[
@@ -88,12 +114,12 @@ class TeamLimits(BaseModel):
         Stored("monthly_cap", flag="--monthly-cap"),
     ] = None
     rate_per_minute: Annotated[
-        Positive | None,
+        Rate | None,
         Field(description="Requests per minute, all keys."),
         Stored("rate_per_minute"),
     ] = None
     rate_burst: Annotated[
-        Positive | None,
+        Rate | None,
         Field(description="Requests allowed at once, all keys."),
         Stored("rate_burst"),
     ] = None
@@ -125,10 +151,13 @@ def redis_fields(model: type[BaseModel], limits: dict[str, Any]) -> dict[str, st
 
 
 def integer_limits(model: type[BaseModel], fields: dict[str, str]) -> dict[str, int | None]:
-    """The integer limits of a record as the admin API shows them (None: no limit)."""
+    """The integer limits of a record as the admin API shows them (None: no limit).
+
+    A value past int64, which admin APIs before the bounds above could store, reads as no limit:
+    no counter in Redis can reach it, and JSON answers could not carry it."""
     found: dict[str, int | None] = {}
     for name, mark in stored_limits(model):
         if mark.encode is _plain:
             value = int(fields.get(mark.field) or 0)
-            found[name] = value if value > 0 else None
+            found[name] = value if 0 < value <= INT64_MAX else None
     return found

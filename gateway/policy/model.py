@@ -10,12 +10,23 @@ that flag: the CLI's policy flags are derived from ``Policy``, nothing else list
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from gateway.catalog import CATALOG
+from gateway.web import jsoncodec
+
+MAX_COUNT = 1000
+"""Largest ``max_num_images`` and ``max_loras``: far past what any endpoint accepts."""
+MAX_DEPTH = 16
+"""Deepest nesting of ``defaults``: endpoint inputs nest three levels; a stored policy must stay
+well inside the 200 levels pydantic's JSON parser reads back."""
+MAX_MEGAPIXELS = 1000.0
+"""Largest ``max_megapixels``: past the largest output an endpoint makes (14142 x 14142 px)."""
 
 
 @dataclass(frozen=True)
@@ -39,12 +50,12 @@ class Policy(BaseModel):
         Flag("--allow-endpoint"),
     ] = None
     max_num_images: Annotated[
-        Annotated[int, Field(ge=1)] | None,
+        Annotated[int, Field(ge=1, le=MAX_COUNT)] | None,
         Field(description="Most images per request."),
         Flag("--max-images"),
     ] = None
     max_loras: Annotated[
-        Annotated[int, Field(ge=0)] | None,
+        Annotated[int, Field(ge=0, le=MAX_COUNT)] | None,
         Field(description="Most LoRAs per request, loras and control_loras together."),
         Flag("--max-loras"),
     ] = None
@@ -54,7 +65,7 @@ class Policy(BaseModel):
         Flag("--lora-pattern"),
     ] = None
     max_megapixels: Annotated[
-        Annotated[float, Field(gt=0)] | None,
+        Annotated[float, Field(gt=0, le=MAX_MEGAPIXELS)] | None,
         Field(description="Largest output image, in megapixels."),
         Flag("--max-megapixels"),
     ] = None
@@ -83,12 +94,49 @@ class Policy(BaseModel):
 
     @field_validator("defaults")
     @classmethod
-    def _known_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
-        fields = {name for e in CATALOG.values() for name in e.input_model.model_fields}
-        unknown = sorted(set(value) - fields)
+    def _valid_defaults(cls, value: dict[str, Any]) -> dict[str, Any]:
+        types = _field_types()
+        unknown = sorted(set(value) - set(types))
         if unknown:
             raise ValueError(f"no endpoint has the fields: {', '.join(unknown)}")
+        if _deeper_than(value, MAX_DEPTH):
+            raise ValueError(f"defaults nest at most {MAX_DEPTH} lists or objects deep")
+        invalid = sorted(k for k, v in value.items() if not any(_fits(t, v) for t in types[k]))
+        if invalid:
+            raise ValueError(f"no endpoint accepts the values of: {', '.join(invalid)}")
+        try:
+            jsoncodec.dumps(value)
+        except TypeError as exc:  # orjson: an integer past 64 bits
+            raise ValueError(f"defaults must be plain JSON values: {exc}") from None
         return value
+
+
+@cache
+def _field_types() -> dict[str, list[TypeAdapter[Any]]]:
+    """Each endpoint input field's type, once for every endpoint that has the field."""
+    found: dict[str, list[TypeAdapter[Any]]] = {}
+    for endpoint in CATALOG.values():
+        for name, info in endpoint.input_model.model_fields.items():
+            kind = Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
+            found.setdefault(name, []).append(TypeAdapter(kind))
+    return found
+
+
+def _fits(kind: TypeAdapter[Any], value: Any) -> bool:
+    try:
+        kind.validate_python(value)
+    except ValidationError:
+        return False
+    return True
+
+
+def _deeper_than(value: Any, levels: int) -> bool:
+    """Whether ``value`` nests more than ``levels`` lists or dicts (recursing ``levels`` deep)."""
+    if isinstance(value, dict):
+        value = list(value.values())
+    if not isinstance(value, list):
+        return False
+    return levels <= 0 or any(_deeper_than(item, levels - 1) for item in value)
 
 
 def _min(a: float | None, b: float | None) -> float | None:
@@ -133,9 +181,27 @@ def effective(team: Policy, key: Policy) -> EffectivePolicy:
     )
 
 
+READ_AS_UNSET = frozenset({"max_num_images", "max_loras", "max_megapixels", "defaults"})
+"""Fields a stored policy may hold out of today's bounds, as the admin API once let them through;
+such a field reads as unset: a limit past its maximum is no limit in effect, and defaults that
+could not be sent on are none."""
+
+
 def policy_from(stored: str | None) -> Policy:
     """A policy as kept in a key's or team's Redis record (JSON; absent or empty: no limits)."""
-    return Policy.model_validate_json(stored) if stored else Policy()
+    if not stored:
+        return Policy()
+    try:
+        return Policy.model_validate_json(stored)
+    except ValidationError:
+        data = json.loads(stored)  # pydantic's JSON parser stops at 200 levels; this one does not
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        invalid = {error["loc"][0] for error in exc.errors() if error["loc"]}
+        if not invalid or not invalid <= READ_AS_UNSET:
+            raise
+    return Policy.model_validate({k: v for k, v in data.items() if k not in invalid})
 
 
 def policy_field(policy: Policy) -> str:
