@@ -166,14 +166,34 @@ def test_admin_writes_never_5xx_nor_store_what_cannot_be_read(
         _me(fuzzed.gateway, response.json()["secret"])
 
 
-@settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+QUERIES = {
+    f"/admin/v1/teams/{TEAM}/ledger": ["limit"],
+    "/admin/v1/usage": ["team_id", "key_id", "endpoint", "from", "to", "group_by"],
+    "/admin/v1/deliveries": ["key_id", "status"],
+}
+query_values = (
+    st.text(max_size=25)
+    | numbers.map(str)
+    | st.sampled_from([TEAM, "day,key_id", "0001-01-01", "9999-12-31", "2024-02-30", "dead"])
 )
-@given(limit=st.text(max_size=25) | numbers.map(str))
-def test_ledger_limits_never_5xx(fuzzed: Fuzzed, limit: str) -> None:
+
+
+@st.composite
+def queries(draw: st.DrawFn) -> tuple[str, dict[str, str]]:
+    path = draw(st.sampled_from(sorted(QUERIES)))
+    return path, draw(st.dictionaries(st.sampled_from(QUERIES[path]), query_values, max_size=4))
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(query=queries())
+def test_admin_queries_never_5xx(fuzzed: Fuzzed, query: tuple[str, dict[str, str]]) -> None:
+    path, params = query
     with fuzzed.gateway.admin() as admin:
-        response = admin.get(f"/admin/v1/teams/{TEAM}/ledger", params={"limit": limit})
-    assert response.status_code in (200, 422), response.text
-    if response.status_code == 200:
-        wanted = LedgerQuery.model_validate({"limit": limit}).limit
+        response = admin.get(path, params=params)
+    assert response.status_code < 500, response.text
+    assert response.is_success or "detail" in response.json(), response.text
+    if path.endswith("/ledger") and response.is_success:
+        wanted = LedgerQuery.model_validate(params).limit
         assert 1 <= len(response.json()["entries"]) <= wanted
