@@ -7,22 +7,21 @@ from typing import Any
 from gateway.accounts.teams import Team, ledger_entry
 from gateway.errors import NotFound, RequestValidationFailed
 from gateway.policy.limits import MAX_MICROS
-from gateway.store.scripts import Scripts
+from gateway.store.scripts import BalanceOutOfRange, Scripts
 
 
 async def add_credit(scripts: Scripts, team: Team, amount_micros: int, note: str) -> dict[str, Any]:
     """Add (or, negative, remove) credit; the ledger entry written, with the new balance.
 
     422 when the balance would pass ``MAX_MICROS`` either way (a change back towards it is
-    allowed). The check reads the balance ``team`` was read with: concurrent credits can pass it
-    by their own sizes at most, far inside what Redis counters hold."""
-    balance = team.balance_micros + amount_micros
-    if abs(balance) > MAX_MICROS and abs(balance) > abs(team.balance_micros):
-        msg = f"the balance would be {balance}; it must stay within -{MAX_MICROS}..{MAX_MICROS}"
+    allowed); checked and written atomically by ``credit.lua``."""
+    try:
+        result = await scripts.credit(team.id, amount_micros, note, MAX_MICROS)
+    except BalanceOutOfRange as exc:
+        msg = f"the balance would be {exc.balance}; it must stay within -{MAX_MICROS}..{MAX_MICROS}"
         raise RequestValidationFailed(
             [{"loc": ["body", "amount_micros"], "msg": msg, "type": "value_error"}]
-        )
-    result = await scripts.credit(team.id, amount_micros, note)
+        ) from exc
     if result is None:
         raise NotFound("Team not found")
     balance, entry_id = result

@@ -86,6 +86,14 @@ class Ending:
     webhook_body: str = ""
 
 
+class BalanceOutOfRange(ValueError):
+    """A credit would take a balance past the largest one allowed."""
+
+    def __init__(self, balance: int) -> None:
+        super().__init__(balance)
+        self.balance = balance
+
+
 @dataclass(frozen=True)
 class Finished:
     settlement: str
@@ -179,16 +187,21 @@ class Scripts:
         )
         return Finished(str(reply[0]), int(reply[1]), str(reply[2]), int(reply[3]))
 
-    async def credit(self, team_id: str, amount_micros: int, note: str) -> tuple[int, str] | None:
+    async def credit(
+        self, team_id: str, amount_micros: int, note: str, max_balance: int
+    ) -> tuple[int, str] | None:
         """Change a team's balance and write its ledger entry; the new balance and the entry's
-        id, or None when the team does not exist."""
+        id, or None when the team does not exist. ``BalanceOutOfRange`` (nothing written) when
+        the balance would pass ``max_balance`` either way, moving away from zero."""
         reply = await self._run(
             "credit",
             keys=[redis_keys.team_record(team_id), redis_keys.ledger(team_id)],
-            args=[amount_micros, note],
+            args=[amount_micros, note, max_balance],
         )
         if reply[0] == "missing":
             return None
+        if reply[0] == "out_of_range":
+            raise BalanceOutOfRange(int(reply[1]))
         return int(reply[0]), str(reply[1])
 
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> list[Any]:

@@ -14,7 +14,14 @@ import pytest
 
 from gateway.store import redis_keys
 from gateway.store.multiplexed import MultiplexedRedis
-from gateway.store.scripts import Admission, Admitted, Ending, Refused, Scripts
+from gateway.store.scripts import (
+    Admission,
+    Admitted,
+    BalanceOutOfRange,
+    Ending,
+    Refused,
+    Scripts,
+)
 from gateway.telemetry.metrics import Metrics
 from tests.servers import RedisServer
 
@@ -304,11 +311,34 @@ def test_racing_finishers_settle_and_queue_exactly_once(redis_server: RedisServe
 
 def test_credit_changes_the_balance_with_its_ledger_entry(redis_server: RedisServer) -> None:
     async def body(s: Scene) -> None:
-        balance, entry = await s.scripts.credit(s.team, -250, "correction") or (0, "")
+        balance, entry = await s.scripts.credit(s.team, -250, "correction", LIMIT) or (0, "")
         assert balance == 999_750
         ledger = await s.store.call("XRANGE", redis_keys.ledger(s.team), "-", "+")
         assert ledger[0][0] == entry
-        assert await s.scripts.credit("no-such-team", 5, "") is None
+        assert await s.scripts.credit("no-such-team", 5, "", LIMIT) is None
         assert await s.store.call("EXISTS", redis_keys.team_record("no-such-team")) == 0
+
+    run(redis_server, body)
+
+
+LIMIT = 10**15
+
+
+def test_credit_never_takes_a_balance_past_the_limit(redis_server: RedisServer) -> None:
+    """Checked in the script, so racing credits cannot pass it together."""
+
+    async def body(s: Scene) -> None:
+        step = LIMIT // 4
+        results = await asyncio.gather(
+            *(s.scripts.credit(s.team, step, "race", LIMIT) for _ in range(8)),
+            return_exceptions=True,
+        )
+        refused = [r for r in results if isinstance(r, BalanceOutOfRange)]
+        assert len(refused) == 5  # the team starts with 1_000_000: three steps fit
+        team = await s.team_fields()
+        assert int(team["balance"]) == 1_000_000 + 3 * step
+        assert await s.store.call("XLEN", redis_keys.ledger(s.team)) == 3
+        # Back towards zero is always allowed.
+        assert await s.scripts.credit(s.team, -step, "back", LIMIT) is not None
 
     run(redis_server, body)
