@@ -45,7 +45,7 @@ Probability = Annotated[float, Field(ge=0, le=1)]
 class FalModel(BaseModel):
     """Base for every input object: unknown fields are dropped, as fal does."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
 
 class ImageSize(FalModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -27,7 +28,12 @@ def _refused(
     client: httpx.Client, emulator: Emulator, endpoint: str, body: Any, status: int = 422
 ) -> list[dict[str, Any]]:
     upstream = UpstreamLog(emulator)
-    response = client.post(f"/{endpoint}", json=body)
+    if isinstance(body, bytes):
+        response = client.post(
+            f"/{endpoint}", content=body, headers={"Content-Type": "application/json"}
+        )
+    else:
+        response = client.post(f"/{endpoint}", json=body)
     assert response.status_code == status, response.text
     assert upstream.submits() == [], "the gateway called fal for a body it should refuse"
     detail = response.json()["detail"]
@@ -162,6 +168,66 @@ def test_nan_and_infinity_are_not_json(caller: httpx.Client, emulator: Emulator)
     assert response.status_code == 422
     assert response.json()["detail"][0]["type"] == "json_invalid"
     assert upstream.submits() == []
+
+
+_NUMBER = "<number>"
+
+
+@pytest.mark.parametrize("number", ['"nan"', '"inf"', '"-Infinity"'])
+@pytest.mark.parametrize(
+    ("endpoint", "change", "loc"),
+    [
+        (KONTEXT, {"guidance_scale": _NUMBER}, ("guidance_scale",)),
+        (IMAGE_TO_IMAGE, {"strength": _NUMBER}, ("strength",)),
+        (INPAINTING, {"loras": [{"path": "https://x/l", "scale": _NUMBER}]}, ("loras", 0, "scale")),
+        (GENERAL_INPAINTING, {"nag_tau": _NUMBER}, ("nag_tau",)),
+        (
+            GENERAL_INPAINTING,
+            {"loras": [{"path": "https://x/l", "scale": {"layer": _NUMBER}}]},
+            ("loras", 0, "scale", "dict[str,float]", "layer"),
+        ),
+        (
+            GENERAL_INPAINTING,
+            {
+                "controlnets": [
+                    {
+                        "path": "https://x/c",
+                        "control_image_url": "https://x/c.png",
+                        "conditioning_scale": _NUMBER,
+                    }
+                ]
+            },
+            ("controlnets", 0, "conditioning_scale"),
+        ),
+        (
+            GENERAL_INPAINTING,
+            {
+                "ip_adapters": [
+                    {
+                        "path": "p",
+                        "image_encoder_path": "e",
+                        "image_url": "https://x/i.png",
+                        "scale": _NUMBER,
+                    }
+                ]
+            },
+            ("ip_adapters", 0, "scale"),
+        ),
+    ],
+)
+def test_non_finite_numbers_are_refused(
+    caller: httpx.Client,
+    emulator: Emulator,
+    endpoint: str,
+    change: dict[str, Any],
+    loc: tuple[str | int, ...],
+    number: str,
+) -> None:
+    # pydantic would coerce these strings to floats that cannot be forwarded as JSON numbers
+    # (NaN, Infinity and overflowing literals are refused as JSON already, see below).
+    raw = json.dumps(valid_body(endpoint, **change)).replace(f'"{_NUMBER}"', number)
+    errors = _refused(caller, emulator, endpoint, raw.encode())
+    assert _types_at(errors, *loc) == ["finite_number"]
 
 
 @pytest.fixture(scope="module")
