@@ -13,7 +13,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.images import data_uri, png
+from tests.images import CRAFTED_HEADERS, data_uri, png
 from tests.jobs import GENERAL_INPAINTING, IMAGE_TO_IMAGE, INPAINTING, KONTEXT, valid_body
 from tests.servers import Emulator, Gateway, RedisServer, UpstreamLog
 
@@ -109,6 +109,23 @@ def test_bad_urls(caller: httpx.Client, emulator: Emulator, url: str) -> None:
     ],
 )
 def test_bad_data_uris(caller: httpx.Client, emulator: Emulator, uri: str, error_type: str) -> None:
+    errors = _refused(caller, emulator, KONTEXT, valid_body(KONTEXT, image_url=uri))
+    assert _types_at(errors, "image_url") == [error_type]
+
+
+@pytest.mark.parametrize(
+    ("crafted", "media_type", "error_type"),
+    [
+        ("DDS", "image/png", "file_type"),  # a format we do not allow, named by its signature
+        ("PSD", "image/png", "file_type"),
+        ("SPIDER", "image/png", "image_load_error"),  # no signature: just unreadable
+        ("AVIF", "image/avif", "image_load_error"),  # an allowed format's decoder fails
+    ],
+)
+def test_crafted_image_headers(
+    caller: httpx.Client, emulator: Emulator, crafted: str, media_type: str, error_type: str
+) -> None:
+    uri = data_uri(CRAFTED_HEADERS[crafted], media_type)
     errors = _refused(caller, emulator, KONTEXT, valid_body(KONTEXT, image_url=uri))
     assert _types_at(errors, "image_url") == [error_type]
 
