@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from gateway.catalog.common import FalModel, OutputFormat, Probability
-from gateway.catalog.files import image, weights
+from gateway.catalog.files import image, model, weights
 from gateway.catalog.flux_lora import SizedEditInput
 
 LayerScale = float | dict[str, float]
@@ -92,12 +92,17 @@ class FluxGeneralInpaintingInput(SizedEditInput):
         image("reference_image_url"),
         weights("control_loras", "*", "path"),
         image("control_loras", "*", "control_image_url"),
+        model("controlnets", "*", "path"),
         image("controlnets", "*", "control_image_url"),
         image("controlnets", "*", "mask_image_url"),
+        model("controlnet_unions", "*", "path"),
         image("controlnet_unions", "*", "controls", "*", "control_image_url"),
         image("controlnet_unions", "*", "controls", "*", "mask_image_url"),
+        model("ip_adapters", "*", "path"),
+        model("ip_adapters", "*", "image_encoder_path"),
         image("ip_adapters", "*", "image_url"),
         image("ip_adapters", "*", "mask_image_url"),
+        model("easycontrols", "*", "control_method_url"),
         image("easycontrols", "*", "image_url"),
         image("fill_image", "fill_image_url"),
     )

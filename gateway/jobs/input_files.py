@@ -2,7 +2,8 @@
 
 Data URIs are decoded and their image header read (format and size, without decoding the pixels):
 allowed formats are the ones fal lists (jpg/jpeg, png, webp, gif, avif), each side at most 14142
-pixels, each file at most ``max_data_uri_bytes``. LoRA weights must be http(s) URLs.
+pixels, each file at most ``max_data_uri_bytes``. LoRA weights must be http(s) URLs; other
+weights (model fields) may also be repository paths, but not data URIs.
 """
 
 from __future__ import annotations
@@ -61,6 +62,11 @@ def check_files(values: list[FileValue], max_data_uri_bytes: int) -> FileReport:
     errors: list[ErrorItem] = []
     input_size = None
     for kind, loc, value in values:
+        if kind is FileKind.MODEL:
+            if is_data_uri(value):
+                msg = "weights must be an http(s) URL or a repository path"
+                errors.append(_error(loc, msg, "url_scheme"))
+            continue
         if not is_data_uri(value):
             if not _valid_http_url(value):
                 errors.append(_error(loc, "must be an http(s) URL or a data URI", "url_scheme"))

@@ -157,6 +157,22 @@ def test_lora_weights_must_be_urls(caller: httpx.Client, emulator: Emulator) -> 
     ]
 
 
+def test_other_weights_are_urls_or_repository_paths(
+    caller: httpx.Client, emulator: Emulator
+) -> None:
+    adapter = {"path": "XLabs-AI/flux-ip-adapter", "image_url": "https://x/a.png", "scale": 1}
+    inline = data_uri(b"weights", "application/octet-stream")
+    body = valid_body(
+        GENERAL_INPAINTING,
+        ip_adapters=[{**adapter, "image_encoder_path": inline}],
+        controlnets=[{"path": inline, "control_image_url": "https://x/c.png"}],
+    )
+    errors = _refused(caller, emulator, GENERAL_INPAINTING, body)
+    assert _types_at(errors, "ip_adapters", 0, "image_encoder_path") == ["url_scheme"]
+    assert _types_at(errors, "controlnets", 0, "path") == ["url_scheme"]
+    assert _types_at(errors, "ip_adapters", 0, "path") == []
+
+
 def test_nested_file_fields_are_checked(caller: httpx.Client, emulator: Emulator) -> None:
     body = valid_body(
         GENERAL_INPAINTING,
