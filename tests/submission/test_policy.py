@@ -145,14 +145,14 @@ _ALLOWED = "https://weights.example/"
 
 
 @pytest.mark.parametrize(
-    ("field", "item", "path_loc"),
+    ("field", "item", "name"),
     [
-        ("control_loras", {"control_image_url": "https://i/c.png"}, ("path",)),
-        ("controlnets", {"control_image_url": "https://i/c.png"}, ("path",)),
+        ("control_loras", {"control_image_url": "https://i/c.png"}, "path"),
+        ("controlnets", {"control_image_url": "https://i/c.png"}, "path"),
         (
             "controlnet_unions",
             {"controls": [{"control_image_url": "https://i/c.png", "control_mode": "canny"}]},
-            ("path",),
+            "path",
         ),
         (
             "ip_adapters",
@@ -161,17 +161,17 @@ _ALLOWED = "https://weights.example/"
                 "image_url": "https://i/a.png",
                 "scale": 1,
             },
-            ("path",),
+            "path",
         ),
         (
             "ip_adapters",
             {"path": f"{_ALLOWED}adapter", "image_url": "https://i/a.png", "scale": 1},
-            ("image_encoder_path",),
+            "image_encoder_path",
         ),
         (
             "easycontrols",
             {"image_url": "https://i/e.png", "image_control_type": "spatial"},
-            ("control_method_url",),
+            "control_method_url",
         ),
     ],
 )
@@ -180,14 +180,12 @@ def test_lora_path_patterns_cover_every_weights_path(
     emulator: Emulator,
     field: str,
     item: dict[str, Any],
-    path_loc: tuple[str],
+    name: str,
 ) -> None:
     token, _ = gateway.new_key(policy={"lora_path_patterns": [f"{_ALLOWED}*"]})
-    [name] = path_loc
-    outside = valid_body(
-        GENERAL_INPAINTING, **{field: [{**item, name: "https://evil.example/weights"}]}
-    )
-    inside = valid_body(GENERAL_INPAINTING, **{field: [{**item, name: f"{_ALLOWED}ok"}]})
+    body = valid_body(GENERAL_INPAINTING)
+    outside = {**body, field: [{**item, name: "https://evil.example/weights"}]}
+    inside = {**body, field: [{**item, name: f"{_ALLOWED}ok"}]}
     with gateway.client(token) as client:
         refused, sent = _forwarded(emulator, client, GENERAL_INPAINTING, outside)
         accepted, _ = _forwarded(emulator, client, GENERAL_INPAINTING, inside)
