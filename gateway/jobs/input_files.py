@@ -52,11 +52,6 @@ def file_values(request: ImageEditInput) -> list[FileValue]:
     ]
 
 
-def has_data_uris(values: list[FileValue]) -> bool:
-    """Whether checking these means decoding inline files (worth a worker thread)."""
-    return any(is_data_uri(value) for _, _, value in values)
-
-
 def check_files(values: list[FileValue], max_data_uri_bytes: int) -> FileReport:
     """Every file value checked; CPU-bound for large data URIs."""
     errors: list[ErrorItem] = []

@@ -64,6 +64,13 @@ def serialise(request: ImageEditInput) -> bytes:
     ).encode()
 
 
+INLINE_BODY_BYTES = 64 * 1024
+"""Bodies up to this size are checked on the event loop (a usual body, its images given by URL,
+is a few hundred bytes and checks in well under a millisecond); larger ones, inline images
+included, in a worker thread, so that a body near the size limit (decoding 48 MB of JSON alone
+takes about half a second) never stalls the other requests of the process."""
+
+
 async def prepare(
     endpoint: Endpoint,
     raw: bytes,
@@ -76,15 +83,23 @@ async def prepare(
     turns the gateway's own file links (an upload, an earlier output) back into fal's URLs;
     ``probe`` reads the size of an input image given by URL, when the price depends on it."""
     policy.check_endpoint(rules, endpoint)
+    if len(raw) <= INLINE_BODY_BYTES:
+        return _prepare(endpoint, raw, rules, max_data_uri_bytes, original_url)
+    return await asyncio.to_thread(_prepare, endpoint, raw, rules, max_data_uri_bytes, original_url)
+
+
+def _prepare(
+    endpoint: Endpoint,
+    raw: bytes,
+    rules: EffectivePolicy,
+    max_data_uri_bytes: int,
+    original_url: Callable[[str], str],
+) -> Submission:
     data = policy.apply_defaults(rules, endpoint, decode_body(raw))
     for file_field in endpoint.input_model.FILE_FIELDS:
         data = file_field.map_strings(data, original_url)
     request = endpoint.validate(data)
-    values = files.file_values(request)
-    if files.has_data_uris(values):
-        report = await asyncio.to_thread(files.check_files, values, max_data_uri_bytes)
-    else:
-        report = files.check_files(values, max_data_uri_bytes)
+    report = files.check_files(files.file_values(request), max_data_uri_bytes)
     if report.errors:
         raise RequestValidationFailed(report.errors)
     input_size = report.input_size
