@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 import struct
 import zlib
 
@@ -51,3 +52,30 @@ def decode(content: bytes) -> Image.Image:
     image = Image.open(io.BytesIO(content))
     image.load()
     return image
+
+
+def _box(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", 8 + len(payload)) + kind + payload
+
+
+CRAFTED_HEADERS: dict[str, bytes] = {
+    # A DDS header whose pixel format FourCC is unknown: NotImplementedError.
+    "DDS": b"DDS "
+    + struct.pack("<7I", 124, 0x1007, 4, 4, 0, 0, 0)
+    + bytes(44)
+    + struct.pack("<2I", 32, 0x4)
+    + b"XXXX"
+    + bytes(40),
+    # A PSD of 2^31-1 pixels a side, uncompressed: its tile offset overflows (OverflowError).
+    "PSD": b"8BPS"
+    + struct.pack(">H6xHIIHH", 1, 3, 0x7FFFFFFF, 0x7FFFFFFF, 8, 3)
+    + struct.pack(">IIIH", 0, 0, 0, 0),
+    # A SPIDER header (27 floats) with an infinite stack number (OverflowError).
+    "SPIDER": struct.pack(
+        ">27f", 1, 4, 0, 0, 1, 0, 0, 0, 0, 0, 0, 4, 1, *[0] * 8, 108, 108, math.inf, 0, 0, 0
+    ),
+    # An AVIF file type box and a metadata box without an image item (RuntimeError).
+    "AVIF": _box(b"ftyp", b"avif\0\0\0\0avifmif1miaf")
+    + _box(b"meta", bytes(4) + _box(b"hdlr", bytes(8) + b"pict" + bytes(13))),
+}
+"""Tiny files that make Pillow's decoders raise something other than its usual errors."""

@@ -38,14 +38,20 @@ IMAGE_SIZE_PRESETS: dict[str, Size] = {
     "landscape_16_9": Size(1024, 576),
 }
 
+MAX_LORAS = 16
+"""Most items of ``loras`` (and of flux-general's ``control_loras``). fal sets no limit ("any number
+of LoRAs ... merged together", §10.1) while its guide warns that stacking three strong LoRAs
+degrades them all: 16 is far past any useful stack, and bounds the work of checking a body."""
+
 OutputFormat = Literal["jpeg", "png"]
 Probability = Annotated[float, Field(ge=0, le=1)]
 
 
 class FalModel(BaseModel):
-    """Base for every input object: unknown fields are dropped, as fal does."""
+    """Base for every input object: unknown fields are dropped, as fal does; NaN and infinities
+    are refused (they could not be forwarded as JSON numbers)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
 
 class ImageSize(FalModel):
@@ -82,7 +88,7 @@ class ImageEditInput(FalModel):
     num_images: Annotated[int, Field(ge=1, le=4)] = 1
     enable_safety_checker: bool = True
     output_format: OutputFormat = "jpeg"
-    loras: list[LoraWeight] = Field(default_factory=list)
+    loras: Annotated[list[LoraWeight], Field(max_length=MAX_LORAS)] = Field(default_factory=list)
 
     def inpainting_mask_url(self) -> str | None:
         """The inpainting mask, for endpoints that take one."""

@@ -1,7 +1,10 @@
 """Which input fields hold files, and how to find their values in a body.
 
 A field path is a tuple of names; ``"*"`` stands for every item of a list. Image fields take an
-http(s) URL or an image ``data:`` URI; weights fields (LoRA paths) take an http(s) URL.
+http(s) URL or an image ``data:`` URI; weights fields (LoRA paths) take an http(s) URL; model
+fields (ControlNet, IP-Adapter, EasyControl weights) an http(s) URL or a repository path (fal
+also resolves Hugging Face repos and built-in names there). Weights and model fields both name
+weights that fal loads: a policy's path patterns apply to both.
 """
 
 from __future__ import annotations
@@ -17,6 +20,12 @@ Loc = tuple[str | int, ...]
 class FileKind(enum.Enum):
     IMAGE = "image"
     WEIGHTS = "weights"
+    MODEL = "model"
+
+    @property
+    def names_weights(self) -> bool:
+        """Whether the field names weights that fal loads."""
+        return self is not FileKind.IMAGE
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,10 @@ def image(*path: str) -> FileField:
 
 def weights(*path: str) -> FileField:
     return FileField(path, FileKind.WEIGHTS)
+
+
+def model(*path: str) -> FileField:
+    return FileField(path, FileKind.MODEL)
 
 
 def _map(node: Any, path: tuple[str, ...], change: Callable[[str], str]) -> Any:

@@ -2,7 +2,9 @@
 
 Ranges follow fal's ``flux-general/image-to-image`` schema, which the notes take as identical.
 ``controlnets`` and ``controlnet_unions`` are documented as "only one supported": more than one is
-refused here rather than paid for and failed upstream.
+refused here rather than paid for and failed upstream. fal documents no bound for the other lists;
+the ones here (``MAX_LORAS``, ``MAX_CONDITIONS``, ``MAX_LAYER_SCALES``) are generous and keep the
+work of checking a body small.
 """
 
 from __future__ import annotations
@@ -11,17 +13,27 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from gateway.catalog.common import FalModel, OutputFormat, Probability
-from gateway.catalog.files import image, weights
+from gateway.catalog.common import MAX_LORAS, FalModel, OutputFormat, Probability
+from gateway.catalog.files import image, model, weights
 from gateway.catalog.flux_lora import SizedEditInput
 
-LayerScale = float | dict[str, float]
+MAX_CONDITIONS = 8
+"""Most items of ``ip_adapters``, ``easycontrols`` and a union's ``controls``: each is one more
+conditioning of the same generation (a union knows 7 control modes, fal takes one ControlNet)."""
+MAX_LAYER_SCALES = 1024
+"""Most layers in a per-layer LoRA scale: FLUX.1 [dev] has about 500 LoRA-able linear layers (19
+double and 38 single transformer blocks)."""
+
+LayerScale = float | Annotated[dict[str, float], Field(max_length=MAX_LAYER_SCALES)]
 """A LoRA scale: one number, or ``{layer_name: scale}`` per layer (unnamed layers keep 1.0)."""
 
 
 class GeneralLoraWeight(FalModel):
     path: str
     scale: LayerScale = 1.0
+
+
+GeneralLoras = Annotated[list[GeneralLoraWeight], Field(max_length=MAX_LORAS)]
 
 
 class ControlLoraWeight(FalModel):
@@ -54,7 +66,7 @@ class ControlNetUnionInput(ControlImage):
 
 class ControlNetUnion(FalModel):
     path: str
-    controls: list[ControlNetUnionInput]
+    controls: Annotated[list[ControlNetUnionInput], Field(max_length=MAX_CONDITIONS)]
     config_url: str | None = None
     variant: str | None = None
 
@@ -92,27 +104,38 @@ class FluxGeneralInpaintingInput(SizedEditInput):
         image("reference_image_url"),
         weights("control_loras", "*", "path"),
         image("control_loras", "*", "control_image_url"),
+        model("controlnets", "*", "path"),
         image("controlnets", "*", "control_image_url"),
         image("controlnets", "*", "mask_image_url"),
+        model("controlnet_unions", "*", "path"),
         image("controlnet_unions", "*", "controls", "*", "control_image_url"),
         image("controlnet_unions", "*", "controls", "*", "mask_image_url"),
+        model("ip_adapters", "*", "path"),
+        model("ip_adapters", "*", "image_encoder_path"),
         image("ip_adapters", "*", "image_url"),
         image("ip_adapters", "*", "mask_image_url"),
+        model("easycontrols", "*", "control_method_url"),
         image("easycontrols", "*", "image_url"),
         image("fill_image", "fill_image_url"),
     )
 
     mask_url: str
-    loras: list[GeneralLoraWeight] = Field(default_factory=list)  # type: ignore[assignment]
+    loras: GeneralLoras = Field(default_factory=list)  # type: ignore[assignment]
     num_images: Annotated[int, Field(ge=1, le=10)] = 1
     output_format: OutputFormat = "png"
-    control_loras: list[ControlLoraWeight] = Field(default_factory=list)
+    control_loras: Annotated[list[ControlLoraWeight], Field(max_length=MAX_LORAS)] = Field(
+        default_factory=list
+    )
     controlnets: Annotated[list[ControlNet], Field(max_length=1)] = Field(default_factory=list)
     controlnet_unions: Annotated[list[ControlNetUnion], Field(max_length=1)] = Field(
         default_factory=list
     )
-    ip_adapters: list[IPAdapter] = Field(default_factory=list)
-    easycontrols: list[EasyControlWeight] = Field(default_factory=list)
+    ip_adapters: Annotated[list[IPAdapter], Field(max_length=MAX_CONDITIONS)] = Field(
+        default_factory=list
+    )
+    easycontrols: Annotated[list[EasyControlWeight], Field(max_length=MAX_CONDITIONS)] = Field(
+        default_factory=list
+    )
     fill_image: FillImage | None = None
     guidance_scale: Annotated[float, Field(ge=0, le=20)] = 3.5
     real_cfg_scale: Annotated[float, Field(ge=0, le=5)] = 3.5

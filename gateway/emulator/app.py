@@ -9,12 +9,19 @@ from collections.abc import AsyncIterator
 import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
 
 from gateway.emulator import control, routes_queue, routes_storage
 from gateway.emulator.service import Emulator
 from gateway.emulator.signing import WebhookSigner
 from gateway.errors import install_error_handlers
 from gateway.settings import EmulatorSettings
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """A caller that hung up while its body was being read: nothing was done, nobody to tell."""
+    return Response(status_code=499)
 
 
 def create_emulator_app(settings: EmulatorSettings) -> Starlette:
@@ -46,4 +53,5 @@ def create_emulator_app(settings: EmulatorSettings) -> Starlette:
     )
     app.state.request_log = request_log
     install_error_handlers(app)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     return app

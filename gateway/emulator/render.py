@@ -13,10 +13,11 @@ import io
 import random
 from dataclasses import dataclass
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from gateway.catalog import ImageEditInput, Size
 from gateway.catalog.common import MAX_SIDE
+from gateway.protocol.images import UnreadableImage, open_image
 
 _FIELD_CELLS = 4  # the colour field is a 4x4 grid of random colours, smoothly interpolated
 _MASK_THRESHOLD = 128
@@ -43,8 +44,8 @@ class RenderedImage:
 def load_image(field: str, data: bytes) -> Image.Image:
     """Decode input ``field``, refusing what fal refuses (not an image, a side over 14142)."""
     try:
-        image = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, OSError) as exc:
+        image = open_image(data)
+    except UnreadableImage as exc:
         raise ImageLoadError(
             field, "Failed to load the image: not a supported image", "image_load_error"
         ) from exc
@@ -56,7 +57,7 @@ def load_image(field: str, data: bytes) -> Image.Image:
         )
     try:
         image.load()
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+    except Exception as exc:  # decoders raise anything on damaged data
         raise ImageLoadError(
             field, "Failed to load the image: the file is damaged", "image_load_error"
         ) from exc

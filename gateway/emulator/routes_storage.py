@@ -27,7 +27,7 @@ async def initiate_upload(request: Request) -> Response:
     emulator = emulator_of(request)
     try:
         spec = json.loads(await request.body() or b"{}")
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # not JSON, or not UTF-8
         raise BadRequest("Body must be JSON with file_name and content_type") from exc
     if not isinstance(spec, dict):
         raise BadRequest("Body must be a JSON object")

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from gateway.catalog import APP_IDS, CATALOG
+from gateway.catalog.common import MAX_SIDE
+from gateway.catalog.files import FileKind
 from gateway.catalog.outputs import EditOutput
+from gateway.protocol.images import ALLOWED_MEDIA_TYPES
 
 _REF = "#/components/schemas/{model}"
 _ERRORS = {
@@ -59,6 +63,54 @@ _ERROR_SCHEMA: dict[str, Any] = {
         "error_type": {"type": "string"},
     },
 }
+
+
+_FILE_SCHEMAS: dict[FileKind, dict[str, Any]] = {
+    FileKind.IMAGE: {
+        "format": "uri",
+        "pattern": "^([hH][tT][tT][pP][sS]?://|[dD][aA][tT][aA]:)",
+        "description": "An http(s) URL, or a data URI (base64) of an image of type "
+        f"{', '.join(sorted(ALLOWED_MEDIA_TYPES))}; inline images are at most {MAX_SIDE} "
+        "pixels a side.",
+    },
+    FileKind.WEIGHTS: {
+        "format": "uri",
+        "pattern": "^[hH][tT][tT][pP][sS]?://",
+        "description": "An http(s) URL of the weights (not a data URI).",
+    },
+    FileKind.MODEL: {
+        "pattern": "^(?![dD][aA][tT][aA]:)",
+        "description": "An http(s) URL of the weights or a Hugging Face repository path "
+        "(not a data URI).",
+    },
+}
+"""What each kind of file field accepts, as ``gateway.jobs.input_files`` checks it."""
+
+
+def _strings_at(
+    schema: dict[str, Any], path: tuple[str, ...], schemas: dict[str, Any]
+) -> Iterator[dict[str, Any]]:
+    """The string schemas a file field's path reaches, through refs, lists and optionals."""
+    if "$ref" in schema:
+        schema = schemas[schema["$ref"].rsplit("/", 1)[-1]]
+    for branch in schema.get("anyOf", ()):
+        yield from _strings_at(branch, path, schemas)
+    if not path:
+        if schema.get("type") == "string":
+            yield schema
+    elif path[0] == "*":
+        if "items" in schema:
+            yield from _strings_at(schema["items"], path[1:], schemas)
+    elif path[0] in schema.get("properties", {}):
+        yield from _strings_at(schema["properties"][path[0]], path[1:], schemas)
+
+
+def _describe_files(schemas: dict[str, Any]) -> None:
+    for endpoint in CATALOG.values():
+        model = schemas[endpoint.input_model.__name__]
+        for file_field in endpoint.input_model.FILE_FIELDS:
+            for string in _strings_at(model, file_field.path, schemas):
+                string.update(_FILE_SCHEMAS[file_field.kind])
 
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
@@ -176,6 +228,7 @@ def openapi_document(public_url: str) -> dict[str, Any]:
         "QueueStatus": _STATUS_SCHEMA,
         "Error": _ERROR_SCHEMA,
     }
+    _describe_files(schemas)
     paths: dict[str, Any] = {}
     for endpoint in CATALOG.values():
         paths[f"/{endpoint.id}"] = {

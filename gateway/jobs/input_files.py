@@ -2,27 +2,28 @@
 
 Data URIs are decoded and their image header read (format and size, without decoding the pixels):
 allowed formats are the ones fal lists (jpg/jpeg, png, webp, gif, avif), each side at most 14142
-pixels, each file at most ``max_data_uri_bytes``. LoRA weights must be http(s) URLs.
+pixels, each file at most ``max_data_uri_bytes``. LoRA weights must be http(s) URLs; other
+weights (model fields) may also be repository paths, but not data URIs.
 """
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from urllib.parse import urlsplit
-
-from PIL import Image, UnidentifiedImageError
 
 from gateway.catalog import ImageEditInput, Size
 from gateway.catalog.common import MAX_SIDE
 from gateway.catalog.files import FileKind, Loc
 from gateway.errors import ErrorItem
 from gateway.protocol.data_uri import DataUriError, is_data_uri, parse_data_uri
-
-ALLOWED_MEDIA_TYPES = frozenset(
-    {"image/jpeg", "image/jpg", "image/png", "image/webp", "image/gif", "image/avif"}
+from gateway.protocol.images import (
+    ALLOWED_MEDIA_TYPES,
+    ALLOWED_NAMES,
+    UnreadableImage,
+    open_image,
+    other_format,
 )
-ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "AVIF"})
+
 MAX_URL_LENGTH = 4096
 
 
@@ -51,16 +52,16 @@ def file_values(request: ImageEditInput) -> list[FileValue]:
     ]
 
 
-def has_data_uris(values: list[FileValue]) -> bool:
-    """Whether checking these means decoding inline files (worth a worker thread)."""
-    return any(is_data_uri(value) for _, _, value in values)
-
-
 def check_files(values: list[FileValue], max_data_uri_bytes: int) -> FileReport:
     """Every file value checked; CPU-bound for large data URIs."""
     errors: list[ErrorItem] = []
     input_size = None
     for kind, loc, value in values:
+        if kind is FileKind.MODEL:
+            if is_data_uri(value):
+                msg = "weights must be an http(s) URL or a repository path"
+                errors.append(_error(loc, msg, "url_scheme"))
+            continue
         if not is_data_uri(value):
             if not _valid_http_url(value):
                 errors.append(_error(loc, "must be an http(s) URL or a data URI", "url_scheme"))
@@ -98,15 +99,18 @@ def _check_image(loc: Loc, value: str, max_bytes: int) -> Size | ErrorItem:
     if len(uri.data) > max_bytes:
         return _error(loc, f"inline file is larger than {max_bytes} bytes", "file_too_large")
     if uri.media_type not in ALLOWED_MEDIA_TYPES:
-        allowed = "jpg, jpeg, png, webp, gif, avif"
-        return _error(loc, f"file type {uri.media_type} is not allowed ({allowed})", "file_type")
+        msg = f"file type {uri.media_type} is not allowed ({ALLOWED_NAMES})"
+        return _error(loc, msg, "file_type")
     try:
-        with Image.open(io.BytesIO(uri.data)) as image:  # reads the header only
-            image_format, size = image.format, Size(*image.size)
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
-        return _error(loc, "data URI does not hold a readable image", "image_load_error")
-    if image_format not in ALLOWED_FORMATS:
-        return _error(loc, f"image format {image_format} is not allowed", "file_type")
+        with open_image(uri.data) as image:  # reads the header only
+            size = Size(*image.size)
+    except UnreadableImage:
+        image_format = other_format(uri.data)
+        if image_format is not None:
+            msg = f"image format {image_format} is not allowed ({ALLOWED_NAMES})"
+            return _error(loc, msg, "file_type")
+        msg = f"data URI does not hold a readable image ({ALLOWED_NAMES})"
+        return _error(loc, msg, "image_load_error")
     if max(size) > MAX_SIDE:
         return too_large(loc, size)
     return size

@@ -64,6 +64,21 @@ def serialise(request: ImageEditInput) -> bytes:
     ).encode()
 
 
+INLINE_BODY_BYTES = 64 * 1024
+"""Bodies up to this size are checked on the event loop (a usual body, its images given by URL,
+is a few hundred bytes and checks in well under a millisecond); larger ones, inline images
+included, in a worker thread, so that a body near the size limit (decoding 48 MB of JSON alone
+takes about half a second) never stalls the other requests of the process."""
+
+
+@dataclass(frozen=True)
+class _Checked:
+    data: Any
+    """The body as decoded, defaults filled in and file links turned back into fal's URLs."""
+    request: ImageEditInput
+    input_size: Size | None
+
+
 async def prepare(
     endpoint: Endpoint,
     raw: bytes,
@@ -76,22 +91,39 @@ async def prepare(
     turns the gateway's own file links (an upload, an earlier output) back into fal's URLs;
     ``probe`` reads the size of an input image given by URL, when the price depends on it."""
     policy.check_endpoint(rules, endpoint)
-    data = policy.apply_defaults(rules, endpoint, decode_body(raw))
-    for file_field in endpoint.input_model.FILE_FIELDS:
-        data = file_field.map_strings(data, original_url)
-    request = endpoint.validate(data)
-    values = files.file_values(request)
-    if files.has_data_uris(values):
-        report = await asyncio.to_thread(files.check_files, values, max_data_uri_bytes)
-    else:
-        report = files.check_files(values, max_data_uri_bytes)
-    if report.errors:
-        raise RequestValidationFailed(report.errors)
-    input_size = report.input_size
+    large = len(raw) > INLINE_BODY_BYTES
+    args = (endpoint, raw, rules, max_data_uri_bytes, original_url)
+    checked = await asyncio.to_thread(_check, *args) if large else _check(*args)
+    input_size, request = checked.input_size, checked.request
     if input_size is None and probe is not None and not request.output_size_is_stated():
         input_size = await probe(request.image_url)
         if input_size is not None and max(input_size) > MAX_SIDE:
             raise RequestValidationFailed([files.too_large(("image_url",), input_size)])
+    done = (endpoint, rules, checked, input_size)
+    return await asyncio.to_thread(_submission, *done) if large else _submission(*done)
+
+
+def _check(
+    endpoint: Endpoint,
+    raw: bytes,
+    rules: EffectivePolicy,
+    max_data_uri_bytes: int,
+    original_url: Callable[[str], str],
+) -> _Checked:
+    data = policy.apply_defaults(rules, endpoint, decode_body(raw))
+    for file_field in endpoint.input_model.FILE_FIELDS:
+        data = file_field.map_strings(data, original_url)
+    request = endpoint.validate(data)
+    report = files.check_files(files.file_values(request), max_data_uri_bytes)
+    if report.errors:
+        raise RequestValidationFailed(report.errors)
+    return _Checked(data, request, report.input_size)
+
+
+def _submission(
+    endpoint: Endpoint, rules: EffectivePolicy, checked: _Checked, input_size: Size | None
+) -> Submission:
+    request = checked.request
     priced = estimate(request, endpoint.price_per_megapixel_micros, input_size)
     policy.check_request(rules, request, priced)
     final = policy.enforce(rules, request)
@@ -100,5 +132,5 @@ async def prepare(
         request=final,
         body=serialise(final),
         estimate=priced,
-        ignored_fields=tuple(unknown_fields(data, request)),
+        ignored_fields=tuple(unknown_fields(checked.data, request)),
     )

@@ -4,9 +4,11 @@ or origin with 403, anything else with fal's 422 naming every offending field.""
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Iterator
 from typing import Any
 
 from gateway.catalog import Endpoint, ImageEditInput
+from gateway.catalog.files import Loc
 from gateway.catalog.pricing import Estimate
 from gateway.errors import ErrorItem, Forbidden, RequestValidationFailed
 from gateway.policy.model import EffectivePolicy
@@ -39,6 +41,20 @@ def _violation(loc: list[str | int], msg: str) -> ErrorItem:
     return {"loc": ["body", *loc], "msg": msg, "type": POLICY_VIOLATION}
 
 
+def _weights_paths(request: ImageEditInput) -> Iterator[tuple[Loc, str]]:
+    """Every path naming weights fal loads: LoRAs, ControlNets, IP-Adapters and the like."""
+    data = request.model_dump()
+    for file_field in type(request).FILE_FIELDS:
+        if file_field.kind.names_weights:
+            for loc, value in file_field.values(data):
+                if isinstance(value, str):
+                    yield loc, value
+
+
+def _matches(path: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(path, pattern) for pattern in patterns)
+
+
 def check_request(policy: EffectivePolicy, request: ImageEditInput, estimate: Estimate) -> None:
     """Refuse what the plan does not allow, naming every offending field at once."""
     errors: list[ErrorItem] = []
@@ -46,16 +62,13 @@ def check_request(policy: EffectivePolicy, request: ImageEditInput, estimate: Es
         errors.append(
             _violation(["num_images"], f"at most {policy.max_num_images} images per request")
         )
-    lora_lists = {"loras": request.loras, "control_loras": getattr(request, "control_loras", [])}
-    count = sum(len(items) for items in lora_lists.values())
+    count = len(request.loras) + len(getattr(request, "control_loras", []))
     if policy.max_loras is not None and count > policy.max_loras:
         errors.append(_violation(["loras"], f"at most {policy.max_loras} LoRAs per request"))
-    for name, items in lora_lists.items():
-        for index, lora in enumerate(items):
-            for patterns in policy.lora_pattern_sets:
-                if not any(fnmatch.fnmatchcase(lora.path, p) for p in patterns):
-                    errors.append(_violation([name, index, "path"], "LoRA path is not allowed"))
-                    break
+    if policy.lora_pattern_sets:
+        for loc, path in _weights_paths(request):
+            if not all(_matches(path, patterns) for patterns in policy.lora_pattern_sets):
+                errors.append(_violation(list(loc), "weights path is not allowed"))
     if policy.max_megapixels is not None and estimate.size.megapixels > policy.max_megapixels:
         if estimate.exact:
             msg = (

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from PIL import ImageChops
 
-from tests.images import data_uri, decode, mask_left_half, png
+from tests.images import CRAFTED_HEADERS, data_uri, decode, mask_left_half, png
 from tests.jobs import GENERAL_INPAINTING, IMAGE_TO_IMAGE, INPAINTING, KONTEXT, run, valid_body
 from tests.peer import Peer
 
@@ -146,6 +146,16 @@ def test_unusable_inputs_fail_the_job_with_fal_error_shape(
     assert item["loc"] == ["body", field]
     assert item["type"] == error_type
     assert result.headers["x-fal-error-type"] == error_type
+
+
+@pytest.mark.parametrize("crafted", sorted(CRAFTED_HEADERS))
+def test_crafted_image_headers_fail_the_job_as_unreadable(
+    client: httpx.Client, crafted: str
+) -> None:
+    body = valid_body(IMAGE_TO_IMAGE, image_url=data_uri(CRAFTED_HEADERS[crafted]))
+    result = run(client, IMAGE_TO_IMAGE, body)
+    assert result.status_code == 422
+    assert result.json()["detail"][0]["type"] == "image_load_error"
 
 
 def test_http_error_from_input_host_fails_the_job(client: httpx.Client, peer: Peer) -> None:

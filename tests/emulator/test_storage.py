@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+import time
+from urllib.parse import urlsplit
+
 import httpx
 import pytest
 
@@ -92,3 +96,32 @@ def test_demo_images_are_always_served_and_usable(emulator: Emulator, client: ht
     result = run(client, INPAINTING, body)
     assert result.status_code == 200
     assert (result.json()["images"][0]["width"], result.json()["images"][0]["height"]) == (512, 384)
+
+
+def test_a_body_that_is_not_utf8_is_400(client: httpx.Client) -> None:
+    response = client.post(
+        "/storage/upload/initiate",
+        content=b'{"file_name": "\xff\xfe.png"}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert response.json()["error_type"] == "bad_request"
+
+
+def test_an_aborted_upload_is_dropped_quietly(emulator: Emulator, client: httpx.Client) -> None:
+    initiated = client.post("/storage/upload/initiate", json={"file_name": "a.bin"}).json()
+    path = urlsplit(initiated["upload_url"]).path
+    mark = client.get("/_emulator/requests").json()["next"]
+    with socket.create_connection(("127.0.0.1", urlsplit(emulator.url).port or 80)) as sock:
+        head = f"PUT {path} HTTP/1.1\r\nHost: emulator\r\nContent-Length: 100000\r\n\r\n"
+        sock.sendall(head.encode() + b"x" * 1000)  # then hang up, 99,000 bytes short
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        logged = client.get("/_emulator/requests", params={"since": mark}).json()["requests"]
+        if [entry for entry in logged if entry["path"] == path]:
+            break
+        time.sleep(0.05)
+    [entry] = [entry for entry in logged if entry["path"] == path]
+    assert entry["status"] == 499  # the handler saw the hang-up and answered (to nobody)
+    # The token was not used up: the upload can be made again.
+    assert httpx.put(initiated["upload_url"], content=b"x").status_code == 200

@@ -141,6 +141,62 @@ def test_control_loras_count_towards_the_lora_limit(gateway: Gateway, emulator: 
     assert sent is None
 
 
+_ALLOWED = "https://weights.example/"
+
+
+@pytest.mark.parametrize(
+    ("field", "item", "name"),
+    [
+        ("control_loras", {"control_image_url": "https://i/c.png"}, "path"),
+        ("controlnets", {"control_image_url": "https://i/c.png"}, "path"),
+        (
+            "controlnet_unions",
+            {"controls": [{"control_image_url": "https://i/c.png", "control_mode": "canny"}]},
+            "path",
+        ),
+        (
+            "ip_adapters",
+            {
+                "image_encoder_path": f"{_ALLOWED}encoder",
+                "image_url": "https://i/a.png",
+                "scale": 1,
+            },
+            "path",
+        ),
+        (
+            "ip_adapters",
+            {"path": f"{_ALLOWED}adapter", "image_url": "https://i/a.png", "scale": 1},
+            "image_encoder_path",
+        ),
+        (
+            "easycontrols",
+            {"image_url": "https://i/e.png", "image_control_type": "spatial"},
+            "control_method_url",
+        ),
+    ],
+)
+def test_lora_path_patterns_cover_every_weights_path(
+    gateway: Gateway,
+    emulator: Emulator,
+    field: str,
+    item: dict[str, Any],
+    name: str,
+) -> None:
+    token, _ = gateway.new_key(policy={"lora_path_patterns": [f"{_ALLOWED}*"]})
+    body = valid_body(GENERAL_INPAINTING)
+    outside = {**body, field: [{**item, name: "https://evil.example/weights"}]}
+    inside = {**body, field: [{**item, name: f"{_ALLOWED}ok"}]}
+    with gateway.client(token) as client:
+        refused, sent = _forwarded(emulator, client, GENERAL_INPAINTING, outside)
+        accepted, _ = _forwarded(emulator, client, GENERAL_INPAINTING, inside)
+    assert refused.status_code == 422, refused.text
+    assert sent is None
+    assert [e["loc"] for e in refused.json()["detail"] if e["type"] == "policy_violation"] == [
+        ["body", field, 0, name]
+    ]
+    assert accepted.status_code == 200, accepted.text
+
+
 def test_within_limits_passes(gateway: Gateway, emulator: Emulator) -> None:
     policy = {"max_num_images": 2, "max_megapixels": 0.3, "lora_path_patterns": ["https://l/*"]}
     token, _ = gateway.new_key(policy=policy)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -12,7 +13,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.images import data_uri, png
+from tests.images import CRAFTED_HEADERS, data_uri, png
 from tests.jobs import GENERAL_INPAINTING, IMAGE_TO_IMAGE, INPAINTING, KONTEXT, valid_body
 from tests.servers import Emulator, Gateway, RedisServer, UpstreamLog
 
@@ -27,7 +28,12 @@ def _refused(
     client: httpx.Client, emulator: Emulator, endpoint: str, body: Any, status: int = 422
 ) -> list[dict[str, Any]]:
     upstream = UpstreamLog(emulator)
-    response = client.post(f"/{endpoint}", json=body)
+    if isinstance(body, bytes):
+        response = client.post(
+            f"/{endpoint}", content=body, headers={"Content-Type": "application/json"}
+        )
+    else:
+        response = client.post(f"/{endpoint}", json=body)
     assert response.status_code == status, response.text
     assert upstream.submits() == [], "the gateway called fal for a body it should refuse"
     detail = response.json()["detail"]
@@ -108,6 +114,23 @@ def test_bad_data_uris(caller: httpx.Client, emulator: Emulator, uri: str, error
 
 
 @pytest.mark.parametrize(
+    ("crafted", "media_type", "error_type"),
+    [
+        ("DDS", "image/png", "file_type"),  # a format we do not allow, named by its signature
+        ("PSD", "image/png", "file_type"),
+        ("SPIDER", "image/png", "image_load_error"),  # no signature: just unreadable
+        ("AVIF", "image/avif", "image_load_error"),  # an allowed format's decoder fails
+    ],
+)
+def test_crafted_image_headers(
+    caller: httpx.Client, emulator: Emulator, crafted: str, media_type: str, error_type: str
+) -> None:
+    uri = data_uri(CRAFTED_HEADERS[crafted], media_type)
+    errors = _refused(caller, emulator, KONTEXT, valid_body(KONTEXT, image_url=uri))
+    assert _types_at(errors, "image_url") == [error_type]
+
+
+@pytest.mark.parametrize(
     ("image_format", "media_type"),
     [("JPEG", "image/jpeg"), ("WEBP", "image/webp"), ("GIF", "image/gif"), ("AVIF", "image/avif")],
 )
@@ -132,6 +155,22 @@ def test_lora_weights_must_be_urls(caller: httpx.Client, emulator: Emulator) -> 
     assert _types_at(_refused(caller, emulator, INPAINTING, body), "loras", 0, "path") == [
         "url_scheme"
     ]
+
+
+def test_other_weights_are_urls_or_repository_paths(
+    caller: httpx.Client, emulator: Emulator
+) -> None:
+    adapter = {"path": "XLabs-AI/flux-ip-adapter", "image_url": "https://x/a.png", "scale": 1}
+    inline = data_uri(b"weights", "application/octet-stream")
+    body = valid_body(
+        GENERAL_INPAINTING,
+        ip_adapters=[{**adapter, "image_encoder_path": inline}],
+        controlnets=[{"path": inline, "control_image_url": "https://x/c.png"}],
+    )
+    errors = _refused(caller, emulator, GENERAL_INPAINTING, body)
+    assert _types_at(errors, "ip_adapters", 0, "image_encoder_path") == ["url_scheme"]
+    assert _types_at(errors, "controlnets", 0, "path") == ["url_scheme"]
+    assert _types_at(errors, "ip_adapters", 0, "path") == []
 
 
 def test_nested_file_fields_are_checked(caller: httpx.Client, emulator: Emulator) -> None:
@@ -162,6 +201,66 @@ def test_nan_and_infinity_are_not_json(caller: httpx.Client, emulator: Emulator)
     assert response.status_code == 422
     assert response.json()["detail"][0]["type"] == "json_invalid"
     assert upstream.submits() == []
+
+
+_NUMBER = "<number>"
+
+
+@pytest.mark.parametrize("number", ['"nan"', '"inf"', '"-Infinity"'])
+@pytest.mark.parametrize(
+    ("endpoint", "change", "loc"),
+    [
+        (KONTEXT, {"guidance_scale": _NUMBER}, ("guidance_scale",)),
+        (IMAGE_TO_IMAGE, {"strength": _NUMBER}, ("strength",)),
+        (INPAINTING, {"loras": [{"path": "https://x/l", "scale": _NUMBER}]}, ("loras", 0, "scale")),
+        (GENERAL_INPAINTING, {"nag_tau": _NUMBER}, ("nag_tau",)),
+        (
+            GENERAL_INPAINTING,
+            {"loras": [{"path": "https://x/l", "scale": {"layer": _NUMBER}}]},
+            ("loras", 0, "scale", "dict[str,float]", "layer"),
+        ),
+        (
+            GENERAL_INPAINTING,
+            {
+                "controlnets": [
+                    {
+                        "path": "https://x/c",
+                        "control_image_url": "https://x/c.png",
+                        "conditioning_scale": _NUMBER,
+                    }
+                ]
+            },
+            ("controlnets", 0, "conditioning_scale"),
+        ),
+        (
+            GENERAL_INPAINTING,
+            {
+                "ip_adapters": [
+                    {
+                        "path": "p",
+                        "image_encoder_path": "e",
+                        "image_url": "https://x/i.png",
+                        "scale": _NUMBER,
+                    }
+                ]
+            },
+            ("ip_adapters", 0, "scale"),
+        ),
+    ],
+)
+def test_non_finite_numbers_are_refused(
+    caller: httpx.Client,
+    emulator: Emulator,
+    endpoint: str,
+    change: dict[str, Any],
+    loc: tuple[str | int, ...],
+    number: str,
+) -> None:
+    # pydantic would coerce these strings to floats that cannot be forwarded as JSON numbers
+    # (NaN, Infinity and overflowing literals are refused as JSON already, see below).
+    raw = json.dumps(valid_body(endpoint, **change)).replace(f'"{_NUMBER}"', number)
+    errors = _refused(caller, emulator, endpoint, raw.encode())
+    assert _types_at(errors, *loc) == ["finite_number"]
 
 
 @pytest.fixture(scope="module")
