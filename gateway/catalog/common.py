@@ -11,9 +11,7 @@ from typing import Annotated, ClassVar, Literal, NamedTuple
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from gateway.catalog.files import FileField, image, weights
-
-MAX_SIDE = 14142
-"""fal's largest accepted image side in pixels (toolkit ``ImageSize``, Kontext ``image_url``)."""
+from gateway.protocol.images import MAX_SIDE
 
 
 class Size(NamedTuple):

@@ -15,7 +15,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from gateway.catalog.common import MAX_SIDE, ImageEditInput, OutputFormat, Size
+from gateway.catalog.common import ImageEditInput, OutputFormat, Size
+from gateway.protocol.images import MAX_SIDE
 
 ResolutionMode = Literal[
     "auto",

@@ -9,10 +9,9 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from gateway.catalog import APP_IDS, CATALOG
-from gateway.catalog.common import MAX_SIDE
 from gateway.catalog.files import FileKind
 from gateway.catalog.outputs import EditOutput
-from gateway.protocol.images import ALLOWED_MEDIA_TYPES
+from gateway.protocol.images import ALLOWED_MEDIA_TYPES, MAX_SIDE
 
 _REF = "#/components/schemas/{model}"
 _ERRORS = {

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from gateway.catalog import ImageEditInput, Size
-from gateway.catalog.common import MAX_SIDE
 from gateway.catalog.files import FileKind, Loc
 from gateway.errors import ErrorItem
 from gateway.protocol.data_uri import DataUriError, is_data_uri, parse_data_uri
 from gateway.protocol.images import (
     ALLOWED_MEDIA_TYPES,
     ALLOWED_NAMES,
+    MAX_SIDE,
     UnreadableImage,
     open_image,
     other_format,

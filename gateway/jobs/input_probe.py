@@ -15,22 +15,19 @@ cannot hold the connections every other tenant's reads need.
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 from collections import Counter
 from collections.abc import Callable
 
 import httpx
-from PIL import Image, UnidentifiedImageError
 
 from gateway.catalog import Size
 from gateway.errors import RateLimited
+from gateway.protocol.images import UnreadableImage, open_image
 from gateway.relay.targets import TargetPolicy, TargetRefused
 
 logger = logging.getLogger(__name__)
 
-READABLE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "AVIF")
-"""The formats fal accepts; Pillow never tries any other decoder on a probed header."""
 MAX_REDIRECTS = 3
 USER_AGENT = "fal-gateway-input-probe/0.1"
 
@@ -40,11 +37,12 @@ class Unreadable(Exception):
 
 
 def header_size(data: bytes) -> Size | None:
-    """The size an image header states, or None while ``data`` holds no complete header."""
+    """The size an image header states, or None while ``data`` holds no complete header (or
+    no image fal accepts)."""
     try:
-        with Image.open(io.BytesIO(data), formats=READABLE_FORMATS) as image:
+        with open_image(data) as image:
             return Size(*image.size)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+    except UnreadableImage:
         return None
 
 

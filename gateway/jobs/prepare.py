@@ -17,13 +17,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from gateway.catalog import Endpoint, ImageEditInput, Size
-from gateway.catalog.common import MAX_SIDE
 from gateway.catalog.endpoints import decode_body
 from gateway.catalog.pricing import Estimate, estimate
 from gateway.errors import RequestValidationFailed
 from gateway.jobs import input_files as files
 from gateway.policy import checks as policy
 from gateway.policy.model import EffectivePolicy
+from gateway.protocol.images import MAX_SIDE
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,12 @@ from collections.abc import Callable
 from PIL import Image
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "AVIF")
+MAX_SIDE = 14142
+"""fal's largest accepted image side in pixels."""
+
+# fal accepts images up to 14142 pixels a side, so one that size is not a decompression bomb
+# (Pillow's own default refuses about 179 megapixels). The gateway itself only reads headers.
+Image.MAX_IMAGE_PIXELS = MAX_SIDE * MAX_SIDE
 ALLOWED_MEDIA_TYPES = frozenset(
     {"image/jpeg", "image/jpg", "image/png", "image/webp", "image/gif", "image/avif"}
 )

@@ -12,7 +12,7 @@ import time
 import httpx
 from PIL import Image
 
-from tests.images import png, png_header
+from tests.images import CRAFTED_HEADERS, png, png_header
 from tests.jobs import IMAGE_TO_IMAGE, KONTEXT, valid_body, wait_status
 from tests.peer import Peer, SilentServer
 from tests.servers import Emulator, Gateway, RedisServer
@@ -176,3 +176,20 @@ def test_a_keys_slow_image_hosts_cannot_hold_every_read(
         for thread in threads:
             thread.join(timeout=30)
     assert [estimated(r) for r in held] == [price(14128, 14128)] * 2  # unread: the upper bound
+
+
+def test_crafted_headers_at_a_url_are_unreadable_not_a_crash(
+    caller: httpx.Client, peer: Peer
+) -> None:
+    for name, content in CRAFTED_HEADERS.items():
+        url = peer.serve(f"crafted-{name}.img", content)
+        response = caller.post(f"/{KONTEXT}", json=valid_body(KONTEXT, image_url=url))
+        assert estimated(response) == price(14128, 14128), name
+
+
+def test_an_image_past_pillows_bomb_limit_but_within_fals_is_read(
+    caller: httpx.Client, peer: Peer
+) -> None:
+    url = peer.serve("large.png", png_header(14000, 14000))  # 196 MP; Pillow refuses 179 MP
+    response = caller.post(f"/{IMAGE_TO_IMAGE}", json=valid_body(IMAGE_TO_IMAGE, image_url=url))
+    assert estimated(response) == price(14000, 14000)
