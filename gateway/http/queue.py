@@ -34,6 +34,10 @@ ESTIMATE_HEADER = "X-Gateway-Estimated-Cost-Micros"
 IGNORED_FIELDS_HEADER = "X-Gateway-Ignored-Fields"
 """Comma-separated paths of body fields the endpoint does not have (percent-encoded where not
 plain ASCII); they were not forwarded."""
+IGNORED_COUNT_HEADER = "X-Gateway-Ignored-Fields-Count"
+"""How many fields were ignored; the list names the first ``MAX_IGNORED_LISTED``."""
+MAX_IGNORED_LISTED = 50
+MAX_IGNORED_NAME = 128
 RESERVED_HEADER = "X-Gateway-Reserved-Micros"
 """Credit held for the request (list price times the team's multiplier) until it settles."""
 
@@ -68,9 +72,12 @@ def accepted_response(svc: Services, accepted: Accepted, body: Any) -> Response:
     )
     if submission.ignored_fields:
         # Field names come from the caller and may be any text; header values must be latin-1.
+        # Bounded, so that a body of many unknown fields cannot make a header no client reads.
+        listed = submission.ignored_fields[:MAX_IGNORED_LISTED]
         relayed.headers[IGNORED_FIELDS_HEADER] = ",".join(
-            quote(name, safe="._-~") for name in submission.ignored_fields
+            quote(name[:MAX_IGNORED_NAME], safe="._-~") for name in listed
         )
+        relayed.headers[IGNORED_COUNT_HEADER] = str(len(submission.ignored_fields))
     return relayed
 
 

@@ -61,7 +61,10 @@ class Policy(BaseModel):
     ] = None
     lora_path_patterns: Annotated[
         list[str] | None,
-        Field(description="Glob (fnmatch) every LoRA path must match (default: any)."),
+        Field(
+            description="Glob (fnmatch) every weights path (LoRAs, ControlNets, IP-Adapters, "
+            "EasyControls) must match (default: any)."
+        ),
         Flag("--lora-pattern"),
     ] = None
     max_megapixels: Annotated[
@@ -151,7 +154,7 @@ class EffectivePolicy:
     max_num_images: int | None = None
     max_loras: int | None = None
     lora_pattern_sets: tuple[tuple[str, ...], ...] = ()
-    """Each set is one policy's patterns; a LoRA path must match one pattern of every set."""
+    """Each set is one policy's patterns; a weights path must match one pattern of every set."""
     max_megapixels: float | None = None
     force_safety_checker: bool = False
     defaults: dict[str, Any] = field(default_factory=dict)

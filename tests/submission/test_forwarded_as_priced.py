@@ -129,3 +129,13 @@ def test_unknown_fields_are_dropped_and_reported(caller: httpx.Client, emulator:
     assert "colour_grading" not in body
     assert body["loras"] == [{"path": "https://example.com/a.safetensors", "scale": 0.5}]
     assert "glow" not in body["fill_image"]
+
+
+def test_many_unknown_fields_are_counted_and_the_first_listed(caller: httpx.Client) -> None:
+    sent = valid_body(KONTEXT, **{f"extra_{i}_{'x' * 300}": i for i in range(5000)})
+    response = caller.post(f"/{KONTEXT}", json=sent)
+    assert response.status_code == 200, response.text
+    assert response.headers["x-gateway-ignored-fields-count"] == "5000"
+    listed = response.headers["x-gateway-ignored-fields"].split(",")
+    assert len(listed) == 50
+    assert all(len(name) == 128 and name.startswith("extra_") for name in listed)
