@@ -43,7 +43,7 @@ async def initiate(request: Request) -> Response:
     gateway.upstream.check("upload_initiate", response)
     body = json_body(response)
     if not response.is_success or not isinstance(body, dict) or "upload_url" not in body:
-        return JSONResponse(gateway.links.rewrite(body), status_code=response.status_code)
+        return JSONResponse(body, status_code=response.status_code)
     grant = {
         "url": body["upload_url"],
         "team": key.team_id,
@@ -51,12 +51,10 @@ async def initiate(request: Request) -> Response:
         "expires": time.time() + UPLOAD_TOKEN_LIFETIME,
     }
     token = gateway.links.seal(json.dumps(grant).encode())
-    return JSONResponse(
-        {
-            **gateway.links.rewrite(body),
-            "upload_url": f"{gateway.links.public_url}/storage/upload/{token}",
-        }
-    )
+    answer = {**body, "upload_url": f"{gateway.links.public_url}/storage/upload/{token}"}
+    if isinstance(body.get("file_url"), str):
+        answer["file_url"] = gateway.links.link_if_upstream(body["file_url"])
+    return JSONResponse(answer)
 
 
 def _grant(gateway: Services, token: str) -> dict[str, Any]:
