@@ -30,6 +30,10 @@ from gateway.catalog.outputs import EditOutput, OutputImage
 
 _NONCE_BYTES = 12
 _CONTEXT = b"fal-gateway file link v1"
+FILE_LINK = b""
+"""The purpose of a file link's token (an empty one: links made before purposes existed)."""
+UPLOAD_GRANT = b"upload grant"
+"""The purpose of an upload URL's token."""
 
 
 def _file_fields(model: type[BaseModel]) -> Iterator[FileField]:
@@ -93,21 +97,24 @@ class Links:
         host = (urlsplit(url).hostname or "").lower()
         return any(fnmatch.fnmatchcase(host, pattern) for pattern in self._media_hosts)
 
-    def seal(self, data: bytes, *, deterministic: bool = False) -> str:
-        """``data`` encrypted and authenticated under the link secret, URL-safe. Deterministic
-        sealing derives the nonce from the data (with its own key), so equal data gives equal
-        tokens while different data never shares a nonce."""
+    def seal(self, data: bytes, *, purpose: bytes = FILE_LINK, deterministic: bool = False) -> str:
+        """``data`` encrypted and authenticated under the link secret, URL-safe; only ``unseal``
+        with the same ``purpose`` opens it, so a token of one kind never passes for another.
+        Deterministic sealing derives the nonce from the data (with its own key), so equal data
+        gives equal tokens while different data never shares a nonce."""
         if deterministic:
             nonce = hmac.new(self._nonce_key, data, hashlib.sha256).digest()[:_NONCE_BYTES]
         else:
             nonce = os.urandom(_NONCE_BYTES)
-        return _b64(nonce + self._cipher.encrypt(nonce, data, _CONTEXT))
+        return _b64(nonce + self._cipher.encrypt(nonce, data, _CONTEXT + purpose))
 
-    def unseal(self, token: str) -> bytes | None:
-        """What ``seal`` sealed, or None for anything this gateway did not seal."""
+    def unseal(self, token: str, *, purpose: bytes = FILE_LINK) -> bytes | None:
+        """What ``seal`` sealed for ``purpose``, or None for anything else."""
         try:
             sealed = _unb64(token)
-            return self._cipher.decrypt(sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], _CONTEXT)
+            return self._cipher.decrypt(
+                sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], _CONTEXT + purpose
+            )
         except (binascii.Error, ValueError, InvalidTag):
             return None
 
