@@ -30,12 +30,13 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from gateway.web.jsoncodec import JSONResponse
 
 ErrorItem = dict[str, Any]
+CLIENT_CLOSED_REQUEST = 499
 
 
 class FalError(Exception):
@@ -181,6 +182,12 @@ async def _handle_http_exception(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _handle_disconnect(request: Request, exc: Exception) -> Response:
+    """The client hung up before its body was read: nothing to answer, nothing to log. The
+    status is nginx's "client closed request", for the metrics."""
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+
 async def no_such_route(request: Request) -> Response:
     """Catch-all handler: unknown paths are 404 in fal's shape, whatever the method."""
     raise NotFound("Not Found")
@@ -190,3 +197,4 @@ def install_error_handlers(app: Starlette) -> None:
     """Map every ``FalError`` raised by a handler to its response."""
     app.add_exception_handler(FalError, _handle_fal_error)
     app.add_exception_handler(HTTPException, _handle_http_exception)
+    app.add_exception_handler(ClientDisconnect, _handle_disconnect)

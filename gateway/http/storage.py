@@ -14,11 +14,11 @@ import time
 from collections.abc import AsyncIterator
 
 from pydantic import BaseModel, ConfigDict, ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.errors import FalError, Forbidden, NotFound, PayloadTooLarge
+from gateway.errors import FalError, Forbidden, NotFound, PayloadTooLarge, UpstreamError
 from gateway.http.access import check_browser_origin
 from gateway.http.services import Services, services
 from gateway.upstream.client import json_body
@@ -111,8 +111,10 @@ async def put(request: Request) -> Response:
             grant.url, content(), request.headers.get("content-type")
         ) as response:
             await response.aread()
-    except BaseException:
+    except BaseException as exc:
         await gateway.keys.release_upload(grant.team, grant.key, size)
+        if isinstance(exc, UpstreamError) and await request.is_disconnected():
+            raise ClientDisconnect from exc  # the uploader hung up; fal did nothing wrong
         raise
     if not response.is_success:
         await gateway.keys.release_upload(grant.team, grant.key, size)
