@@ -12,7 +12,7 @@ Exception tree::
      ├── RequestValidationFailed  422, {"detail": [{"loc", "msg", "type"}, ...]}
      ├── RateLimited              429, with Retry-After and RateLimit-* headers when known
      ├── ServiceUnavailable       5xx chosen by the raiser (injected faults, runner trouble)
-     ├── StoreUnavailable         503, the gateway's Redis cannot be reached
+     ├── StoreUnavailable         503 with Retry-After, the gateway's Redis cannot serve now
      └── UpstreamError            502, fal answered with an error of its own or not at all
           ├── UpstreamUnavailable 502, connection refused or broken
           └── UpstreamTimeout     504, fal did not answer in time
@@ -112,8 +112,14 @@ class ServiceUnavailable(FalError):
 
 
 class StoreUnavailable(FalError):
+    """Answered with ``Retry-After``: a Redis restart, failover or load is over in seconds."""
+
     status_code = 503
     error_type = "gateway_unavailable"
+
+    def __init__(self, detail: str, **options: Any) -> None:
+        super().__init__(detail, **options)
+        self.headers.setdefault("Retry-After", "1")
 
 
 class UpstreamError(FalError):
