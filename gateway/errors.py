@@ -12,7 +12,7 @@ Exception tree::
      ├── RequestValidationFailed  422, {"detail": [{"loc", "msg", "type"}, ...]}
      ├── RateLimited              429, with Retry-After and RateLimit-* headers when known
      ├── ServiceUnavailable       5xx chosen by the raiser (injected faults, runner trouble)
-     ├── StoreUnavailable         503, the gateway's Redis cannot be reached
+     ├── StoreUnavailable         503 with Retry-After, the gateway's Redis cannot serve now
      └── UpstreamError            502, fal answered with an error of its own or not at all
           ├── UpstreamUnavailable 502, connection refused or broken
           └── UpstreamTimeout     504, fal did not answer in time
@@ -30,12 +30,13 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from gateway.web.jsoncodec import JSONResponse
 
 ErrorItem = dict[str, Any]
+CLIENT_CLOSED_REQUEST = 499
 
 
 class FalError(Exception):
@@ -111,8 +112,14 @@ class ServiceUnavailable(FalError):
 
 
 class StoreUnavailable(FalError):
+    """Answered with ``Retry-After``: a Redis restart, failover or load is over in seconds."""
+
     status_code = 503
     error_type = "gateway_unavailable"
+
+    def __init__(self, detail: str, **options: Any) -> None:
+        super().__init__(detail, **options)
+        self.headers.setdefault("Retry-After", "1")
 
 
 class UpstreamError(FalError):
@@ -183,6 +190,12 @@ async def _handle_http_exception(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _handle_disconnect(request: Request, exc: Exception) -> Response:
+    """The client hung up before its body was read: nothing to answer, nothing to log. The
+    status is nginx's "client closed request", for the metrics."""
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+
 async def no_such_route(request: Request) -> Response:
     """Catch-all handler: unknown paths are 404 in fal's shape, whatever the method."""
     raise NotFound("Not Found")
@@ -192,3 +205,4 @@ def install_error_handlers(app: Starlette) -> None:
     """Map every ``FalError`` raised by a handler to its response."""
     app.add_exception_handler(FalError, _handle_fal_error)
     app.add_exception_handler(HTTPException, _handle_http_exception)
+    app.add_exception_handler(ClientDisconnect, _handle_disconnect)

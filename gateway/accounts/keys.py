@@ -263,6 +263,15 @@ class KeyStore:
                 return False
         return True
 
+    async def usable(self, team_id: str, key_id: str) -> bool:
+        """Whether the key still exists, active and unexpired (one round trip): for what it
+        was granted earlier, such as an upload URL."""
+        async with store_errors():
+            status, expires_at = await self._redis.hmget(
+                redis_keys.key_record(team_id, key_id), ["status", "expires_at"]
+            )
+        return status == ACTIVE and (not expires_at or time.time() < float(expires_at))
+
     async def release_upload(self, team_id: str, key_id: str, size: int) -> None:
         """Give back bytes counted for an upload that did not happen."""
         async with store_errors():

@@ -4,24 +4,25 @@
 the reseller's key; the ``upload_url`` handed back is the gateway's own, carrying a sealed,
 expiring token that names fal's upload URL and the key the bytes count against; ``file_url`` is a
 gateway file link. The ``PUT`` to that URL (fal-js sends it without credentials) streams the bytes
-to fal. Each key's uploads count against its ``upload_quota_bytes``.
+to fal, as long as that key is still active. Each key's uploads count against its
+``upload_quota_bytes``.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
-from starlette.requests import Request
+from pydantic import BaseModel, ConfigDict, ValidationError
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.errors import FalError, NotFound, PayloadTooLarge
+from gateway.errors import FalError, Forbidden, NotFound, PayloadTooLarge, UpstreamError
 from gateway.http.access import check_browser_origin
 from gateway.http.services import Services, services
 from gateway.upstream.client import json_body
+from gateway.upstream.links import UPLOAD_GRANT
 from gateway.web.jsoncodec import JSONResponse
 
 UPLOAD_TOKEN_LIFETIME = 3600.0
@@ -43,40 +44,58 @@ async def initiate(request: Request) -> Response:
     gateway.upstream.check("upload_initiate", response)
     body = json_body(response)
     if not response.is_success or not isinstance(body, dict) or "upload_url" not in body:
-        return JSONResponse(gateway.links.rewrite(body), status_code=response.status_code)
-    grant = {
-        "url": body["upload_url"],
-        "team": key.team_id,
-        "key": key.id,
-        "expires": time.time() + UPLOAD_TOKEN_LIFETIME,
-    }
-    token = gateway.links.seal(json.dumps(grant).encode())
-    return JSONResponse(
-        {
-            **gateway.links.rewrite(body),
-            "upload_url": f"{gateway.links.public_url}/storage/upload/{token}",
-        }
+        return JSONResponse(body, status_code=response.status_code)
+    grant = UploadGrant(
+        url=body["upload_url"],
+        team=key.team_id,
+        key=key.id,
+        expires=time.time() + UPLOAD_TOKEN_LIFETIME,
     )
+    token = gateway.links.seal(grant.model_dump_json().encode(), purpose=UPLOAD_GRANT)
+    answer = {**body, "upload_url": f"{gateway.links.public_url}/storage/upload/{token}"}
+    if isinstance(body.get("file_url"), str):
+        answer["file_url"] = gateway.links.link_if_upstream(body["file_url"])
+    return JSONResponse(answer)
 
 
-def _grant(gateway: Services, token: str) -> dict[str, Any]:
-    sealed = gateway.links.unseal(token)
-    grant = json.loads(sealed) if sealed else None
-    if not isinstance(grant, dict) or grant.get("expires", 0) < time.time():
+class UploadGrant(BaseModel):
+    """What an upload URL's token holds: fal's upload URL and the key the bytes count against."""
+
+    model_config = ConfigDict(frozen=True)
+
+    url: str
+    team: str
+    key: str
+    expires: float
+
+
+async def _grant(gateway: Services, token: str) -> UploadGrant:
+    """The grant behind an upload token: 404 unless this gateway sealed it as an upload token
+    and it has not expired, 403 once the key it was issued to is revoked or expired."""
+    sealed = gateway.links.unseal(token, purpose=UPLOAD_GRANT)
+    try:
+        grant = UploadGrant.model_validate_json(sealed or b"")
+    except ValidationError:
+        raise NotFound("Upload not found or expired") from None
+    if grant.expires < time.time():
         raise NotFound("Upload not found or expired")
+    if not await gateway.keys.usable(grant.team, grant.key):
+        raise Forbidden(
+            "The key this upload URL was issued to is no longer active", error_type="upload_revoked"
+        )
     return grant
 
 
 async def put(request: Request) -> Response:
     gateway = services(request)
-    grant = _grant(gateway, request.path_params["token"])
+    grant = await _grant(gateway, request.path_params["token"])
     declared = request.headers.get("content-length")
     if declared is None or not declared.isdigit():
         raise FalError(
             "Uploads need a Content-Length", status_code=411, error_type="length_required"
         )
     size = int(declared)
-    if not await gateway.keys.reserve_upload(grant["team"], grant["key"], size):
+    if not await gateway.keys.reserve_upload(grant.team, grant.key, size):
         raise _quota_exceeded()
 
     async def content() -> AsyncIterator[bytes]:
@@ -89,14 +108,16 @@ async def put(request: Request) -> Response:
 
     try:
         async with gateway.upstream.upload(
-            grant["url"], content(), request.headers.get("content-type")
+            grant.url, content(), request.headers.get("content-type")
         ) as response:
             await response.aread()
-    except FalError:
-        await gateway.keys.release_upload(grant["team"], grant["key"], size)
+    except BaseException as exc:
+        await gateway.keys.release_upload(grant.team, grant.key, size)
+        if isinstance(exc, UpstreamError) and await request.is_disconnected():
+            raise ClientDisconnect from exc  # the uploader hung up; fal did nothing wrong
         raise
     if not response.is_success:
-        await gateway.keys.release_upload(grant["team"], grant["key"], size)
+        await gateway.keys.release_upload(grant.team, grant.key, size)
     return Response(
         response.content,
         status_code=response.status_code,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Mapping
 
@@ -27,6 +28,8 @@ from gateway.protocol.webhook_signature import (
 
 REFRESH_INTERVAL = 30.0
 CACHE_LIFETIME = 24 * 3600.0
+_SECONDS = re.compile(r"[0-9]{1,12}")
+"""A Unix time in seconds, as fal sends it: ASCII digits only, short enough to be a float."""
 
 
 class WebhookRejected(Exception):
@@ -86,10 +89,11 @@ async def verify(keys: FalKeys, headers: Mapping[str, str], body: bytes, toleran
         user_id = headers[USER_ID_HEADER]
         timestamp = headers[TIMESTAMP_HEADER]
         signature = bytes.fromhex(headers[SIGNATURE_HEADER])
-        sent_at = int(timestamp)
     except (KeyError, ValueError) as exc:
         raise WebhookRejected("missing or malformed X-Fal-Webhook-* headers") from exc
-    if abs(time.time() - sent_at) > tolerance:
+    if not _SECONDS.fullmatch(timestamp):
+        raise WebhookRejected("malformed X-Fal-Webhook-Timestamp")
+    if abs(time.time() - int(timestamp)) > tolerance:
         raise WebhookRejected("webhook timestamp is outside the accepted window")
     message = signed_message(request_id, user_id, timestamp, body)
     if _verifies(await keys.get(), signature, message):

@@ -3,7 +3,9 @@
 Checked at submit, and again at delivery on the addresses the name resolves to then, so a name
 that later resolves elsewhere (DNS rebinding) is caught; the delivery connects to the very address
 that was checked. Loopback, private, link-local (cloud metadata), shared, multicast, reserved and
-unspecified addresses are refused unless listed in ``GATEWAY_WEBHOOK_ALLOWED_NETWORKS``.
+unspecified addresses are refused unless listed in ``GATEWAY_WEBHOOK_ALLOWED_NETWORKS``. An IPv6
+address that carries an IPv4 one (IPv4-mapped or -compatible, NAT64, 6to4, Teredo) is refused too
+when the IPv4 address it leads to would be.
 """
 
 from __future__ import annotations
@@ -68,18 +70,18 @@ class TargetPolicy:
         return parts.hostname
 
     def check_address(self, address: IPAddress) -> None:
-        if any(address in network for network in self._allowed):
+        """Raise ``TargetRefused`` unless ``address``, and any IPv4 address it carries, may be
+        called."""
+        if self._allowed_address(address):
             return
-        if (
-            address.is_private
-            or address.is_loopback
-            or address.is_link_local
-            or address.is_multicast
-            or address.is_reserved
-            or address.is_unspecified
-            or (isinstance(address, ipaddress.IPv4Address) and address in _SHARED)
+        embedded = embedded_ipv4(address) if isinstance(address, ipaddress.IPv6Address) else None
+        if not _public(address) or (
+            embedded is not None and not self._allowed_address(embedded) and not _public(embedded)
         ):
             raise TargetRefused(f"fal_webhook points at a non-public address ({address})")
+
+    def _allowed_address(self, address: IPAddress) -> bool:
+        return any(address in network for network in self._allowed)
 
     async def resolve(self, url: str) -> Target:
         """Check ``url`` and every address its host resolves to now; the address to use."""
@@ -116,4 +118,34 @@ class TargetPolicy:
         return Target(url=url, host=host, address=str(addresses[0]))
 
 
+def _public(address: IPAddress) -> bool:
+    return not (
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+        or (isinstance(address, ipaddress.IPv4Address) and address in _SHARED)
+    )
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 transition form leads to: IPv4-mapped (``::ffff:0:0/96``),
+    6to4 (``2002::/16``), Teredo (``2001::/32``, the client's), NAT64 (``64:ff9b::/96``,
+    ``64:ff9b:1::/48``) and IPv4-compatible (``::/96``); None for any other address."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    if any(address in network for network in _LAST_32_BITS_IPV4):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
+_LAST_32_BITS_IPV4 = tuple(
+    ipaddress.IPv6Network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "::/96")
+)

@@ -25,11 +25,36 @@ from typing import Any, cast
 
 import hiredis
 from redis.connection import SSLConnection, parse_url
-from redis.exceptions import AuthenticationError, ResponseError
+from redis.exceptions import (
+    AuthenticationError,
+    BusyLoadingError,
+    ClusterDownError,
+    MasterDownError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 Command = Sequence[str | int | float | bytes]
+
+_UNAVAILABLE_REPLIES: dict[str, type[RedisError]] = {
+    "LOADING": BusyLoadingError,
+    "MASTERDOWN": MasterDownError,
+    "TRYAGAIN": TryAgainError,
+    "CLUSTERDOWN": ClusterDownError,
+    "READONLY": ReadOnlyError,
+}
+
+
+def _reply_error(message: str) -> RedisError:
+    """An error reply saying Redis cannot serve for now as the exception redis-py raises for it
+    (which ``store_errors`` makes a 503); any other as a ``ResponseError``. The whole message is
+    kept, so callers can still tell e.g. ``NOSCRIPT`` by its prefix."""
+    unavailable = _UNAVAILABLE_REPLIES.get(message.split(" ", 1)[0])
+    return unavailable(message) if unavailable is not None else ResponseError(message)
 
 
 def _pack(command: Command) -> bytes:
@@ -50,7 +75,7 @@ class _Batch:
 
 class _Connection(asyncio.Protocol):
     def __init__(self, timeout: float) -> None:
-        self._reader = hiredis.Reader(encoding="utf-8", replyError=ResponseError)
+        self._reader = hiredis.Reader(encoding="utf-8", replyError=_reply_error)
         self._pending: deque[_Batch] = deque()
         self._outgoing: list[bytes] = []
         self._timeout = timeout
@@ -134,7 +159,7 @@ class MultiplexedRedis:
         self._connecting = asyncio.Lock()
 
     async def call(self, *command: str | int | float | bytes) -> Any:
-        """One command's reply (a Redis error reply is raised as ``ResponseError``)."""
+        """One command's reply (a Redis error reply is raised, see ``_reply_error``)."""
         (reply,) = await self.execute([command])
         return reply
 
@@ -144,7 +169,7 @@ class MultiplexedRedis:
         connection = await self._connected()
         replies = await connection.send(commands)
         for reply in replies:
-            if isinstance(reply, ResponseError):
+            if isinstance(reply, RedisError):
                 raise reply
         return replies
 
@@ -200,6 +225,6 @@ class MultiplexedRedis:
             commands.append(("SELECT", db))
         if commands:
             replies = await connection.send(commands)
-            if any(isinstance(reply, ResponseError) for reply in replies):
+            if any(isinstance(reply, RedisError) for reply in replies):
                 connection.close()
                 raise AuthenticationError("Redis refused the gateway's credentials")

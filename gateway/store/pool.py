@@ -11,6 +11,12 @@ from typing import Any, cast
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import (
+    ClusterDownError,
+    MasterDownError,
+    ReadOnlyError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
@@ -35,9 +41,21 @@ def connect_redis(settings: Settings) -> Redis:
     return Redis(connection_pool=pool)
 
 
+UNAVAILABLE = (
+    RedisConnectionError,  # BusyLoadingError (LOADING, after a restart) among them
+    RedisTimeoutError,
+    MasterDownError,
+    TryAgainError,
+    ClusterDownError,
+    ReadOnlyError,  # a replica, after a failover
+)
+"""What Redis raises when it cannot serve for now, whichever client made the call."""
+
+
 class _StoreErrors:
-    """Turns Redis being unreachable into a 503 (the gateway fails closed). A plain class rather
-    than a generator-based context manager: it wraps every Redis call of the hot path."""
+    """Turns Redis being unreachable, or unable to serve for now, into a 503 (the gateway fails
+    closed). A plain class rather than a generator-based context manager: it wraps every Redis
+    call of the hot path."""
 
     async def __aenter__(self) -> None:
         return None
@@ -45,7 +63,7 @@ class _StoreErrors:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
     ) -> None:
-        if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+        if isinstance(exc, UNAVAILABLE):
             raise StoreUnavailable(
                 "The gateway's data store is unavailable; try again shortly"
             ) from exc
@@ -55,7 +73,7 @@ _STORE_ERRORS = _StoreErrors()
 
 
 def store_errors() -> _StoreErrors:
-    """``async with store_errors():`` around Redis calls: 503 when Redis is unreachable."""
+    """``async with store_errors():`` around Redis calls: 503 when Redis cannot serve."""
     return _STORE_ERRORS
 
 

@@ -1,10 +1,12 @@
 """Every URL handed to a caller points at the gateway.
 
 Queue URLs (``response_url``, ``status_url``, ``cancel_url``) are rebuilt from the public URL.
-Any other URL on an upstream or fal media host becomes a gateway link,
-``{public}/files/{token}/{file name}``, that the gateway serves by streaming the original. The
-token is the original URL sealed with AES-GCM under the link secret: stateless (any replica can
-serve it), opaque (the upstream host cannot be read from it) and unforgeable (no open proxy).
+The file fields of a model output (what ``catalog.outputs`` declares: ``images[].url``) holding a
+URL on an upstream or fal media host become gateway links, ``{public}/files/{token}/{file name}``,
+that the gateway serves by streaming the original. Nothing else is touched: a prompt echoed back
+with a fal URL in it stays text, never a link the gateway would fetch. The token is the original
+URL sealed with AES-GCM under the link secret: stateless (any replica can serve it), opaque (the
+upstream host cannot be read from it) and unforgeable (no open proxy).
 """
 
 from __future__ import annotations
@@ -15,15 +17,38 @@ import fnmatch
 import hashlib
 import hmac
 import os
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, get_args, get_origin
 from urllib.parse import quote, urlsplit
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pydantic import BaseModel
+
+from gateway.catalog.files import FileField
+from gateway.catalog.outputs import EditOutput, OutputImage
 
 _NONCE_BYTES = 12
 _CONTEXT = b"fal-gateway file link v1"
+FILE_LINK = b""
+"""The purpose of a file link's token (an empty one: links made before purposes existed)."""
+UPLOAD_GRANT = b"upload grant"
+"""The purpose of an upload URL's token."""
+
+
+def _file_fields(model: type[BaseModel]) -> Iterator[FileField]:
+    """The ``url`` of every file object (``OutputImage``) field of ``model``, or list of them."""
+    for name, field in model.model_fields.items():
+        if field.annotation is OutputImage:
+            yield FileField((name, "url"))
+        elif get_origin(field.annotation) is list and get_args(field.annotation) == (OutputImage,):
+            yield FileField((name, "*", "url"))
+
+
+OUTPUT_FILES = tuple(_file_fields(EditOutput))
+"""Where a model output holds its files' URLs."""
+WEBHOOK_FILES = tuple(FileField(("payload", *field.path)) for field in OUTPUT_FILES)
+"""The same in a webhook event, which carries the output as its ``payload``."""
 
 
 def _b64(data: bytes) -> str:
@@ -72,21 +97,24 @@ class Links:
         host = (urlsplit(url).hostname or "").lower()
         return any(fnmatch.fnmatchcase(host, pattern) for pattern in self._media_hosts)
 
-    def seal(self, data: bytes, *, deterministic: bool = False) -> str:
-        """``data`` encrypted and authenticated under the link secret, URL-safe. Deterministic
-        sealing derives the nonce from the data (with its own key), so equal data gives equal
-        tokens while different data never shares a nonce."""
+    def seal(self, data: bytes, *, purpose: bytes = FILE_LINK, deterministic: bool = False) -> str:
+        """``data`` encrypted and authenticated under the link secret, URL-safe; only ``unseal``
+        with the same ``purpose`` opens it, so a token of one kind never passes for another.
+        Deterministic sealing derives the nonce from the data (with its own key), so equal data
+        gives equal tokens while different data never shares a nonce."""
         if deterministic:
             nonce = hmac.new(self._nonce_key, data, hashlib.sha256).digest()[:_NONCE_BYTES]
         else:
             nonce = os.urandom(_NONCE_BYTES)
-        return _b64(nonce + self._cipher.encrypt(nonce, data, _CONTEXT))
+        return _b64(nonce + self._cipher.encrypt(nonce, data, _CONTEXT + purpose))
 
-    def unseal(self, token: str) -> bytes | None:
-        """What ``seal`` sealed, or None for anything this gateway did not seal."""
+    def unseal(self, token: str, *, purpose: bytes = FILE_LINK) -> bytes | None:
+        """What ``seal`` sealed for ``purpose``, or None for anything else."""
         try:
             sealed = _unb64(token)
-            return self._cipher.decrypt(sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], _CONTEXT)
+            return self._cipher.decrypt(
+                sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], _CONTEXT + purpose
+            )
         except (binascii.Error, ValueError, InvalidTag):
             return None
 
@@ -115,22 +143,20 @@ class Links:
                 return found
         return url
 
+    def link_if_upstream(self, url: str) -> str:
+        """A gateway link for a URL on fal; any other string unchanged."""
+        return self.file_link(url) if self.is_upstream(url) else url
+
     def rewrite(self, value: Any) -> Any:
-        """A copy of a JSON value with every upstream URL turned into a gateway link."""
-        if isinstance(value, str):
-            return self.file_link(value) if self.is_upstream(value) else value
-        if isinstance(value, list):
-            return [self.rewrite(item) for item in value]
-        if isinstance(value, dict):
-            return {key: self.rewrite(item) for key, item in value.items()}
+        """A model output (or a webhook event carrying one, or an error body) with the upstream
+        URLs of its known file fields turned into gateway links; nothing else changes."""
+        for field in (*OUTPUT_FILES, *WEBHOOK_FILES):
+            value = field.map_strings(value, self.link_if_upstream)
         return value
 
     def rewrite_queue_body(self, body: Any, app_id: str) -> Any:
-        """A submit or status body: the queue URLs are the gateway's (set even where the body
-        lacks them), other URLs rewritten."""
+        """A submit or status body with the gateway's queue URLs (set even where the body lacks
+        them); nothing else changes."""
         if not isinstance(body, dict) or not isinstance(body.get("request_id"), str):
-            return self.rewrite(body)
-        ours = self.request_urls(app_id, body["request_id"])
-        # fal's queue URLs are dropped, not sealed as file links (that would be wasted work).
-        rewritten = {key: self.rewrite(item) for key, item in body.items() if key not in ours}
-        return {**rewritten, **ours}
+            return body
+        return {**body, **self.request_urls(app_id, body["request_id"])}
