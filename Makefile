@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 JS     := tests/js
 JS_STAMP := $(JS)/node_modules/.installed
 
-.PHONY: install serve emulator test lint typecheck format bench clean
+.PHONY: install serve emulator test lint typecheck format bench clean nginx-installed
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required (set PYTHON=...)")'
@@ -40,7 +40,14 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: lint typecheck $(JS_STAMP)
+# nginx, for the test that runs deploy/nginx.conf (the proxy the gateway needs in front).
+nginx-installed:
+	@{ command -v nginx || test -x /usr/sbin/nginx; } >/dev/null \
+		|| { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] \
+			&& apt-get update -qq && apt-get install -y -qq nginx; } \
+		|| { echo "make test needs nginx (apt-get install nginx)"; exit 1; }
+
+test: lint typecheck $(JS_STAMP) nginx-installed
 	$(BIN)/pytest
 
 format: install

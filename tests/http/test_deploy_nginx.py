@@ -37,7 +37,7 @@ http {{
 def _nginx() -> str:
     found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
     if found is None:
-        pytest.skip("nginx is not installed (apt-get install nginx)")
+        pytest.fail("nginx is not installed (apt-get install nginx; `make test` does it)")
     return found
 
 
