@@ -11,7 +11,7 @@ from typing import Annotated, ClassVar, Literal, NamedTuple
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from gateway.catalog.files import FileField, image, weights
-from gateway.protocol.images import MAX_SIDE
+from gateway.media.images import MAX_SIDE
 
 
 class Size(NamedTuple):

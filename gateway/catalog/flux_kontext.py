@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from gateway.catalog.common import ImageEditInput, OutputFormat, Size
-from gateway.protocol.images import MAX_SIDE
+from gateway.media.images import MAX_SIDE
 
 ResolutionMode = Literal[
     "auto",

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from gateway.catalog import ImageEditInput, Size
-from gateway.protocol.images import MAX_SIDE, UnreadableImage, open_image
+from gateway.media.images import MAX_SIDE, UnreadableImage, open_image
 
 _FIELD_CELLS = 4  # the colour field is a 4x4 grid of random colours, smoothly interpolated
 _MASK_THRESHOLD = 128

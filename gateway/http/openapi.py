@@ -11,7 +11,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from gateway.catalog import APP_IDS, CATALOG
 from gateway.catalog.files import FileKind
 from gateway.catalog.outputs import EditOutput
-from gateway.protocol.images import ALLOWED_MEDIA_TYPES, MAX_SIDE
+from gateway.media.images import ALLOWED_MEDIA_TYPES, MAX_SIDE
 
 _REF = "#/components/schemas/{model}"
 _ERRORS = {

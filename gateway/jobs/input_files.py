@@ -14,8 +14,7 @@ from urllib.parse import urlsplit
 from gateway.catalog import ImageEditInput, Size
 from gateway.catalog.files import FileKind, Loc
 from gateway.errors import ErrorItem
-from gateway.protocol.data_uri import DataUriError, is_data_uri, parse_data_uri
-from gateway.protocol.images import (
+from gateway.media.images import (
     ALLOWED_MEDIA_TYPES,
     ALLOWED_NAMES,
     MAX_SIDE,
@@ -23,6 +22,7 @@ from gateway.protocol.images import (
     open_image,
     other_format,
 )
+from gateway.protocol.data_uri import DataUriError, is_data_uri, parse_data_uri
 
 MAX_URL_LENGTH = 4096
 

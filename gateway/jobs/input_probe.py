@@ -23,7 +23,7 @@ import httpx
 
 from gateway.catalog import Size
 from gateway.errors import RateLimited
-from gateway.protocol.images import UnreadableImage, open_image
+from gateway.media.images import UnreadableImage, open_image
 from gateway.relay.targets import TargetPolicy, TargetRefused
 
 logger = logging.getLogger(__name__)

@@ -21,9 +21,9 @@ from gateway.catalog.endpoints import decode_body
 from gateway.catalog.pricing import Estimate, estimate
 from gateway.errors import RequestValidationFailed
 from gateway.jobs import input_files as files
+from gateway.media.images import MAX_SIDE
 from gateway.policy import checks as policy
 from gateway.policy.model import EffectivePolicy
-from gateway.protocol.images import MAX_SIDE
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import pytest
 
 from gateway.catalog import CATALOG, Size
 from gateway.catalog.flux_kontext import KONTEXT_RESOLUTIONS, kontext_output_size
-from gateway.protocol.images import MAX_SIDE
+from gateway.media.images import MAX_SIDE
 
 
 def test_every_endpoint_has_an_app_scope() -> None:

@@ -1,0 +1,1 @@
+"""Media files as fal accepts them."""
