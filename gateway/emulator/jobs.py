@@ -140,7 +140,10 @@ class JobQueue:
                         # Other runners may be waiting without a timeout: let them see what is left.
                         self._wakeup.notify_all()
                         return job
+                    # Not wait_for: cancelled at shutdown it can leave the lock released under
+                    # the condition (CPython 3.11, "Lock is not acquired").
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wakeup.wait(), timeout=wait)
+                        async with asyncio.timeout(wait):
+                            await self._wakeup.wait()
                 else:
                     await self._wakeup.wait()
