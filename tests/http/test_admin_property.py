@@ -21,6 +21,7 @@ from gateway.http.admin_teams import Credit, LedgerQuery, TeamCreate
 from gateway.policy.limits import MAX_MICROS, KeyLimits, TeamLimits
 from gateway.policy.model import Policy
 from tests.servers import Emulator, Gateway, RedisServer
+from tests.strategies import json_trees
 
 TEAM = "fuzz"
 FIELD_NAMES = sorted({name for e in CATALOG.values() for name in e.input_model.model_fields})
@@ -49,14 +50,9 @@ def _nested(levels: int) -> Any:
     return value
 
 
-json_values = st.recursive(
-    scalars,
-    lambda children: (
-        st.lists(children, max_size=3)
-        | st.dictionaries(st.sampled_from(FIELD_NAMES) | st.text(max_size=6), children, max_size=3)
-    ),
-    max_leaves=8,
-) | st.integers(min_value=1, max_value=600).map(_nested)
+json_values = json_trees(scalars, FIELD_NAMES, width=3, max_leaves=8) | st.integers(
+    min_value=1, max_value=600
+).map(_nested)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from gateway.catalog import CATALOG
 from tests.images import data_uri, mask_left_half, png
 from tests.jobs import valid_body
 from tests.servers import Emulator, Gateway, RedisServer
+from tests.strategies import json_trees
 
 FIELD_NAMES = sorted({name for e in CATALOG.values() for name in e.input_model.model_fields})
 ENDPOINTS = sorted(CATALOG)
@@ -44,14 +45,7 @@ scalars = (
         ]
     )
 )
-json_values = st.recursive(
-    scalars,
-    lambda children: (
-        st.lists(children, max_size=4)
-        | st.dictionaries(st.sampled_from(FIELD_NAMES) | st.text(max_size=8), children, max_size=5)
-    ),
-    max_leaves=12,
-)
+json_values = json_trees(scalars, FIELD_NAMES, width=5, max_leaves=12)
 bodies = st.dictionaries(
     st.sampled_from(FIELD_NAMES) | st.text(max_size=8), json_values, max_size=12
 )
