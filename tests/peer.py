@@ -26,6 +26,8 @@ class Peer:
         self.in_turn: dict[str, list[tuple[bytes, str]]] = {}
         """Files served once each, in order, before ``files`` (content that changes)."""
         self.gets: dict[str, int] = {}
+        self.redirects: dict[str, str] = {}
+        """GETs of these names are answered 302 to the given location."""
         self.received: list[Received] = []
         self.fail_next = 0
         self.fail_paths: set[str] = set()
@@ -47,6 +49,13 @@ class Peer:
                     peer.gets[name] = peer.gets.get(name, 0) + 1
                     turns = peer.in_turn.get(name)
                     found = turns.pop(0) if turns else peer.files.get(name)
+                    location = peer.redirects.get(name)
+                if location is not None:
+                    self.send_response(302)
+                    self.send_header("Location", location)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if found is None:
                     self.send_response(404)
                     self.end_headers()

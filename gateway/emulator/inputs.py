@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import httpx
 
 from gateway.protocol.data_uri import DataUriError, is_data_uri, parse_data_uri
@@ -32,6 +34,10 @@ async def fetch_input(client: httpx.AsyncClient, field: str, url: str, max_bytes
             field, "Unsupported URL: only http(s) URLs and data URIs are accepted"
         )
     try:
+        urlsplit(url).port  # noqa: B018 - raises for a port that is not a number in range
+    except ValueError as exc:
+        raise InputFetchError(field, f"Failed to download the file: {exc}") from exc
+    try:
         async with client.stream("GET", url, follow_redirects=True) as response:
             if response.status_code >= 400:
                 raise InputFetchError(
@@ -46,5 +52,5 @@ async def fetch_input(client: httpx.AsyncClient, field: str, url: str, max_bytes
                     raise InputFetchError(field, "File is too large", "file_too_large")
                 chunks.append(chunk)
             return b"".join(chunks)
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise InputFetchError(field, f"Failed to download the file: {type(exc).__name__}") from exc

@@ -83,6 +83,7 @@ def _valid_http_url(value: str) -> bool:
         return False
     try:
         parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises for a port that is not a number in range
         return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
     except ValueError:
         return False

@@ -18,6 +18,7 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -87,7 +88,7 @@ class InputProbe:
         try:
             async with asyncio.timeout(self._timeout):
                 return await self._follow(url)
-        except (Unreadable, TargetRefused, httpx.HTTPError, TimeoutError) as exc:
+        except (Unreadable, TargetRefused, httpx.HTTPError, httpx.InvalidURL, TimeoutError) as exc:
             logger.info("input image header not read: %s", type(exc).__name__)
             return None
         finally:
@@ -113,7 +114,11 @@ class InputProbe:
     async def _request(self, url: str) -> httpx.Request:
         """A GET of the first bytes; to a host other than fal's, at the checked address."""
         headers = {"Range": f"bytes=0-{self._max_bytes - 1}"}
-        parts = httpx.URL(url)
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises for a port out of range, which no socket takes
+        except ValueError as exc:
+            raise Unreadable("not a valid URL") from exc
         if parts.scheme not in ("http", "https"):
             raise Unreadable("not http(s)")
         if self._is_upstream(url):

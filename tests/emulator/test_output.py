@@ -131,6 +131,8 @@ def test_inputs_are_fetched_over_http(client: httpx.Client, peer: Peer) -> None:
     [
         ("image_url", "http://127.0.0.1:9/nothing-listens-here.png", "file_download_error"),
         ("image_url", "ftp://example.invalid/a.png", "file_download_error"),
+        ("image_url", "http://127.0.0.1:99999/a.png", "file_download_error"),
+        ("image_url", "http://127.0.0.1:port/a.png", "file_download_error"),
         ("image_url", "data:image/png;base64,@@@", "file_download_error"),
         ("image_url", data_uri(b"not an image at all"), "image_load_error"),
         ("mask_url", data_uri(b"GIF89a broken"), "image_load_error"),

@@ -193,3 +193,27 @@ def test_an_image_past_pillows_bomb_limit_but_within_fals_is_read(
     url = peer.serve("large.png", png_header(14000, 14000))  # 196 MP; Pillow refuses 179 MP
     response = caller.post(f"/{IMAGE_TO_IMAGE}", json=valid_body(IMAGE_TO_IMAGE, image_url=url))
     assert estimated(response) == price(14000, 14000)
+
+
+def test_redirects_are_followed_and_bad_urls_are_unreadable(
+    caller: httpx.Client, peer: Peer
+) -> None:
+    target = peer.serve("moved-here.png", png_header(320, 240))
+    peer.redirects["moved.png"] = target
+    peer.redirects["bad-location.png"] = "http://[::1"
+    peer.redirects["bad-port.png"] = "http://127.0.0.1:99999/x.png"
+    peer.redirects["loop.png"] = f"{peer.url}/files/loop.png"
+    largest = price(14128, 14128)
+    for url, expected in [
+        (f"{peer.url}/files/moved.png", price(320, 240)),
+        (f"{peer.url}/files/bad-location.png", largest),
+        (f"{peer.url}/files/bad-port.png", largest),
+        (f"{peer.url}/files/loop.png", largest),
+    ]:
+        body = valid_body(KONTEXT, image_url=url)
+        assert estimated(caller.post(f"/{KONTEXT}", json=body)) == expected, url
+    for url in ["http://127.0.0.1:99999/x.png", "http://127.0.0.1:port/x.png"]:
+        response = caller.post(f"/{KONTEXT}", json=valid_body(KONTEXT, image_url=url))
+        assert response.status_code == 422, url
+        (item,) = response.json()["detail"]
+        assert (item["loc"], item["type"]) == (["body", "image_url"], "url_scheme")
