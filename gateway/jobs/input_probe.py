@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import httpx
 
 from gateway.catalog import Size
-from gateway.errors import RateLimited
+from gateway.limits.in_flight import PerKeyInFlight
 from gateway.media.images import UnreadableImage, open_image
 from gateway.relay.targets import TargetPolicy, TargetRefused
 
@@ -63,8 +62,11 @@ class InputProbe:
         self._is_upstream = is_upstream
         self._timeout = timeout
         self._max_bytes = max_bytes
-        self._per_key = per_key
-        self._reading: Counter[str] = Counter()
+        self._reading = PerKeyInFlight(
+            per_key,
+            f"At most {per_key} input images per key are read at once",
+            "too_many_input_reads",
+        )
         self._client = httpx.AsyncClient(
             timeout=timeout,
             follow_redirects=False,
@@ -78,13 +80,7 @@ class InputProbe:
     async def size_of(self, url: str, key_id: str) -> Size | None:
         """The pixel size of the image at ``url``, or None when it cannot be read; 429 when
         ``key_id`` already has its share of reads under way."""
-        if self._reading[key_id] >= self._per_key:
-            raise RateLimited(
-                f"At most {self._per_key} input images per key are read at once",
-                error_type="too_many_input_reads",
-                headers={"Retry-After": "1"},
-            )
-        self._reading[key_id] += 1
+        self._reading.take(key_id)
         try:
             async with asyncio.timeout(self._timeout):
                 return await self._follow(url)
@@ -92,9 +88,7 @@ class InputProbe:
             logger.info("input image header not read: %s", type(exc).__name__)
             return None
         finally:
-            self._reading[key_id] -= 1
-            if self._reading[key_id] <= 0:
-                del self._reading[key_id]
+            self._reading.give_back(key_id)
 
     async def _follow(self, url: str) -> Size:
         for _ in range(MAX_REDIRECTS + 1):

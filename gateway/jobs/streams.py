@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,8 +21,9 @@ import httpx
 from httpx_sse import EventSource
 
 from gateway.accounts.requests import OwnedRequest
-from gateway.errors import RateLimited, UpstreamError
+from gateway.errors import UpstreamError
 from gateway.jobs.status import JobStatus
+from gateway.limits.in_flight import PerKeyInFlight
 from gateway.upstream import FalUpstream
 from gateway.upstream.client import json_body
 from gateway.web import jsoncodec
@@ -72,22 +72,14 @@ class StatusStreams:
     def __init__(self, upstream: FalUpstream, job_status: JobStatus, per_key: int) -> None:
         self._upstream = upstream
         self._job_status = job_status
-        self._per_key = per_key
         self._channels: dict[ChannelKey, _Channel] = {}
-        self._open_per_key: defaultdict[str, int] = defaultdict(int)
-
-    def open_streams(self, key_id: str) -> int:
-        """Streams the key holds open in this process."""
-        return self._open_per_key.get(key_id, 0)
+        self._open = PerKeyInFlight(
+            per_key, f"At most {per_key} status streams may be open per key", "too_many_streams"
+        )
 
     async def watch(self, owned: OwnedRequest, logs: bool) -> Watch:
         """Join (or open) the request's status stream; 429 beyond the key's open streams."""
-        if self._open_per_key[owned.key_id] >= self._per_key:
-            raise RateLimited(
-                f"At most {self._per_key} status streams may be open per key",
-                error_type="too_many_streams",
-                headers={"Retry-After": "1"},
-            )
+        self._open.take(owned.key_id)
         channel_key = (owned.app_id, owned.id, logs)
         channel = self._channels.get(channel_key)
         if channel is None:
@@ -101,7 +93,6 @@ class StatusStreams:
         if channel.ended:
             queue.put_nowait(_END)
         channel.watchers.add(queue)
-        self._open_per_key[owned.key_id] += 1
         left = False
 
         async def leave() -> None:
@@ -109,9 +100,7 @@ class StatusStreams:
             if left:
                 return
             left = True
-            self._open_per_key[owned.key_id] -= 1
-            if self._open_per_key[owned.key_id] <= 0:
-                del self._open_per_key[owned.key_id]
+            self._open.give_back(owned.key_id)
             channel.watchers.discard(queue)
             if not channel.watchers:
                 await self._drop(channel_key, channel)
@@ -160,14 +149,11 @@ class StatusStreams:
                             channel.publish(
                                 {"data": jsoncodec.dumps(self._job_status.seen(owned, status))}
                             )
-        except UpstreamError as exc:
+        except Exception as exc:  # handed to the watchers waiting for the stream, or logged
             if not channel.opened.done():
                 channel.opened.set_exception(exc)
-            else:
+            elif isinstance(exc, UpstreamError):
                 logger.warning("status stream of %s broke off upstream", owned.id)
-        except Exception as exc:
-            if not channel.opened.done():
-                channel.opened.set_exception(exc)
             else:
                 logger.exception("status stream of %s failed", owned.id)
         finally:

@@ -137,7 +137,7 @@ class Submitter:
         await asyncio.wait({running, gone}, return_when=asyncio.FIRST_COMPLETED)
         gone.cancel()
         if not running.done():
-            running.cancel()  # closing the connection makes fal cancel the run
+            running.cancel()  # the connection to fal is closed; fal runs and bills it anyway
             await asyncio.gather(running, return_exceptions=True)
             team = await self._teams.get(job.team_id)
             refund = team is not None and team.sync_hangup == "refund"

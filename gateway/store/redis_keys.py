@@ -83,7 +83,7 @@ def usage_log(team_id: str) -> str:
 
 def usage_day_prefix(team_id: str) -> str:
     """Prefix of ``<prefix><YYYY-MM-DD>``: HASH ``<key>|<endpoint>|<metric>`` → total, the team's
-    usage that day. Written by ``settle.lua`` (same hash tag). Lives forever."""
+    usage that day. Written by ``finish.lua`` (same hash tag). Lives forever."""
     return f"{PREFIX}:{{{team_id}}}:usage:day:"
 
 
