@@ -99,7 +99,6 @@ async def job_call(svc: Services, request: Request) -> Call:
         token=token,
         endpoint=endpoint_or_404(request.path_params["endpoint"]),
         body=await request.body(),
-        origin=request.headers.get("origin"),
         headers=forwarded_headers(request.headers),
     )
 

@@ -29,7 +29,6 @@ from gateway.jobs.prepare import Submission, prepare
 from gateway.limits.admission import Admission, Admitter
 from gateway.limits.settlement import CANCELLED, CHARGED, FAILED, HUNG_UP, REFUSED
 from gateway.policy.cache import PolicyCache, StalePolicy
-from gateway.policy.checks import check_origin
 from gateway.relay.targets import TargetPolicy, TargetRefused
 from gateway.settings import Settings
 from gateway.upstream import FalUpstream
@@ -49,12 +48,12 @@ class Accepted:
 
 @dataclass(frozen=True)
 class Call:
-    """A caller's submit or sync run, as the gateway received it."""
+    """A caller's submit or sync run, as the gateway received it (its key and origin already
+    checked: ``http.access``)."""
 
     token: Token
     endpoint: Endpoint
     body: bytes
-    origin: str | None
     headers: dict[str, str]
     """The caller's headers to forward to fal."""
 
@@ -170,7 +169,6 @@ class Submitter:
             effective_policy = rules.effective()
             try:
                 async with self._policies.checking(token.team_id, token.key_id, rules):
-                    check_origin(effective_policy, call.origin)
                     submission = await prepare(
                         endpoint,
                         call.body,
