@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -49,6 +48,7 @@ from gateway.settings import Settings
 from gateway.store.multiplexed import MultiplexedRedis
 from gateway.store.pool import connect_redis
 from gateway.store.scripts import Scripts
+from gateway.telemetry.loops import Loop, Supervisor
 from gateway.telemetry.metrics import Metrics, MetricsMiddleware
 from gateway.upstream import FalUpstream
 from gateway.upstream.links import Links
@@ -91,6 +91,7 @@ async def _start_relay(outbox: Outbox) -> None:
 def create_app(settings: Settings) -> ASGIApp:
     """Build the gateway for ``settings``; connections open with the app's lifespan."""
     metrics = Metrics()
+    stall_after = max(settings.background_stall_after, 3 * settings.reconcile_interval)
     links = Links(
         settings.public_url,
         (settings.upstream_queue_url, settings.upstream_run_url, settings.upstream_rest_url),
@@ -134,6 +135,15 @@ def create_app(settings: Settings) -> ASGIApp:
         )
         statuses = StatusCoalescer(upstream, settings.status_coalesce_interval)
         job_status = JobStatus(statuses, finisher, links, metrics)
+        reconciler = Reconciler(redis, finisher, upstream, settings, metrics)
+        worker = DeliveryWorker(redis, scripts, keys, targets, outbox, settings, metrics)
+        background = Supervisor(
+            [
+                Loop("reconciler", reconciler.sweep, settings.reconcile_interval, stall_after),
+                Loop("webhook_delivery", worker.step, 0, stall_after),
+            ],
+            metrics,
+        )
         app.state.services = fast_status.services = Services(
             settings=settings,
             redis=redis,
@@ -152,18 +162,15 @@ def create_app(settings: Settings) -> ASGIApp:
             outbox=outbox,
             targets=targets,
             fal_keys=FalKeys(jwks_client, settings.fal_jwks_url),
+            background=background,
             openapi=openapi_document(settings.public_url),
         )
-        reconciler = Reconciler(redis, finisher, upstream, settings, metrics)
-        worker = DeliveryWorker(redis, keys, targets, settings, metrics)
         await _start_relay(outbox)
-        background = [asyncio.create_task(reconciler.run()), asyncio.create_task(worker.run())]
+        background.start()
         try:
             yield
         finally:
-            for task in background:
-                task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
+            await background.stop(settings.background_stop_timeout)
             await worker.aclose()
             await jwks_client.aclose()
             await probe.aclose()

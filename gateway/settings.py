@@ -143,6 +143,14 @@ class Settings(BaseSettings):
     """Age after which an unsettled job is checked at fal by the reconciler."""
     bind_grace: Annotated[float, Field(gt=0)] = 600.0
     """A reservation still without a fal request id after this long is refunded (lost submit)."""
+    background_stall_after: Annotated[float, Field(gt=0)] = 300.0
+    """A background loop (reconciler, webhook delivery) with no pass finished for this long (or
+    three reconcile intervals, if longer) makes ``/readyz`` answer 503."""
+    background_stop_timeout: Annotated[float, Field(gt=0)] = 5.0
+    """On shutdown, how long background loops may take to stop before they are abandoned."""
+    shutdown_timeout: Annotated[int, Field(ge=1)] = 20
+    """On SIGTERM, how long open requests (streams, sync runs) may take to finish before they
+    are cut; then background loops stop (``background_stop_timeout``)."""
     fal_jwks_url: str = "https://rest.fal.ai/.well-known/jwks.json"
     """Where fal publishes the keys its webhooks are signed with."""
     webhook_tolerance: Annotated[float, Field(gt=0)] = 300.0

@@ -21,10 +21,16 @@ Command = TypeVar("Command", bound=Callable[..., Any])
 
 
 def run_server(
-    app: Any, host: str, port: int, *, tls_cert: Path | None = None, tls_key: Path | None = None
+    app: Any,
+    host: str,
+    port: int,
+    *,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+    shutdown_timeout: int | None = None,
 ) -> None:
     """Serve an ASGI app with uvicorn (uvloop + httptools), optionally over TLS, until a
-    signal stops it."""
+    signal stops it; on the signal, open requests get ``shutdown_timeout`` seconds to finish."""
     config = uvicorn.Config(
         app,
         host=host,
@@ -35,6 +41,7 @@ def run_server(
         ssl_keyfile=str(tls_key) if tls_key else None,
         log_level="info",
         access_log=False,
+        timeout_graceful_shutdown=shutdown_timeout,
     )
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal. Turning it into
     # KeyboardInterrupt lets callers' cleanup run (``dev`` stops Redis and the emulator) and the
@@ -62,7 +69,12 @@ def _tls_options(command: Command) -> Command:
 def _serve_settings(settings: Settings | EmulatorSettings, app: Any) -> None:
     """Serve ``app`` where ``settings`` say, over TLS if they name a certificate."""
     run_server(
-        app, settings.host, settings.port, tls_cert=settings.tls_cert, tls_key=settings.tls_key
+        app,
+        settings.host,
+        settings.port,
+        tls_cert=settings.tls_cert,
+        tls_key=settings.tls_key,
+        shutdown_timeout=settings.shutdown_timeout if isinstance(settings, Settings) else None,
     )
 
 
@@ -117,6 +129,7 @@ def serve(**flags: Any) -> None:
         loop="uvloop",
         http="httptools",
         access_log=False,
+        timeout_graceful_shutdown=settings.shutdown_timeout,
         ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
         ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
     )
@@ -146,6 +159,11 @@ def dev(port: int | None, emulator_port: int, redis_port: int, data_dir: Path) -
     try:
         settings, banner = prepare(base, stack, emulator_port, redis_port)
         click.echo(banner)
-        run_server(create_app(settings), settings.host, settings.port)
+        run_server(
+            create_app(settings),
+            settings.host,
+            settings.port,
+            shutdown_timeout=settings.shutdown_timeout,
+        )
     finally:
         stack.stop()

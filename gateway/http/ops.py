@@ -19,7 +19,8 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Redis and fal are both reachable; 503 names whichever is not."""
+    """Redis and fal are both reachable and no background loop is stalled; 503 names whichever
+    is not (``loops``: the stalled ones)."""
     gateway = services(request)
 
     async def redis_ok() -> bool:
@@ -29,8 +30,13 @@ async def readyz(request: Request) -> Response:
             return False
 
     redis_up, upstream_up = await asyncio.gather(redis_ok(), gateway.upstream.reachable())
-    checks = {"redis": "ok" if redis_up else "down", "upstream": "ok" if upstream_up else "down"}
-    ready = redis_up and upstream_up
+    stalled = gateway.background.stalled()
+    checks: dict[str, object] = {
+        "redis": "ok" if redis_up else "down",
+        "upstream": "ok" if upstream_up else "down",
+        "loops": dict.fromkeys(stalled, "stalled") or "ok",
+    }
+    ready = redis_up and upstream_up and not stalled
     return JSONResponse(
         {"status": "ok" if ready else "unavailable", **checks}, 200 if ready else 503
     )

@@ -21,6 +21,7 @@ from gateway.relay.outbox import Outbox
 from gateway.relay.targets import TargetPolicy
 from gateway.settings import Settings
 from gateway.store.scripts import Scripts
+from gateway.telemetry.loops import Supervisor
 from gateway.telemetry.metrics import Metrics
 from gateway.upstream import FalUpstream
 from gateway.upstream.links import Links
@@ -45,6 +46,7 @@ class Services:
     outbox: Outbox
     targets: TargetPolicy
     fal_keys: FalKeys
+    background: Supervisor
     openapi: dict[str, Any] = field(default_factory=dict)
     """The OpenAPI document, built once."""
 

@@ -94,6 +94,11 @@ DELIVERY_STREAM = f"{PREFIX}:deliveries"
 
 DELIVERY_GROUP = "relay"
 
+DELIVERY_RETRIES = "{" + DELIVERY_STREAM + "}:retries"
+"""ZSET ``<team id> <delivery id>`` → when its next attempt is due (ms): deliveries waiting to be
+retried, moved back onto ``DELIVERY_STREAM`` by ``promote.lua`` when due. Its hash tag is the
+stream's whole name, so on Redis Cluster both live in one slot. Members leave when due."""
+
 DELIVERY_INDEX = f"{PREFIX}:delivery-teams"
 """HASH delivery id → team id, for admin lookups. Lives forever."""
 

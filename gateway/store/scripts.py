@@ -1,6 +1,7 @@
 """The Lua scripts, as typed methods: each builds its ``KEYS`` from ``redis_keys`` and reads its
 reply into a value. Sources are ``lua/<name>.lua`` in this package; every key a script touches
-shares its team's hash tag (the delivery queue aside), so they run on Redis Cluster too.
+shares its team's hash tag (the delivery queue aside, whose retry schedule shares its slot), so
+they run on Redis Cluster too.
 
 Scripts run with EVALSHA on the process's multiplexed connection and are loaded when Redis does
 not know them yet (after a restart or a flush).
@@ -22,7 +23,7 @@ from gateway.store.multiplexed import MultiplexedRedis
 from gateway.store.pool import store_errors
 from gateway.telemetry.metrics import Metrics
 
-NAMES = ("admit", "finish", "credit")
+NAMES = ("admit", "finish", "credit", "promote", "unlock")
 
 
 def _source(name: str) -> str:
@@ -203,6 +204,20 @@ class Scripts:
         if reply[0] == "out_of_range":
             raise BalanceOutOfRange(int(reply[1]))
         return int(reply[0]), str(reply[1])
+
+    async def promote_retries(self, most: int) -> int:
+        """Queue again the deliveries whose retry has fallen due (at most ``most``); how many."""
+        reply = await self._run(
+            "promote",
+            keys=[redis_keys.DELIVERY_RETRIES, redis_keys.DELIVERY_STREAM],
+            args=[most],
+        )
+        return int(reply[0])
+
+    async def unlock(self, lock: str, token: str) -> bool:
+        """Delete ``lock`` if ``token`` still holds it."""
+        reply = await self._run("unlock", keys=[lock], args=[token])
+        return bool(reply[0])
 
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> list[Any]:
         started = time.perf_counter()

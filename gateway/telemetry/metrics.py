@@ -120,15 +120,28 @@ class Metrics:
         )
         self.delivery_queue = Gauge(
             "gateway_webhook_queue_depth",
-            "Deliveries queued and not finished with (delivered or dead-lettered).",
+            "Deliveries queued or waiting for a retry (not delivered or dead-lettered yet).",
             registry=self.registry,
             multiprocess_mode="mostrecent",
         )
         self.oldest_delivery_age = Gauge(
             "gateway_webhook_oldest_pending_seconds",
-            "Age of the oldest delivery not finished with.",
+            "Age of the oldest queued delivery attempt (a retry counts from when it fell due).",
             registry=self.registry,
             multiprocess_mode="mostrecent",
+        )
+        self.background_last_success = Gauge(
+            "gateway_background_last_success_timestamp_seconds",
+            "When each background loop (reconciler, webhook delivery) last finished a pass.",
+            ["loop"],
+            registry=self.registry,
+            multiprocess_mode="livemin",
+        )
+        self.background_failures = Counter(
+            "gateway_background_failures_total",
+            "Background loop passes that failed (each is retried with backoff), by loop.",
+            ["loop"],
+            registry=self.registry,
         )
         self.status_answers = Counter(
             "gateway_status_answers_total",

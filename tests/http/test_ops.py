@@ -14,7 +14,7 @@ def test_healthz_and_readyz(gateway: Gateway) -> None:
     assert httpx.get(f"{gateway.url}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{gateway.url}/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ok", "redis": "ok", "upstream": "ok"}
+    assert ready.json() == {"status": "ok", "redis": "ok", "upstream": "ok", "loops": "ok"}
 
 
 def test_metrics_count_routes_without_secrets_or_ids(
@@ -59,7 +59,12 @@ def test_readyz_reports_an_unreachable_upstream(redis_server: RedisServer) -> No
     with Gateway(redis_server.url, f"http://127.0.0.1:{free_port()}") as gateway:
         ready = httpx.get(f"{gateway.url}/readyz")
         assert ready.status_code == 503
-        assert ready.json() == {"status": "unavailable", "redis": "ok", "upstream": "down"}
+        assert ready.json() == {
+            "status": "unavailable",
+            "redis": "ok",
+            "upstream": "down",
+            "loops": "ok",
+        }
 
 
 def test_several_workers_serve_and_metrics_aggregate_through_the_multiprocess_dir(
