@@ -10,6 +10,7 @@ leave one for later (it stays pending and is claimed again).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -45,12 +46,15 @@ class Slots:
         self._waiting = 0
         self._freed = asyncio.Event()
 
-    async def room(self) -> int:
-        """Wait until fewer than ``total`` deliveries taken are active; how many more may be."""
-        while self._active >= self.total:
-            self._freed.clear()
-            await self._freed.wait()
-        return self.total - self._active
+    async def room(self, wait: float) -> int:
+        """How many more deliveries may be taken, waiting up to ``wait`` seconds for one to
+        finish when none may (0 if none did)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                while self._active >= self.total:
+                    self._freed.clear()
+                    await self._freed.wait()
+        return max(0, self.total - self._active)
 
     def take(self) -> None:
         """A delivery is taken from the queue (``release`` when finished with)."""

@@ -112,7 +112,8 @@ class DeliveryWorker:
     async def step(self) -> None:
         """One turn: take as many entries as there is room for (pending ones left idle first,
         then new ones), each handled by a task of its own."""
-        room = min(BATCH, await self._slots.room())
+        # Saturated, the worker still does its housekeeping every interval (and stays live).
+        room = min(BATCH, await self._slots.room(HOUSEKEEPING_INTERVAL))
         now = time.monotonic()
         if now >= self._next_housekeeping:
             self._next_housekeeping = now + HOUSEKEEPING_INTERVAL
@@ -120,6 +121,8 @@ class DeliveryWorker:
             await self._report_queue()
             if self._claim_cursor is None:
                 self._claim_cursor = "0-0"
+        if not room:
+            return
         claimed: list[tuple[str, dict[str, str]]] = []
         if self._claim_cursor is not None:
             claimed = await self._claim(room)
@@ -216,17 +219,19 @@ class DeliveryWorker:
 
     async def _locked_attempt(self, name: str, team_id: str, delivery_id: str) -> bool:
         """Attempt under the delivery's lock, with the record as it is now (another process
-        may have attempted it while this one waited for a slot). A delivery locked by another
-        process is that process's to finish: this entry is done with."""
+        may have attempted it while this one waited for a slot). A delivery another process is
+        attempting is looked at again when that lock lapses: done by then, or its holder died."""
         lock = redis_keys.delivery_lock(team_id, delivery_id)
         token = token_hex(8)
         hold = int((self._settings.webhook_timeout + 5) * 1000)
         async with store_errors():
             pipe = self._redis.pipeline(transaction=False)
             pipe.set(lock, token, nx=True, px=hold)
+            pipe.pttl(lock)
             pipe.hgetall(name)
-            locked, current = await pipe.execute()
+            locked, lock_ms, current = await pipe.execute()
         if not locked:
+            await self._schedule(team_id, delivery_id, max(int(lock_ms), 0) / 1000 + 0.1)
             return True
         try:
             record = fields_of(current)

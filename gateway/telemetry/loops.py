@@ -93,8 +93,8 @@ class Supervisor:
             failures = 0
             self._last_success[loop.name] = time.monotonic()
             self._metrics.background_last_success.labels(loop.name).set(time.time())
-            if loop.interval:
-                await asyncio.sleep(loop.interval)
+            await asyncio.sleep(loop.interval)  # even 0 yields: a pass that never waits
+            # would otherwise starve everything else
 
 
 def _log_failure(name: str, exc: Exception, delay: float) -> None:

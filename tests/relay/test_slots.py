@@ -32,7 +32,7 @@ def test_a_busy_target_waits_without_holding_up_others() -> None:
         await asyncio.sleep(0)
         # one attempt to "slow", the other waits for it and leaves room in the total
         assert log == ["slow"]
-        assert await slots.room() == 2
+        assert await slots.room(60) == 2
         assert slots.full("slow")  # the backlog of one is used up
         assert not slots.full("fast")
         tasks.append(asyncio.create_task(_hold(slots, "fast", release, log)))
@@ -42,7 +42,7 @@ def test_a_busy_target_waits_without_holding_up_others() -> None:
         release.set()
         await asyncio.gather(*tasks)
         assert log == ["slow", "fast", "other", "slow"]
-        assert await slots.room() == 3
+        assert await slots.room(60) == 3
         assert not slots.full("slow")
 
     asyncio.run(scenario())
@@ -56,7 +56,7 @@ def test_attempts_never_exceed_the_total() -> None:
         tasks = [asyncio.create_task(_hold(slots, f"t{i}", release, log)) for i in range(3)]
         await asyncio.sleep(0)
         assert len(log) == 2
-        room = asyncio.create_task(slots.room())
+        room = asyncio.create_task(slots.room(60))
         await asyncio.sleep(0)
         assert not room.done()  # the reader waits too
         release.set()
@@ -77,10 +77,21 @@ def test_a_delivery_cancelled_while_waiting_gives_its_place_back() -> None:
         await asyncio.sleep(0)
         waiting.cancel()
         await asyncio.gather(waiting, return_exceptions=True)
-        assert await slots.room() == 1
+        assert await slots.room(60) == 1
         release.set()
         await first
-        assert await slots.room() == 2
+        assert await slots.room(60) == 2
         assert log == ["slow"]
+
+    asyncio.run(scenario())
+
+
+def test_room_waits_a_bounded_time_when_there_is_none() -> None:
+    async def scenario() -> None:
+        slots = Slots(total=1, per_target=1, backlog=0)
+        slots.take()
+        assert await slots.room(0.05) == 0  # none freed: the caller gets on with other work
+        slots.release()
+        assert await slots.room(0.05) == 1
 
     asyncio.run(scenario())
