@@ -105,7 +105,7 @@ def test_deliveries_orphaned_by_a_killed_process_are_all_taken_over(
             deadline = time.monotonic() + 60
             while True:
                 deliveries = admin.get(
-                    "/admin/v1/deliveries", params={"key_id": created["id"]}
+                    "/admin/v1/deliveries", params={"key_id": str(created["id"])}
                 ).json()["deliveries"]
                 if [d["status"] for d in deliveries] == ["delivered"] * count:
                     break
