@@ -154,7 +154,7 @@ def create_app(settings: Settings) -> ASGIApp:
             fal_keys=FalKeys(jwks_client, settings.fal_jwks_url),
             openapi=openapi_document(settings.public_url),
         )
-        reconciler = Reconciler(redis, finisher, upstream, settings, metrics)
+        reconciler = Reconciler(store, scripts, finisher, upstream, settings, metrics)
         worker = DeliveryWorker(redis, keys, targets, settings, metrics)
         await _start_relay(outbox)
         background = [asyncio.create_task(reconciler.run()), asyncio.create_task(worker.run())]
