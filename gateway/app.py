@@ -135,7 +135,7 @@ def create_app(settings: Settings) -> ASGIApp:
         )
         statuses = StatusCoalescer(upstream, settings.status_coalesce_interval)
         job_status = JobStatus(statuses, finisher, links, metrics)
-        reconciler = Reconciler(redis, finisher, upstream, settings, metrics)
+        reconciler = Reconciler(store, scripts, finisher, upstream, settings, metrics)
         worker = DeliveryWorker(redis, scripts, keys, targets, outbox, settings, metrics)
         background = Supervisor(
             [

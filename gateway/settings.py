@@ -138,9 +138,17 @@ class Settings(BaseSettings):
     lease_ttl: Annotated[float, Field(gt=0)] = 3600.0
     """A job's concurrency lease lapses after this long even if its end is never seen."""
     reconcile_interval: Annotated[float, Field(gt=0)] = 30.0
-    """How often each process looks for jobs whose end nobody has seen."""
+    """How often each process looks for jobs whose end nobody has seen; a job still running is
+    asked about at fal about once per interval, by whichever process comes first."""
     reconcile_after: Annotated[float, Field(gt=0)] = 60.0
     """Age after which an unsettled job is checked at fal by the reconciler."""
+    reconcile_lease: Annotated[float, Field(gt=0)] = 300.0
+    """How long a process may take over the teams it claimed for one reconciler step before
+    another process takes them over (as when it died)."""
+    reconcile_audit_interval: Annotated[float, Field(gt=0)] = 3600.0
+    """How often one process of the fleet checks every team for open reservations missing from
+    the reconciler's schedule (left by a process that died mid-admission, or written before the
+    schedule existed)."""
     bind_grace: Annotated[float, Field(gt=0)] = 600.0
     """A reservation still without a fal request id after this long is refunded (lost submit)."""
     background_stall_after: Annotated[float, Field(gt=0)] = 300.0

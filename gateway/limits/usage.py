@@ -19,6 +19,9 @@ from gateway.store.pool import fields_of, store_errors
 GROUPS = ("day", "team_id", "key_id", "endpoint")
 METRICS = ("requests", "images", "pixels", "cost")
 MAX_DAYS = 400
+COMMANDS_PER_TRIP = 500
+KEYS_PER_TRIP = 20_000
+"""A round trip ends at either bound (each trip keeps Redis busy for a few ms at most)."""
 
 
 def days(start: date, end: date) -> list[date]:
@@ -37,28 +40,34 @@ async def usage_rows(
     endpoint: str | None = None,
     group_by: Sequence[str] = GROUPS,
 ) -> list[dict[str, Any]]:
-    """Usage between ``start`` and ``end`` (inclusive), grouped by ``group_by``."""
+    """Usage between ``start`` and ``end`` (inclusive), grouped by ``group_by``.
+
+    Commands for many teams share each round trip; over several days, teams with no usage at
+    all in the span are skipped after one ``EXISTS`` each (the day keys of a team share its hash
+    tag, so this holds on Redis Cluster too)."""
     span = days(start, end)
+    teams = list(team_ids)
+    if len(span) > 1:
+        counts = await _pipelined(redis, [("EXISTS", *_day_keys(t, span)) for t in teams])
+        teams = [team for team, count in zip(teams, counts, strict=True) if count]
+    wanted = [(team, day) for team in teams for day in span]
+    per_day = await _pipelined(
+        redis, [("HGETALL", redis_keys.usage_day_prefix(t) + d.isoformat()) for t, d in wanted]
+    )
     totals: dict[tuple[str, ...], dict[str, int]] = defaultdict(lambda: dict.fromkeys(METRICS, 0))
-    for team_id in team_ids:
-        async with store_errors():
-            pipe = redis.pipeline(transaction=False)
-            for day in span:
-                pipe.hgetall(redis_keys.usage_day_prefix(team_id) + day.isoformat())
-            per_day = await pipe.execute()
-        for day, raw in zip(span, per_day, strict=True):
-            for field, value in fields_of(raw).items():
-                row_key, row_endpoint, metric = field.rsplit("|", 2)
-                if (key_id and row_key != key_id) or (endpoint and row_endpoint != endpoint):
-                    continue
-                labels = {
-                    "day": day.isoformat(),
-                    "team_id": team_id,
-                    "key_id": row_key,
-                    "endpoint": row_endpoint,
-                }
-                group = tuple(labels[g] for g in group_by)
-                totals[group][metric] += int(value)
+    for (team_id, day), raw in zip(wanted, per_day, strict=True):
+        for field, value in fields_of(raw).items():
+            row_key, row_endpoint, metric = field.rsplit("|", 2)
+            if (key_id and row_key != key_id) or (endpoint and row_endpoint != endpoint):
+                continue
+            labels = {
+                "day": day.isoformat(),
+                "team_id": team_id,
+                "key_id": row_key,
+                "endpoint": row_endpoint,
+            }
+            group = tuple(labels[g] for g in group_by)
+            totals[group][metric] += int(value)
     rows = []
     for group, metrics in sorted(totals.items()):
         rows.append(
@@ -71,3 +80,25 @@ async def usage_rows(
             }
         )
     return rows
+
+
+def _day_keys(team_id: str, span: Sequence[date]) -> list[str]:
+    return [redis_keys.usage_day_prefix(team_id) + day.isoformat() for day in span]
+
+
+async def _pipelined(redis: Redis, commands: Sequence[tuple[str, ...]]) -> list[Any]:
+    """Replies to ``commands``, pipelined a bounded number to a round trip."""
+    replies: list[Any] = []
+    chunk: list[tuple[str, ...]] = []
+    keys = 0
+    for n, command in enumerate(commands, 1):
+        chunk.append(command)
+        keys += len(command) - 1
+        if len(chunk) >= COMMANDS_PER_TRIP or keys >= KEYS_PER_TRIP or n == len(commands):
+            async with store_errors():
+                pipe = redis.pipeline(transaction=False)
+                for args in chunk:
+                    pipe.execute_command(*args)
+                replies += await pipe.execute()
+            chunk, keys = [], 0
+    return replies

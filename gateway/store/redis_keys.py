@@ -60,9 +60,20 @@ def open_reservations(team_id: str) -> str:
     return f"{PREFIX}:{{{team_id}}}:open"
 
 
-def sweep_lock(team_id: str) -> str:
-    """STRING: held by the process reconciling the team. Released after, expires if it dies."""
-    return f"{PREFIX}:{{{team_id}}}:sweep-lock"
+RECONCILE_DUE = f"{PREFIX}:{{reconcile}}:due"
+"""ZSET team id → a time ``t`` (s): the team may have open reservations, and the reconciler looks
+at it once ``t + reconcile_after`` has passed. Every admission adds its team (``ZADD LT`` with
+the admission time, so the earliest look wins); a pass removes the team when it claims it and
+puts it back, at its next look, while the team still has open reservations. Only teams with open
+work are in it (bounded by the number of teams), so it needs no expiry."""
+
+RECONCILE_CLAIMED = f"{PREFIX}:{{reconcile}}:claimed"
+"""ZSET team id → claim expiry (s): teams a reconciler pass is looking at. Left when the pass
+releases them; a claim that expires (its process died) goes back to ``RECONCILE_DUE``."""
+
+RECONCILE_AUDIT = f"{PREFIX}:{{reconcile}}:audit"
+"""STRING: taken (``SET NX``) by the process that audits the due index against every team's open
+reservations; expires after ``reconcile_audit_interval``, which is what spaces the audits."""
 
 
 def spend(team_id: str) -> str:

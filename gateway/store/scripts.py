@@ -1,7 +1,8 @@
 """The Lua scripts, as typed methods: each builds its ``KEYS`` from ``redis_keys`` and reads its
 reply into a value. Sources are ``lua/<name>.lua`` in this package; every key a script touches
-shares its team's hash tag (the delivery queue aside, whose retry schedule shares its slot), so
-they run on Redis Cluster too.
+shares its team's hash tag (but the delivery queue, whose retry schedule shares its slot, and the
+reconciler's schedule, whose keys share the tag ``{reconcile}``), so they run on Redis Cluster
+too.
 
 Scripts run with EVALSHA on the process's multiplexed connection and are loaded when Redis does
 not know them yet (after a restart or a flush).
@@ -19,11 +20,11 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from gateway.store import redis_keys
-from gateway.store.multiplexed import MultiplexedRedis
+from gateway.store.multiplexed import Command, MultiplexedRedis
 from gateway.store.pool import store_errors
 from gateway.telemetry.metrics import Metrics
 
-NAMES = ("admit", "finish", "credit", "promote", "unlock")
+NAMES = ("admit", "finish", "credit", "claim", "release", "promote", "unlock")
 
 
 def _source(name: str) -> str:
@@ -119,8 +120,15 @@ class Scripts:
         }
 
     async def admit(self, a: Admission) -> Admitted | Refused:
-        """Rate limits, a concurrency lease and a credit reservation, all or nothing."""
+        """Rate limits, a concurrency lease and a credit reservation, all or nothing; the team
+        goes on the reconciler's schedule in the same round trip.
+
+        The schedule's ``ZADD`` follows the script in one batch rather than running inside it:
+        its key is outside the team's hash tag (Redis Cluster). Sent after the script, it lands
+        once the reservation exists; a refused admission schedules a look that finds nothing.
+        A process dying between the two leaves a reservation the audit finds."""
         t, k = a.team_id, a.key_id
+        schedule = ("ZADD", redis_keys.RECONCILE_DUE, "LT", f"{time.time():.6f}", t)
         reply = await self._run(
             "admit",
             keys=[
@@ -145,6 +153,7 @@ class Scripts:
                 k,
                 a.unbound_for,
             ],
+            then=[schedule],
         )
         if reply[0] != "ok":
             return Refused(str(reply[1]), int(reply[2]), int(reply[3]))
@@ -219,18 +228,47 @@ class Scripts:
         reply = await self._run("unlock", keys=[lock], args=[token])
         return bool(reply[0])
 
-    async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> list[Any]:
+    async def claim_due_teams(
+        self, reconcile_after: float, lease: float, limit: int
+    ) -> tuple[float, list[str]]:
+        """Claim up to ``limit`` teams due for reconciliation (``claim.lua``) for ``lease``
+        seconds; Redis's clock now, and the teams."""
+        reply = await self._run(
+            "claim",
+            keys=[redis_keys.RECONCILE_DUE, redis_keys.RECONCILE_CLAIMED],
+            args=[reconcile_after, lease, limit],
+        )
+        return float(reply[0]), [str(team) for team in reply[1:]]
+
+    async def release_teams(self, next_looks: dict[str, float | None]) -> None:
+        """Release claimed teams (``release.lua``): each back on the schedule at its next look,
+        or off it (None) when it has no open reservation left."""
+        args: list[str] = []
+        for team_id, at in next_looks.items():
+            args += [team_id, "" if at is None else f"{at:.6f}"]
+        await self._run(
+            "release", keys=[redis_keys.RECONCILE_DUE, redis_keys.RECONCILE_CLAIMED], args=args
+        )
+
+    async def _run(
+        self,
+        name: str,
+        keys: Sequence[str],
+        args: Sequence[Any],
+        then: Sequence[Command] = (),
+    ) -> list[Any]:
+        """Run script ``name``, and ``then`` the given commands in the same batch."""
         started = time.perf_counter()
-        command = ("EVALSHA", self._shas[name], len(keys), *keys, *args)
+        batch = [("EVALSHA", self._shas[name], len(keys), *keys, *args), *then]
         try:
             async with store_errors():
                 try:
-                    reply = await self._store.call(*command)
+                    reply, *_ = await self._store.execute(batch)
                 except ResponseError as exc:
                     if not str(exc).startswith("NOSCRIPT"):
                         raise
                     await self._store.call("SCRIPT", "LOAD", self._sources[name])
-                    reply = await self._store.call(*command)
+                    reply, *_ = await self._store.execute(batch)
         finally:
             self._metrics.redis_seconds.labels(name).observe(time.perf_counter() - started)
         if not isinstance(reply, list):

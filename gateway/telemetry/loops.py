@@ -100,8 +100,17 @@ class Supervisor:
 def _log_failure(name: str, exc: Exception, delay: float) -> None:
     """Redis or fal unable to serve is an operating condition (a warning); anything else is a
     bug, logged with its traceback."""
-    if isinstance(exc, OPERATIONAL):
+    if _operational(exc):
+        while isinstance(exc, ExceptionGroup):
+            exc = exc.exceptions[0]  # a task group's failures share one cause, as a rule
         detail = getattr(exc, "detail", None) or f"{type(exc).__name__}: {exc}"
         logger.warning("background loop %s failed, retrying in %.1f s: %s", name, delay, detail)
     else:
         logger.error("background loop %s failed, retrying in %.1f s", name, delay, exc_info=exc)
+
+
+def _operational(exc: Exception) -> bool:
+    """``exc`` is one of ``OPERATIONAL``, or a group of nothing else (from a task group)."""
+    if isinstance(exc, ExceptionGroup):
+        return exc.split(OPERATIONAL)[1] is None
+    return isinstance(exc, OPERATIONAL)

@@ -8,7 +8,7 @@ import json
 import os
 import re
 import subprocess
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -113,6 +113,32 @@ def test_usage_by_key_endpoint_and_day_and_me(fleet: list[Gateway]) -> None:
     }
     assert me["usage"]["this_month"]["cost_micros"] == 324
     assert httpx.get(f"{gateway.url}/v1/me").status_code == 401
+
+
+def test_usage_over_many_teams(fleet: list[Gateway]) -> None:
+    """Reports over every team come from pipelined round trips of a few hundred commands each;
+    teams with usage are found wherever they fall among many without."""
+    gateway = fleet[1]
+    mine = {f"t-{os.urandom(5).hex()}" for _ in range(600)}
+    with gateway.admin() as admin:
+        for team in mine:
+            created = admin.post("/admin/v1/teams", json={"id": team, "name": team})
+            assert created.status_code == 201
+    jobs = {new_team(gateway, 10**7): n for n in (1, 2, 3)}
+    for team, count in jobs.items():
+        token, _ = gateway.new_key(team_id=team)
+        with gateway.client(token) as client:
+            for _ in range(count):
+                _run_job(client, KONTEXT, valid_body(KONTEXT))
+    mine |= set(jobs)
+    settled_when(lambda: all(team_state(gateway, t)["reserved_micros"] == 0 for t in jobs))
+    today = datetime.now(UTC).date()
+    yesterday = (today - timedelta(days=1)).isoformat()
+    expected = {t: (n, n * 108) for t, n in jobs.items()}
+    for query in ({}, {"from": yesterday}):  # one day; two (teams without usage skipped first)
+        rows = [r for r in usage(gateway, group_by="day,team_id", **query) if r["team_id"] in mine]
+        assert {r["team_id"]: (r["requests"], r["cost_micros"]) for r in rows} == expected
+        assert {r["day"] for r in rows} == {today.isoformat()}
 
 
 def test_usage_rejects_bad_queries(fleet: list[Gateway]) -> None:
