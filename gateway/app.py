@@ -48,6 +48,7 @@ from gateway.relay.worker import DeliveryWorker
 from gateway.settings import Settings
 from gateway.store.multiplexed import MultiplexedRedis
 from gateway.store.pool import connect_redis
+from gateway.store.retention import Retention
 from gateway.store.scripts import Scripts
 from gateway.telemetry.metrics import Metrics, MetricsMiddleware
 from gateway.upstream import FalUpstream
@@ -103,7 +104,8 @@ def create_app(settings: Settings) -> ASGIApp:
         redis = connect_redis(settings)
         upstream = FalUpstream(settings, metrics)
         store = MultiplexedRedis(settings.redis_url, settings.redis_timeout)
-        scripts = Scripts(store, metrics)
+        retention = Retention.of(settings)
+        scripts = Scripts(store, metrics, retention)
         requests = RequestRegistry(store, settings.request_retention)
         finisher = Finisher(scripts, upstream, links, metrics)
         keys = KeyStore(redis)
@@ -119,7 +121,7 @@ def create_app(settings: Settings) -> ASGIApp:
             settings.input_probe_per_key,
         )
         jwks_client = httpx.AsyncClient(headers={"User-Agent": "fal-gateway/0.1"})
-        outbox = Outbox(redis)
+        outbox = Outbox(redis, retention)
         submitter = Submitter(
             settings,
             policies,

@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 
+from gateway.settings import Settings
 from gateway.store import redis_keys
 from gateway.store.multiplexed import MultiplexedRedis
+from gateway.store.retention import Retention
 from gateway.store.scripts import (
     Admission,
     Admitted,
@@ -28,6 +30,8 @@ from tests.servers import RedisServer
 SECRET_HASH = "ab" * 32
 ENDPOINT = "fal-ai/flux-lora/inpainting"
 METRICS = Metrics()
+RETENTION = Retention.of(Settings.model_construct())
+"""The default settings' (read without the environment)."""
 
 
 class Scene:
@@ -115,7 +119,7 @@ def run(redis_server: RedisServer, body: Callable[[Scene], Awaitable[None]]) -> 
     async def main() -> None:
         store = MultiplexedRedis(redis_server.url, 2.0)
         try:
-            scene = Scene(store, Scripts(store, METRICS))
+            scene = Scene(store, Scripts(store, METRICS, RETENTION))
             await scene.setup()
             await body(scene)
         finally:
