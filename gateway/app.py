@@ -19,6 +19,7 @@ from gateway.errors import StoreUnavailable, install_error_handlers
 from gateway.http import (
     admin,
     admin_deliveries,
+    admin_exports,
     admin_teams,
     files,
     me,
@@ -181,6 +182,7 @@ def create_app(settings: Settings) -> ASGIApp:
             *admin.ROUTES,
             *admin_teams.ROUTES,
             *admin_deliveries.ROUTES,
+            *admin_exports.ROUTES,
             *me.ROUTES,
             *webhooks.ROUTES,
             *proxy.ROUTES,
