@@ -52,10 +52,11 @@ class Family:
     encodings: set[str] = field(default_factory=set)
 
 
-def census(client: redis.Redis) -> dict[str, Family]:
-    """Every key, by family: how many, ``MEMORY USAGE`` summed, how many have no TTL."""
+def census(client: redis.Redis, *names_like: str) -> dict[str, Family]:
+    """Every key (or those matching the ``SCAN`` patterns ``names_like``), by family: how many,
+    ``MEMORY USAGE`` summed, how many have no TTL."""
     found: dict[str, Family] = defaultdict(Family)
-    names = [str(n) for n in client.scan_iter(count=1000)]
+    names = [str(n) for like in names_like or ("*",) for n in client.scan_iter(like, count=1000)]
     for start in range(0, len(names), 500):
         chunk = names[start : start + 500]
         pipe = client.pipeline(transaction=False)
