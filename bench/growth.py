@@ -103,14 +103,16 @@ def _grown(after: Family, before: Family) -> Family:
 def report(result: dict[str, Any]) -> str:
     jobs = result["jobs"]
     families: dict[str, Family] = result["families"]
-    forever = sum(f.bytes for f in families.values() if f.without_ttl)
+    streams = sum(f.bytes for f in families.values() if f.without_ttl and "stream" in f.types)
+    others = sum(f.bytes for f in families.values() if f.without_ttl and "stream" not in f.types)
     per_job_forever = [n for n, f in families.items() if _per_job(n) and f.without_ttl]
     lines = [
         f"### {jobs} jobs, {'a webhook each' if result['webhooks'] else 'no webhooks'}",
         "",
-        f"used_memory grew {result['used_per_job']:,.0f} bytes per job; keys without a TTL "
-        f"grew {forever / jobs:,.0f} bytes per job; per-job families with keys without a TTL: "
-        f"{', '.join(per_job_forever) or 'none'} ({result['seconds']:.0f} s).",
+        f"used_memory grew {result['used_per_job']:,.0f} bytes per job. Keys without a TTL grew "
+        f"{others / jobs:,.0f} bytes per job, and streams (which have none) "
+        f"{streams / jobs:,.0f}. Per-job families with keys without a TTL: "
+        f"{', '.join(per_job_forever) or 'none'}. ({result['seconds']:.0f} s)",
         "",
         "| family | type (encoding) | keys | bytes per job | keys without TTL |",
         "|---|---|---|---|---|",

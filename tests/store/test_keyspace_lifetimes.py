@@ -3,11 +3,17 @@ a TTL, and request records stay in Redis' compact hash encoding."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
+from typing import Any
 
 import redis
 
+from gateway.accounts.requests import RequestRegistry, stored_status
+from gateway.jobs.finisher import completed_status
+from gateway.store import redis_keys
+from gateway.store.multiplexed import MultiplexedRedis
 from tests.jobs import KONTEXT, submit, valid_body, wait_status
 from tests.keyspace import PER_JOB, census
 from tests.peer import Peer
@@ -65,3 +71,42 @@ def test_no_key_of_a_job_lives_forever(
         "metrics": {},
         **{name: hooked[0][name] for name in urls},
     }
+
+
+def test_a_final_status_is_kept_short_and_read_back_whole(redis_server: RedisServer) -> None:
+    request_id = "0b1d6c1e-7a52-4f0e-9d3f-2a7c5c4e8f11"
+    urls = {
+        f"{name}_url": f"https://queue.fal.run/fal-ai/x/requests/{request_id}/{name}"
+        for name in ("status", "response", "cancel")
+    }
+    polled = {
+        "status": "COMPLETED",
+        "request_id": request_id,
+        "logs": None,
+        "metrics": {"inference_time": 1.2734},
+        **urls,
+    }
+    short = stored_status(request_id, polled)
+    assert short == '{"metrics":{"inference_time":1.2734}}'
+    assert len(short) <= 64
+    assert stored_status(request_id, completed_status(request_id)) == "{}"
+
+    async def read_back() -> dict[str, Any] | None:
+        store = MultiplexedRedis(redis_server.url, 2.0)
+        try:
+            team_id = f"fs-{os.urandom(4).hex()}"
+            record = redis_keys.request_record(team_id, request_id)
+            fields = ("key_id", "k", "app_id", "fal-ai/x", "endpoint_id", "fal-ai/x")
+            await store.execute(
+                [
+                    ("HSET", record, *fields, "created_at", "1", "final_status", short),
+                    ("EXPIRE", record, 60),
+                ]
+            )
+            owned = await RequestRegistry(store, 60).lookup(team_id, request_id)
+            return owned.final_status if owned else None
+        finally:
+            await store.aclose()
+
+    # Everything but the queue URLs, which the gateway sets to its own when it answers.
+    assert asyncio.run(read_back()) == {k: v for k, v in polled.items() if k not in urls}
