@@ -35,6 +35,7 @@ from gateway.policy.limits import TeamLimits
 from gateway.settings import Settings
 from gateway.store.multiplexed import MultiplexedRedis
 from gateway.store.pool import connect_redis
+from gateway.store.retention import Retention
 from gateway.store.scripts import Scripts
 from gateway.telemetry.metrics import Metrics
 from gateway.upstream import FalUpstream
@@ -66,7 +67,7 @@ async def _reconciler(
 ) -> AsyncIterator[Reconciler]:
     """A reconciler built as the app builds it."""
     store = MultiplexedRedis(settings.redis_url, settings.redis_timeout)
-    scripts = Scripts(store, metrics)
+    scripts = Scripts(store, metrics, Retention.of(settings))
     upstream = FalUpstream(settings, metrics)
     links = Links(
         settings.public_url,

@@ -18,6 +18,7 @@ from gateway.errors import StoreUnavailable, install_error_handlers
 from gateway.http import (
     admin,
     admin_deliveries,
+    admin_exports,
     admin_teams,
     files,
     me,
@@ -47,6 +48,7 @@ from gateway.relay.worker import DeliveryWorker
 from gateway.settings import Settings
 from gateway.store.multiplexed import MultiplexedRedis
 from gateway.store.pool import connect_redis
+from gateway.store.retention import Retention
 from gateway.store.scripts import Scripts
 from gateway.telemetry.loops import Loop, Supervisor
 from gateway.telemetry.metrics import Metrics, MetricsMiddleware
@@ -104,7 +106,8 @@ def create_app(settings: Settings) -> ASGIApp:
         redis = connect_redis(settings)
         upstream = FalUpstream(settings, metrics)
         store = MultiplexedRedis(settings.redis_url, settings.redis_timeout)
-        scripts = Scripts(store, metrics)
+        retention = Retention.of(settings)
+        scripts = Scripts(store, metrics, retention)
         requests = RequestRegistry(store, settings.request_retention)
         finisher = Finisher(scripts, upstream, links, metrics)
         keys = KeyStore(redis)
@@ -120,7 +123,7 @@ def create_app(settings: Settings) -> ASGIApp:
             settings.input_probe_per_key,
         )
         jwks_client = httpx.AsyncClient(headers={"User-Agent": "fal-gateway/0.1"})
-        outbox = Outbox(redis)
+        outbox = Outbox(redis, retention)
         submitter = Submitter(
             settings,
             policies,
@@ -186,6 +189,7 @@ def create_app(settings: Settings) -> ASGIApp:
             *admin.ROUTES,
             *admin_teams.ROUTES,
             *admin_deliveries.ROUTES,
+            *admin_exports.ROUTES,
             *me.ROUTES,
             *webhooks.ROUTES,
             *proxy.ROUTES,

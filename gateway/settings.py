@@ -132,6 +132,15 @@ class Settings(BaseSettings):
     """Seals rewritten file links; must be the same on every replica. Unset: the admin token."""
     request_retention: Annotated[float, Field(gt=0)] = 7 * 24 * 3600.0
     """How long the gateway remembers which key owns a request id."""
+    delivery_retention: Annotated[float, Field(gt=0)] = 30 * 24 * 3600.0
+    """How long a webhook delivery (and its place in its key's list) is kept once it was
+    delivered or dead-lettered; a pending one also lives through its whole retry schedule."""
+    usage_retention: Annotated[float, Field(gt=0)] = 400 * 24 * 3600.0
+    """How long usage is kept: the daily aggregates (``GET /admin/v1/usage``) and the
+    per-request usage log (``GET /admin/v1/usage/export``); export it before it goes."""
+    ledger_retention: Annotated[float, Field(gt=0)] = 400 * 24 * 3600.0
+    """How long a team's ledger entries are kept (``GET /admin/v1/teams/{id}/ledger/export``
+    exports them before they go; the balance itself is kept for good)."""
     status_coalesce_interval: Annotated[float, Field(ge=0)] = 0.5
     """Status polls of one request within this many seconds share one call to fal (per process);
     0 shares only calls in flight. Polls of a request known to be finished never reach fal."""

@@ -265,11 +265,11 @@ class Gateway(ServerProcess):
         """Create ``team_id`` with ``funds`` of credit, unless it exists."""
         with self.admin() as admin:
             created = admin.post("/admin/v1/teams", json={"id": team_id, "name": team_id, **limits})
+            if created.status_code not in (201, 409):
+                raise AssertionError(created.text)
             if created.status_code == 201 and funds:
                 credit = {"amount_micros": funds, "note": "test funds"}
                 admin.post(f"/admin/v1/teams/{team_id}/credits", json=credit).raise_for_status()
-            elif created.status_code != 409:
-                raise AssertionError(created.text)
 
     def new_key(self, name: str = "test", **fields: object) -> tuple[str, dict[str, object]]:
         """Create a key (in a funded team) through the admin API; its secret token and record."""

@@ -28,7 +28,8 @@ class OwnedRequest:
     created_at: float
     reservation_id: str
     settled: bool
-    webhook_url: str | None
+    webhook: bool
+    """The caller asked for a webhook; its URL is on the reservation (``finish.lua`` reads it)."""
     final_status: dict[str, Any] | None
     """What fal's status said once the request was COMPLETED, when the gateway has learnt it."""
 
@@ -58,8 +59,9 @@ class RequestRegistry:
             "created_at": repr(time.time()),
             "reservation": reservation_id,
             "settled": "0",
-            "webhook_url": webhook_url or "",
         }
+        if webhook_url:
+            fields["webhook"] = "1"
         reservation = redis_keys.reservation(team_id, reservation_id)
         async with store_errors():
             await self._store.execute(
@@ -122,8 +124,9 @@ def _owned(request_id: str, team_id: str, fields: dict[str, str]) -> OwnedReques
         created_at=float(fields["created_at"]),
         reservation_id=fields.get("reservation", ""),
         settled=fields.get("settled") == "1",
-        webhook_url=fields.get("webhook_url") or None,
-        final_status=_final_status(fields.get("final_status")),
+        # Records written before the URL moved to the reservation only (issue 14) hold it.
+        webhook=fields.get("webhook") == "1" or bool(fields.get("webhook_url")),
+        final_status=_final_status(request_id, fields.get("final_status")),
     )
 
 
@@ -132,8 +135,31 @@ def _hash(reply: list[str]) -> dict[str, str]:
     return dict(zip(reply[::2], reply[1::2], strict=True))
 
 
-def _final_status(text: str | None) -> dict[str, Any] | None:
+_REBUILT: dict[str, Any] = {"status": "COMPLETED", "logs": None, "metrics": {}}
+"""What every final status the gateway keeps says (only COMPLETED ones are kept, without logs),
+so the record need not: with the request id and the queue URLs (which
+``Links.rewrite_queue_body`` sets anyway), these are left out of the stored form."""
+_URLS = frozenset({"response_url", "status_url", "cancel_url"})
+
+
+def stored_status(request_id: str, status: dict[str, Any]) -> str:
+    """fal's final status as the request record keeps it: only what cannot be rebuilt, so the
+    value stays under Redis' 64-byte compact-encoding limit (``{}`` for a webhook's end,
+    ``{"metrics":{"inference_time":1.27}}`` for a poll's; a failure's error text may pass it)."""
+    kept = {
+        name: value
+        for name, value in status.items()
+        if name not in _URLS
+        and not (name == "request_id" and value == request_id)
+        and not (name in _REBUILT and value == _REBUILT[name])
+    }
+    return jsoncodec.dumps(kept)
+
+
+def _final_status(request_id: str, text: str | None) -> dict[str, Any] | None:
     if not text:
         return None
     value = jsoncodec.loads(text)
-    return value if isinstance(value, dict) else None
+    if not isinstance(value, dict):
+        return None
+    return {**_REBUILT, "request_id": request_id, **value}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import click
@@ -24,6 +26,47 @@ def admin_call(ctx: click.Context, method: str, path: str, body: Any = None) -> 
             return admin.call(method, path, body)
     except AdminError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def admin_download(
+    ctx: click.Context, path: str, params: Mapping[str, str | None], output: Path | None
+) -> None:
+    """Stream the admin API's answer at ``path`` to ``output`` (stdout when None)."""
+    url, token = ctx.obj
+    given = {name: value for name, value in params.items() if value is not None}
+    try:
+        with AdminClient(url, token) as admin:
+            if output is None:
+                admin.download(path, given, sys.stdout.buffer)
+                return
+            with output.open("wb") as out:
+                admin.download(path, given, out)
+    except AdminError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def export_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--from``, ``--to``, ``--format`` and ``--output`` of the export commands."""
+    options = [
+        click.option("--from", "start", help="First day (YYYY-MM-DD, UTC) or RFC 3339 time."),
+        click.option("--to", "end", help="Last day (all of it) or RFC 3339 time [now]."),
+        click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(["csv", "jsonl"]),
+            default="csv",
+            show_default=True,
+        ),
+        click.option(
+            "--output",
+            "-o",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Write to this file [stdout].",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 def connection(command: Callable[..., Any]) -> Callable[..., Any]:

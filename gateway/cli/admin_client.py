@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, BinaryIO
 
 import httpx
 
@@ -26,11 +27,30 @@ class AdminClient:
         try:
             response = self._http.request(method, f"/admin/v1{path}", json=json)
         except httpx.HTTPError as exc:
-            raise AdminError(f"cannot reach the gateway at {self._http.base_url}: {exc}") from exc
-        if response.is_error:
-            try:
-                detail = response.json().get("detail")
-            except ValueError:
-                detail = response.text
-            raise AdminError(f"{response.status_code}: {detail}")
+            raise self._unreachable(exc) from exc
+        _check(response)
         return response.json()
+
+    def download(self, path: str, params: Mapping[str, str], out: BinaryIO) -> None:
+        """GET ``path`` and write its body to ``out`` as it arrives (an export of any size)."""
+        try:
+            with self._http.stream("GET", f"/admin/v1{path}", params=params) as response:
+                if response.is_error:
+                    response.read()
+                    _check(response)
+                for chunk in response.iter_bytes():
+                    out.write(chunk)
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from exc
+
+    def _unreachable(self, exc: httpx.HTTPError) -> AdminError:
+        return AdminError(f"cannot reach the gateway at {self._http.base_url}: {exc}")
+
+
+def _check(response: httpx.Response) -> None:
+    if response.is_error:
+        try:
+            detail = response.json().get("detail")
+        except ValueError:
+            detail = response.text
+        raise AdminError(f"{response.status_code}: {detail}")

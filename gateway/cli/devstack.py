@@ -37,6 +37,7 @@ from gateway.limits.credits import add_credit
 from gateway.policy.limits import TeamLimits
 from gateway.settings import Settings
 from gateway.store.multiplexed import MultiplexedRedis
+from gateway.store.retention import Retention
 from gateway.store.scripts import Scripts
 from gateway.telemetry.metrics import Metrics
 
@@ -166,7 +167,10 @@ async def _usable_or_new_key(settings: Settings, token: str | None) -> str:
             store = MultiplexedRedis(settings.redis_url, settings.redis_timeout)
             try:
                 await add_credit(
-                    Scripts(store, Metrics()), team, DEMO_CREDIT_MICROS, "dev demo credit"
+                    Scripts(store, Metrics(), Retention.of(settings)),
+                    team,
+                    DEMO_CREDIT_MICROS,
+                    "dev demo credit",
                 )
             finally:
                 await store.aclose()

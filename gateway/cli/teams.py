@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import click
 
-from gateway.cli.admin import admin_call, admin_group
+from gateway.cli.admin import admin_call, admin_download, admin_group, export_options
 from gateway.cli.flags import TEAM_LIMITS, given
 from gateway.cli.output import json_option, rows_of, show, table
 from gateway.cli.records import Records
@@ -71,6 +72,24 @@ def ledger(ctx: click.Context, team_id: str, limit: int, as_json: bool) -> None:
     """The team's balance changes, newest first."""
     data = admin_call(ctx, "GET", f"/teams/{team_id}/ledger?limit={limit}")
     show(data, as_json, rows_of("entries", LEDGER_COLUMNS))
+
+
+@group.command("export-ledger")
+@click.argument("team_id")
+@export_options
+@click.pass_context
+def export_ledger(
+    ctx: click.Context,
+    team_id: str,
+    start: str | None,
+    end: str | None,
+    fmt: str,
+    output: Path | None,
+) -> None:
+    """Export the team's ledger entries in a time range, oldest first (CSV or JSON lines);
+    entries older than the gateway's ledger retention are gone."""
+    params = {"from": start, "to": end, "format": fmt}
+    admin_download(ctx, f"/teams/{team_id}/ledger/export", params, output)
 
 
 records = Records(group, "team", team_text, TEAM_LIMITS)

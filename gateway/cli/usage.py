@@ -1,16 +1,18 @@
-"""``fal-gateway usage``: requests, images, megapixels and cost, as a table, CSV or JSON."""
+"""``fal-gateway usage``: requests, images, megapixels and cost, as a table, CSV or JSON; and
+``fal-gateway usage export``: every settled request in a time range, streamed."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import click
 
-from gateway.cli.admin import admin_call, connect, connection
+from gateway.cli.admin import admin_call, admin_download, connect, connection, export_options
 from gateway.cli.flags import given
 from gateway.cli.output import json_option, table
 
@@ -25,7 +27,7 @@ def _csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return buffer.getvalue()
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @connection
 @click.option("--team", "team_id", help="Only this team.")
 @click.option("--key", "key_id", help="Only this key.")
@@ -54,11 +56,14 @@ def usage(
     as_csv: bool,
     as_json: bool,
 ) -> None:
-    """Usage (requests, images, megapixels, cost) from the admin API."""
+    """Usage (requests, images, megapixels, cost) from the admin API; `usage export` lists
+    every settled request instead."""
+    connect(ctx, url, token)
+    if ctx.invoked_subcommand is not None:
+        return
     query = given(team_id=team_id, key_id=key_id, endpoint=endpoint, to=end, group_by=group_by)
     if start:
         query["from"] = start
-    connect(ctx, url, token)
     rows = admin_call(ctx, "GET", "/usage?" + urlencode(query))["usage"]
     columns = [*(g for g in group_by.split(",") if g), *METRICS]
     if as_json:
@@ -67,3 +72,22 @@ def usage(
         click.echo(_csv(rows, columns), nl=False)
     else:
         click.echo(table(rows, columns))
+
+
+@usage.command("export")
+@click.option("--team", "team_id", help="Only this team [every team].")
+@export_options
+@click.pass_context
+def export(
+    ctx: click.Context,
+    team_id: str | None,
+    start: str | None,
+    end: str | None,
+    fmt: str,
+    output: Path | None,
+) -> None:
+    """Export every settled request in a time range (request, key, endpoint, images, pixels,
+    cost), team by team, oldest first, as CSV or JSON lines; requests older than the gateway's
+    usage retention are gone. Connection flags go before `export`."""
+    params = {"team_id": team_id, "from": start, "to": end, "format": fmt}
+    admin_download(ctx, "/usage/export", params, output)

@@ -47,7 +47,8 @@ class LedgerQuery(BaseModel):
     limit: Annotated[int, Field(ge=1, le=10_000)] = 100
 
 
-def _team_id(request: Request) -> str:
+def team_id_of(request: Request) -> str:
+    """The path's team id (404 when it cannot be one)."""
     team_id = str(request.path_params["team_id"])
     if not re.fullmatch(TEAM_ID_PATTERN, team_id):
         raise NotFound("Team not found")
@@ -71,32 +72,32 @@ async def list_teams(request: Request) -> Response:
 
 async def show_team(request: Request) -> Response:
     gateway = admin(request)
-    return JSONResponse((await gateway.teams.require(_team_id(request))).public())
+    return JSONResponse((await gateway.teams.require(team_id_of(request))).public())
 
 
 async def update_team_limits(request: Request) -> Response:
     gateway = admin(request)
     changes = (await body(request, TeamLimits)).model_dump(exclude_unset=True)
-    return JSONResponse((await gateway.teams.update_limits(_team_id(request), changes)).public())
+    return JSONResponse((await gateway.teams.update_limits(team_id_of(request), changes)).public())
 
 
 async def set_team_policy(request: Request) -> Response:
     gateway = admin(request)
     policy = await body(request, Policy)
-    return JSONResponse((await gateway.teams.set_policy(_team_id(request), policy)).public())
+    return JSONResponse((await gateway.teams.set_policy(team_id_of(request), policy)).public())
 
 
 async def credit_team(request: Request) -> Response:
     gateway = admin(request)
     spec = await body(request, Credit)
-    team = await gateway.teams.require(_team_id(request))
+    team = await gateway.teams.require(team_id_of(request))
     entry = await add_credit(gateway.scripts, team, spec.amount_micros, spec.note)
     return JSONResponse({"entry": entry, "balance_micros": entry["balance_micros"]}, 201)
 
 
 async def team_ledger(request: Request) -> Response:
     gateway = admin(request)
-    team_id = _team_id(request)
+    team_id = team_id_of(request)
     await gateway.teams.require(team_id)
     limit = query(request, LedgerQuery).limit
     return JSONResponse({"entries": await gateway.teams.ledger(team_id, limit)})

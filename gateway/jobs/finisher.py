@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from gateway.accounts.requests import OwnedRequest
+from gateway.accounts.requests import OwnedRequest, stored_status
 from gateway.catalog import find_endpoint
 from gateway.errors import FalError
 from gateway.limits.settlement import (
@@ -50,7 +50,8 @@ class Job:
     """fal's request id; empty until fal accepted the job (and for refusals before that)."""
     endpoint_id: str
     webhook_url: str | None = None
-    """Where the caller asked its webhook to go (``?fal_webhook=``)."""
+    """Where the caller asked its webhook to go (``?fal_webhook=``);
+    ``WEBHOOK_ON_RESERVATION`` when only the reservation holds it."""
 
     @classmethod
     def of(cls, owned: OwnedRequest) -> Job:
@@ -61,7 +62,7 @@ class Job:
             owned.reservation_id,
             owned.id,
             owned.endpoint_id,
-            owned.webhook_url,
+            store.WEBHOOK_ON_RESERVATION if owned.webhook else None,
         )
 
     @property
@@ -151,7 +152,9 @@ class Finisher:
                 list_cost=list_cost,
                 images=images,
                 pixels=pixels,
-                final_status=jsoncodec.dumps(ending.final_status) if ending.final_status else "",
+                final_status=stored_status(job.request_id, ending.final_status)
+                if ending.final_status
+                else "",
                 webhook_url=webhook or "",
                 webhook_body=jsoncodec.dumps(self._links.rewrite(ending.event)) if webhook else "",
             )

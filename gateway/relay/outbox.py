@@ -12,6 +12,7 @@ from redis.exceptions import ResponseError
 from gateway.accounts.keys import rfc3339
 from gateway.store import redis_keys
 from gateway.store.pool import fields_of, store_errors
+from gateway.store.retention import Retention
 
 PENDING = "pending"
 DELIVERED = "delivered"
@@ -41,8 +42,9 @@ def public(delivery_id: str, fields: dict[str, str]) -> dict[str, Any]:
 
 
 class Outbox:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, retention: Retention) -> None:
         self._redis = redis
+        self._retention = retention
 
     async def ensure_group(self) -> None:
         async with store_errors():
@@ -54,16 +56,9 @@ class Outbox:
                 if "BUSYGROUP" not in str(exc):
                     raise
 
-    async def _queue(self, team_id: str, delivery_id: str) -> None:
-        async with store_errors():
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.hset(redis_keys.DELIVERY_INDEX, delivery_id, team_id)
-            pipe.xadd(redis_keys.DELIVERY_STREAM, {"team_id": team_id, "delivery_id": delivery_id})
-            await pipe.execute()
-
     async def team_of(self, delivery_id: str) -> str | None:
         async with store_errors():
-            team_id = await self._redis.hget(redis_keys.DELIVERY_INDEX, delivery_id)
+            team_id = await self._redis.get(redis_keys.delivery_team(delivery_id))
         return None if team_id is None else str(team_id)
 
     async def get(self, team_id: str, delivery_id: str) -> dict[str, Any] | None:
@@ -87,14 +82,23 @@ class Outbox:
         return [d for d in found if status is None or d["status"] == status]
 
     async def replay(self, team_id: str, delivery_id: str) -> dict[str, Any] | None:
-        """Queue a delivery again from scratch (attempts reset), whatever its state."""
+        """Queue a delivery again from scratch (attempts reset), whatever its state; pending
+        again, it is kept as long as a new one (its index entry and team lookup too)."""
         name = redis_keys.delivery(team_id, delivery_id)
+        ttl = self._retention.delivery_pending
         async with store_errors():
-            if not await self._redis.exists(name):
+            key_id = await self._redis.hget(name, "key_id")
+            if key_id is None:
                 return None
-            await self._redis.hset(
-                name,
-                mapping={"status": PENDING, "attempts": "0", "next_at": repr(time.time())},
-            )
-        await self._queue(team_id, delivery_id)
+            now = time.time()
+            index = redis_keys.key_deliveries(team_id, str(key_id))
+            # Not a transaction: the stream and the team lookup are outside the team's hash tag.
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hset(name, mapping={"status": PENDING, "attempts": "0", "next_at": repr(now)})
+            pipe.expire(name, ttl)
+            pipe.set(redis_keys.delivery_team(delivery_id), team_id, ex=ttl)
+            pipe.zadd(index, {delivery_id: int(now)})
+            pipe.expire(index, ttl)
+            pipe.xadd(redis_keys.DELIVERY_STREAM, {"team_id": team_id, "delivery_id": delivery_id})
+            await pipe.execute()
         return await self.get(team_id, delivery_id)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import os
 import random
 import socket
@@ -277,7 +278,11 @@ class DeliveryWorker:
             **update,
         }
         async with store_errors():
-            await self._redis.hset(name, mapping=fields)
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hset(name, mapping=fields)
+            if retry_in is None:  # finished with: kept for the admin API, then gone
+                pipe.expire(name, math.ceil(self._settings.delivery_retention))
+            await pipe.execute()
         if retry_in is not None:
             await self._schedule(team_id, delivery_id, now + retry_in - time.time())
 

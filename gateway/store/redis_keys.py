@@ -24,8 +24,10 @@ def team_record(team_id: str) -> str:
 
 
 def request_record(team_id: str, request_id: str) -> str:
-    """HASH of one forwarded request (owning key, app, endpoint, time).
-    Expires ``request_retention`` seconds after submit."""
+    """HASH of one forwarded request (owning key, app, endpoint, time, reservation, whether
+    the caller asked for a webhook, fal's final status in short form): every value under
+    Redis' ``hash-max-listpack-value`` (64 bytes) in the usual cases, so the hash stays compact
+    (``accounts.requests``). Expires ``request_retention`` seconds after submit."""
     return f"{PREFIX}:{{{team_id}}}:req:{request_id}"
 
 
@@ -50,8 +52,8 @@ def leases(team_id: str, key_id: str) -> str:
 
 
 def reservation(team_id: str, reservation_id: str) -> str:
-    """HASH of one credit reservation (key, endpoint, cost, period, state, request id).
-    Expires ``request_retention`` seconds after admission."""
+    """HASH of one credit reservation (key, endpoint, cost, period, state, request id, the
+    caller's webhook URL). Expires ``request_retention`` seconds after admission."""
     return f"{PREFIX}:{{{team_id}}}:resv:{reservation_id}"
 
 
@@ -78,23 +80,28 @@ reservations; expires after ``reconcile_audit_interval``, which is what spaces t
 
 def spend(team_id: str) -> str:
     """HASH ``d:<YYYY-MM-DD>`` / ``m:<YYYY-MM>`` → micros reserved or spent in that period.
-    Old periods are pruned by the reconciler."""
+    ``admit.lua`` drops periods older than ``retention.SPEND_DAYS`` once it has more than
+    ``retention.SPEND_FIELDS`` fields; expires ``SPEND_DAYS`` after its last write."""
     return f"{PREFIX}:{{{team_id}}}:spend"
 
 
 def ledger(team_id: str) -> str:
-    """STREAM of every change of the team's balance (credits and usage). Lives forever."""
+    """STREAM of every change of the team's balance (credits and usage). Entries older than
+    ``ledger_retention`` are trimmed (``XADD MINID ~``, a stream node at a time) by each write;
+    export them before (``limits.exports``)."""
     return f"{PREFIX}:{{{team_id}}}:ledger"
 
 
 def usage_log(team_id: str) -> str:
-    """STREAM with one usage record per settled request. Lives forever."""
+    """STREAM with one usage record per settled request, read by the usage export
+    (``limits.exports``). Entries older than ``usage_retention`` are trimmed by each write."""
     return f"{PREFIX}:{{{team_id}}}:usage:log"
 
 
 def usage_day_prefix(team_id: str) -> str:
     """Prefix of ``<prefix><YYYY-MM-DD>``: HASH ``<key>|<endpoint>|<metric>`` → total, the team's
-    usage that day. Written by ``finish.lua`` (same hash tag). Lives forever."""
+    usage that day. Written by ``finish.lua`` (same hash tag). Expires ``usage_retention``
+    after its last write."""
     return f"{PREFIX}:{{{team_id}}}:usage:day:"
 
 
@@ -110,18 +117,27 @@ DELIVERY_RETRIES = "{" + DELIVERY_STREAM + "}:retries"
 retried, moved back onto ``DELIVERY_STREAM`` by ``promote.lua`` when due. Its hash tag is the
 stream's whole name, so on Redis Cluster both live in one slot. Members leave when due."""
 
-DELIVERY_INDEX = f"{PREFIX}:delivery-teams"
-"""HASH delivery id → team id, for admin lookups. Lives forever."""
+
+def delivery_team(delivery_id: str) -> str:
+    """STRING: the team of a delivery, for admin lookups by delivery id (so outside any team's
+    hash tag, like ``DELIVERY_STREAM``; issue 15 is where Redis Cluster gets its answer).
+    Written and re-armed with its delivery, and expires with it."""
+    return f"{PREFIX}:delivery-team:{delivery_id}"
 
 
 def delivery(team_id: str, delivery_id: str) -> str:
     """HASH of one webhook delivery to a caller (target, body, status, attempts, last error).
-    Its existence also marks fal's webhook for that request as received. Lives forever."""
+    Its existence also marks fal's webhook for that request as received. Expires
+    ``Retention.delivery_pending`` after it was created or replayed (its retry schedule plus
+    ``delivery_retention``), and ``delivery_retention`` after it was delivered or dead-lettered
+    (set by the delivery worker)."""
     return f"{PREFIX}:{{{team_id}}}:delivery:{delivery_id}"
 
 
 def key_deliveries(team_id: str, key_id: str) -> str:
-    """ZSET delivery id → creation time (s), one key's deliveries. Lives forever."""
+    """ZSET delivery id → time it was created or last replayed (s), one key's deliveries.
+    Entries older than ``Retention.delivery_pending`` (their delivery is gone) are dropped on
+    each write, and the set expires that long after its newest entry."""
     return f"{PREFIX}:{{{team_id}}}:deliveries:{key_id}"
 
 

@@ -22,9 +22,14 @@ from redis.exceptions import ResponseError
 from gateway.store import redis_keys
 from gateway.store.multiplexed import Command, MultiplexedRedis
 from gateway.store.pool import store_errors
+from gateway.store.retention import SPEND_FIELDS, Retention
 from gateway.telemetry.metrics import Metrics
 
 NAMES = ("admit", "finish", "credit", "claim", "release", "promote", "unlock")
+
+WEBHOOK_ON_RESERVATION = "*"
+"""``Ending.webhook_url`` for "the URL the reservation holds" (request records do not repeat
+it, so a finish from a request record knows only that there is one)."""
 
 
 def _source(name: str) -> str:
@@ -85,6 +90,8 @@ class Ending:
     final_status: str = ""
     """fal's final status (JSON) to answer later polls with; empty: none."""
     webhook_url: str = ""
+    """Where to queue the caller's webhook (``WEBHOOK_ON_RESERVATION``: the reservation's);
+    empty: nowhere."""
     webhook_body: str = ""
 
 
@@ -110,9 +117,10 @@ class Finished:
 class Scripts:
     """The scripts, timed per call; Redis being unreachable is a 503 (``store_errors``)."""
 
-    def __init__(self, store: MultiplexedRedis, metrics: Metrics) -> None:
+    def __init__(self, store: MultiplexedRedis, metrics: Metrics, retention: Retention) -> None:
         self._store = store
         self._metrics = metrics
+        self._retention = retention
         self._sources = {name: _source(name) for name in NAMES}
         self._shas = {
             name: hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
@@ -152,6 +160,8 @@ class Scripts:
                 a.endpoint_id,
                 k,
                 a.unbound_for,
+                self._retention.spend,
+                SPEND_FIELDS,
             ],
             then=[schedule],
         )
@@ -178,7 +188,7 @@ class Scripts:
                 redis_keys.delivery(t, e.request_id or e.reservation_id),
                 redis_keys.key_deliveries(t, e.key_id),
                 redis_keys.DELIVERY_STREAM,
-                redis_keys.DELIVERY_INDEX,
+                redis_keys.delivery_team(e.request_id or e.reservation_id),
             ],
             args=[
                 e.reservation_id,
@@ -193,6 +203,10 @@ class Scripts:
                 e.webhook_body,
                 t,
                 e.key_id,
+                self._retention.delivery_pending,
+                self._retention.usage,
+                self._retention.ledger,
+                self._retention.spend,
             ],
         )
         return Finished(str(reply[0]), int(reply[1]), str(reply[2]), int(reply[3]))
@@ -206,7 +220,7 @@ class Scripts:
         reply = await self._run(
             "credit",
             keys=[redis_keys.team_record(team_id), redis_keys.ledger(team_id)],
-            args=[amount_micros, note, max_balance],
+            args=[amount_micros, note, max_balance, self._retention.ledger],
         )
         if reply[0] == "missing":
             return None

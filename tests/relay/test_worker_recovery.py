@@ -115,3 +115,26 @@ def test_deliveries_orphaned_by_a_killed_process_are_all_taken_over(
                 assert len(peer.posts(path)) in (1, 2)  # the victim's hung attempt, maybe
             with redis.Redis.from_url(store.url) as direct:
                 assert direct.xlen(redis_keys.DELIVERY_STREAM) == 0
+
+
+def test_a_finished_delivery_is_kept_for_the_delivery_retention(
+    emulator: Emulator, peer: Peer
+) -> None:
+    with (
+        RedisServer() as store,
+        Gateway(store.url, emulator.url, {"delivery_retention": 100}) as gateway,
+    ):
+        token, _ = gateway.new_key()
+        path, url = _hook(peer, "kept")
+        with gateway.client(token) as client:
+            job = submit(client, KONTEXT, valid_body(KONTEXT), fal_webhook=url)
+        peer.wait_for_posts(path, 1)
+        record = redis_keys.delivery("default", job["request_id"])
+        with redis.Redis.from_url(store.url) as direct:
+            deadline = time.monotonic() + 10
+            while direct.hget(record, "status") != b"delivered":
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            # While pending it was kept through its retry schedule and the retention; now
+            # only the retention is left.
+            assert 90 < direct.ttl(record) <= 100

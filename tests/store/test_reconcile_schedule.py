@@ -13,7 +13,7 @@ import pytest
 from gateway.store import redis_keys
 from gateway.store.scripts import Scripts
 from tests.servers import RedisServer
-from tests.store.test_scripts import METRICS, Scene, run
+from tests.store.test_scripts import METRICS, RETENTION, Scene, run
 
 DUE, CLAIMED = redis_keys.RECONCILE_DUE, redis_keys.RECONCILE_CLAIMED
 
@@ -49,7 +49,7 @@ def test_each_due_team_is_claimed_by_one_pass_only(schedule_redis: RedisServer) 
         due = {f"due-{n}" for n in range(30)}
         await s.store.execute([("ZADD", DUE, now - 100, team) for team in due])
         await s.store.call("ZADD", DUE, now + 1000, "later")
-        other = Scripts(s.store, METRICS)
+        other = Scripts(s.store, METRICS, RETENTION)
         claims = await asyncio.gather(
             s.scripts.claim_due_teams(60, 30, 20), other.claim_due_teams(60, 30, 20)
         )

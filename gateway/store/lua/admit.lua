@@ -10,6 +10,8 @@
 -- ARGV[8] endpoint id     ARGV[9] key id
 -- ARGV[10] seconds the reservation may stay without a fal request id (a sync run: fal names
 --          the request only when it answers), on top of the reconciler's bind grace
+-- ARGV[11] seconds the spend hash is kept after its last write, and the age of the periods it
+--          drops once it has more than ARGV[12] fields (no cap reads them any more)
 --
 -- Returns {"ok", cost, key rate limit, key rate remaining, key rate reset ms}
 --      or {"refused", reason, retry after ms (0: none), detail number}.
@@ -120,6 +122,18 @@ redis.call('HINCRBY', KEYS[2], 'reserved', int(cost))
 redis.call('HINCRBY', KEYS[1], 'reserved', int(cost))
 redis.call('HINCRBY', KEYS[8], 'd:' .. day, int(cost))
 redis.call('HINCRBY', KEYS[8], 'm:' .. month, int(cost))
+redis.call('EXPIRE', KEYS[8], ARGV[11])
+if redis.call('HLEN', KEYS[8]) > tonumber(ARGV[12]) then
+  local cy, cm, cd = civil(math.floor(now_s / 86400) - math.floor(tonumber(ARGV[11]) / 86400))
+  local first_day = string.format('d:%04d-%02d-%02d', cy, cm, cd)
+  local first_month = string.format('m:%04d-%02d', cy, cm)
+  for _, period in ipairs(redis.call('HKEYS', KEYS[8])) do
+    local kind = string.sub(period, 1, 2)
+    if (kind == 'd:' and period < first_day) or (kind == 'm:' and period < first_month) then
+      redis.call('HDEL', KEYS[8], period)
+    end
+  end
+end
 redis.call('HSET', KEYS[6], 'key_id', ARGV[9], 'endpoint', ARGV[8], 'estimate', ARGV[2],
   'cost', int(cost), 'multiplier_ppm', team[3], 'day', day, 'month', month, 'created', now_s,
   'unbound_until', now_s + num(ARGV[10]), 'state', 'open')

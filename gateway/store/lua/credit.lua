@@ -2,6 +2,7 @@
 -- balance past +-ARGV[3] (and further from zero than it is) is refused and nothing is written.
 -- KEYS[1] team record   KEYS[2] ledger stream
 -- ARGV[1] amount (micros, signed)   ARGV[2] note   ARGV[3] largest balance allowed either way
+-- ARGV[4] seconds ledger entries are kept (older ones are trimmed, a stream node at a time)
 -- Returns {new balance, ledger entry id}, {"missing"} or {"out_of_range", balance it would be}.
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
 local current = tonumber(redis.call('HGET', KEYS[1], 'balance')) or 0
@@ -10,6 +11,9 @@ if math.abs(after) > tonumber(ARGV[3]) and math.abs(after) > math.abs(current) t
   return {'out_of_range', string.format('%d', after)}
 end
 local balance = redis.call('HINCRBY', KEYS[1], 'balance', ARGV[1])
-local entry = redis.call('XADD', KEYS[2], '*', 'kind', 'credit', 'amount_micros', ARGV[1],
-  'balance_micros', balance, 'request_id', '', 'key_id', '', 'note', ARGV[2])
+local now = redis.call('TIME')
+local oldest = math.max(0, tonumber(now[1]) - tonumber(ARGV[4])) * 1000
+local entry = redis.call('XADD', KEYS[2], 'MINID', '~', string.format('%d', oldest), '*',
+  'kind', 'credit', 'amount_micros', ARGV[1], 'balance_micros', balance, 'request_id', '',
+  'key_id', '', 'note', ARGV[2])
 return {balance, entry}

@@ -7,13 +7,18 @@
 -- KEYS[4] key leases      KEYS[5] open reservations  KEYS[6] team spend by period
 -- KEYS[7] ledger stream   KEYS[8] usage log stream   KEYS[9] request record (if bound)
 -- KEYS[10] delivery       KEYS[11] the key's deliveries index
--- KEYS[12] delivery stream   KEYS[13] delivery id -> team index
+-- KEYS[12] delivery stream   KEYS[13] the delivery's team (outside the team's hash tag, like
+--          the stream: admin lookups know only the delivery id)
 -- ARGV[1] reservation id  ARGV[2] actual list-price cost (micros; -1: the estimate)  ARGV[3] images
 -- ARGV[4] output pixels   ARGV[5] outcome   ARGV[6] request id ('' if never bound)
 -- ARGV[7] prefix of the team's daily usage hashes (same hash tag)
 -- ARGV[8] final status, JSON ('': none to remember)
--- ARGV[9] caller's webhook URL ('': none)   ARGV[10] webhook body   ARGV[11] team id
--- ARGV[12] key id
+-- ARGV[9] caller's webhook URL ('': none; '*': the one the reservation holds)
+-- ARGV[10] webhook body   ARGV[11] team id   ARGV[12] key id
+-- ARGV[13] seconds a new delivery is kept (its retry schedule, then its retention); the key's
+--          deliveries index drops entries older than that and expires that long after its newest
+-- ARGV[14] seconds usage is kept (daily aggregates after their last write; usage log entries)
+-- ARGV[15] seconds ledger entries are kept   ARGV[16] seconds the spend hash is kept
 --
 -- Returns {settlement, charged, delivery, overrun}: settlement "settled" (by this call),
 -- "already" or "missing" (the reservation expired); charged the actual cost; delivery "new",
@@ -29,11 +34,16 @@ local function num(value) return tonumber(value) or 0 end
 local function int(value) return string.format('%d', value) end
 
 local now = redis.call('TIME')[1]
+-- The oldest stream entry id (ms) to keep, for entries kept ``seconds``; streams are trimmed a
+-- node at a time (``~``), which bounds the work of one call.
+local function oldest(seconds)
+  return string.format('%d', math.max(0, tonumber(now) - tonumber(seconds)) * 1000)
+end
 local bound = ARGV[6] ~= '' and redis.call('EXISTS', KEYS[9]) == 1
 
 local settlement, charged, overrun = 'missing', 0, 0
 local r = redis.call('HMGET', KEYS[1], 'state', 'key_id', 'endpoint', 'cost', 'multiplier_ppm',
-  'day', 'month', 'actual', 'estimate')
+  'day', 'month', 'actual', 'estimate', 'webhook_url')
 if r[1] == 'settled' then
   settlement, charged = 'already', num(r[8])
 elseif r[1] then
@@ -54,6 +64,7 @@ elseif r[1] then
   redis.call('HINCRBY', KEYS[3], 'spent', int(charged))
   redis.call('HINCRBY', KEYS[6], 'd:' .. day, int(charged - reserved))
   redis.call('HINCRBY', KEYS[6], 'm:' .. r[7], int(charged - reserved))
+  redis.call('EXPIRE', KEYS[6], ARGV[16])
   redis.call('ZREM', KEYS[4], ARGV[1])
   redis.call('ZREM', KEYS[5], ARGV[1])
   redis.call('HSET', KEYS[1], 'state', 'settled', 'actual', int(charged), 'outcome', ARGV[5],
@@ -62,18 +73,19 @@ elseif r[1] then
     redis.call('HSET', KEYS[9], 'settled', '1')
   end
   if charged ~= 0 then
-    redis.call('XADD', KEYS[7], '*', 'kind', 'usage', 'amount_micros', int(-charged),
+    redis.call('XADD', KEYS[7], 'MINID', '~', oldest(ARGV[15]), '*', 'kind', 'usage', 'amount_micros', int(-charged),
       'balance_micros', balance, 'request_id', ARGV[6], 'key_id', key_id, 'note', endpoint)
   end
-  redis.call('XADD', KEYS[8], '*', 'request_id', ARGV[6], 'key_id', key_id, 'endpoint', endpoint,
-    'day', day, 'images', ARGV[3], 'pixels', ARGV[4], 'cost_micros', int(charged),
-    'overrun_micros', int(overrun), 'outcome', ARGV[5])
+  redis.call('XADD', KEYS[8], 'MINID', '~', oldest(ARGV[14]), '*', 'request_id', ARGV[6],
+    'key_id', key_id, 'endpoint', endpoint, 'day', day, 'images', ARGV[3], 'pixels', ARGV[4],
+    'cost_micros', int(charged), 'overrun_micros', int(overrun), 'outcome', ARGV[5])
   local usage = ARGV[7] .. day
   local field = key_id .. '|' .. endpoint .. '|'
   redis.call('HINCRBY', usage, field .. 'requests', 1)
   redis.call('HINCRBY', usage, field .. 'images', ARGV[3])
   redis.call('HINCRBY', usage, field .. 'pixels', ARGV[4])
   redis.call('HINCRBY', usage, field .. 'cost', int(charged))
+  redis.call('EXPIRE', usage, ARGV[14])
 end
 
 -- A record that has expired stays gone (HSET alone would recreate it without an expiry).
@@ -81,17 +93,23 @@ if ARGV[8] ~= '' and bound and redis.call('HEXISTS', KEYS[9], 'final_status') ==
   redis.call('HSET', KEYS[9], 'final_status', ARGV[8])
 end
 
+-- '*' stands for the URL on the reservation (the request record does not repeat it).
+local url = ARGV[9]
+if url == '*' then url = r[10] or '' end
 local delivery = 'none'
-if ARGV[9] ~= '' then
+if url ~= '' then
   if redis.call('EXISTS', KEYS[10]) == 1 then
     delivery = 'duplicate'
   else
     delivery = 'new'
     redis.call('HSET', KEYS[10], 'team_id', ARGV[11], 'key_id', ARGV[12],
-      'request_id', ARGV[6], 'url', ARGV[9], 'body', ARGV[10], 'status', 'pending',
+      'request_id', ARGV[6], 'url', url, 'body', ARGV[10], 'status', 'pending',
       'attempts', 0, 'next_at', now, 'created', now, 'last_error', '', 'last_status', '')
+    redis.call('EXPIRE', KEYS[10], ARGV[13])
     redis.call('ZADD', KEYS[11], now, ARGV[6])
-    redis.call('HSET', KEYS[13], ARGV[6], ARGV[11])
+    redis.call('ZREMRANGEBYSCORE', KEYS[11], '-inf', '(' .. (tonumber(now) - tonumber(ARGV[13])))
+    redis.call('EXPIRE', KEYS[11], ARGV[13])
+    redis.call('SET', KEYS[13], ARGV[11], 'EX', ARGV[13])
     redis.call('XADD', KEYS[12], '*', 'team_id', ARGV[11], 'delivery_id', ARGV[6])
   end
 end
