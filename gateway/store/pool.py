@@ -2,6 +2,11 @@
 
 redis-py 8 raises when its async pool is exhausted, so the pool size is set explicitly; every
 command has a socket timeout so a hung Redis fails requests quickly (503) instead of piling them up.
+
+After a failover, a connection still open to the old primary (now a replica) answers writes with
+``READONLY``: redis-py then drops that connection and retries the command once on a new one, which
+reaches whatever is primary now (the one DNS name of a managed Redis, or the primary the sentinels
+name). A write is never half-done by a ``READONLY`` reply, so the retry cannot apply it twice.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import (
     ClusterDownError,
@@ -23,22 +29,54 @@ from redis.retry import Retry
 
 from gateway.errors import StoreUnavailable
 from gateway.settings import Settings
+from gateway.store.address import sentinel_service
+from gateway.store.multiplexed import MultiplexedRedis
+
+
+class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """redis-py's Sentinel pool (connects to the primary the sentinels name), waiting for a
+    free connection when all are busy as ``BlockingConnectionPool`` does; closing it closes
+    the connections to the sentinels too."""
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        await self.sentinel_manager.aclose()
 
 
 def connect_redis(settings: Settings) -> Redis:
     """A client for ``settings.redis_url`` (connections are opened lazily)."""
-    pool = BlockingConnectionPool.from_url(
-        settings.redis_url,
-        max_connections=settings.redis_pool_size,
-        timeout=settings.redis_timeout,
-        socket_timeout=settings.redis_timeout,
-        socket_connect_timeout=settings.redis_timeout,
-        health_check_interval=30,
-        retry=Retry(ExponentialBackoff(cap=0.2, base=0.01), retries=2),
-        retry_on_error=[RedisConnectionError],
-        decode_responses=True,
+    options: dict[str, Any] = {
+        "max_connections": settings.redis_pool_size,
+        "timeout": settings.redis_timeout,
+        "socket_timeout": settings.redis_timeout,
+        "socket_connect_timeout": settings.redis_timeout,
+        "health_check_interval": 30,
+        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.01), retries=2),
+        "retry_on_error": [RedisConnectionError, ReadOnlyError],
+        "decode_responses": True,
+    }
+    service = sentinel_service(settings.redis_url)
+    if service is None:
+        return Redis(connection_pool=BlockingConnectionPool.from_url(settings.redis_url, **options))
+    sentinel = service.sentinel(settings.redis_timeout, _sentinel_password(settings))
+    client: Redis = sentinel.master_for(
+        service.service,
+        connection_pool_class=_BlockingSentinelPool,
+        **{**options, **service.connection_options()},
     )
-    return Redis(connection_pool=pool)
+    return client
+
+
+def connect_store(settings: Settings) -> MultiplexedRedis:
+    """The hot path's multiplexed connection to ``settings.redis_url`` (opened lazily)."""
+    return MultiplexedRedis(
+        settings.redis_url, settings.redis_timeout, sentinel_password=_sentinel_password(settings)
+    )
+
+
+def _sentinel_password(settings: Settings) -> str | None:
+    password = settings.redis_sentinel_password
+    return password.get_secret_value() if password else None
 
 
 UNAVAILABLE = (
