@@ -24,8 +24,10 @@ async def redis_state(redis: Redis, store: MultiplexedRedis) -> str:
 
 
 async def _pool_role(redis: Redis) -> str:
-    reply = await redis.role()
-    role = str(reply[0])
+    async with redis.client() as one:  # one pooled connection, to drop it if it is stale
+        role = str((await one.role())[0])
+        if role != "master" and one.connection is not None:
+            await one.connection.disconnect()
     if role != "master":
         await redis.connection_pool.disconnect(inuse_connections=False)
     return role

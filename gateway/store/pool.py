@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import (
@@ -25,7 +26,6 @@ from redis.exceptions import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
 from gateway.errors import StoreUnavailable
 from gateway.settings import Settings
@@ -43,6 +43,11 @@ class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
         await self.sentinel_manager.aclose()
 
 
+_RETRIED = (RedisConnectionError, ReadOnlyError)
+"""A pooled connection that broke (a Redis restart) or reaches a replica (a failover) is dropped
+and the command retried on a new one."""
+
+
 def connect_redis(settings: Settings) -> Redis:
     """A client for ``settings.redis_url`` (connections are opened lazily)."""
     options: dict[str, Any] = {
@@ -51,13 +56,16 @@ def connect_redis(settings: Settings) -> Redis:
         "socket_timeout": settings.redis_timeout,
         "socket_connect_timeout": settings.redis_timeout,
         "health_check_interval": 30,
-        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.01), retries=2),
-        "retry_on_error": [RedisConnectionError, ReadOnlyError],
+        # redis.asyncio's Retry: the synchronous one never retries a coroutine. Not on
+        # timeouts: the command may have run, and a hung Redis would take 3x as long to 503.
+        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.01), 2, _RETRIED),
+        "retry_on_error": list(_RETRIED),
         "decode_responses": True,
     }
     service = sentinel_service(settings.redis_url)
     if service is None:
-        return Redis(connection_pool=BlockingConnectionPool.from_url(settings.redis_url, **options))
+        # from_pool: the client owns the pool, so closing the client closes its connections.
+        return Redis.from_pool(BlockingConnectionPool.from_url(settings.redis_url, **options))
     sentinel = service.sentinel(settings.redis_timeout, _sentinel_password(settings))
     client: Redis = sentinel.master_for(
         service.service,
