@@ -22,6 +22,7 @@ from redis.exceptions import (
     ClusterDownError,
     MasterDownError,
     ReadOnlyError,
+    ResponseError,
     TryAgainError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -98,6 +99,15 @@ UNAVAILABLE = (
 """What Redis raises when it cannot serve for now, whichever client made the call."""
 
 
+def _unavailable(exc: BaseException | None) -> bool:
+    # NOREPLICAS (a primary short of the replicas ``min-replicas-to-write`` asks for) has no
+    # class of its own: a ResponseError whose message carries the code, prefixed in a pipeline
+    # or a script.
+    return isinstance(exc, UNAVAILABLE) or (
+        isinstance(exc, ResponseError) and "NOREPLICAS " in str(exc)
+    )
+
+
 class _StoreErrors:
     """Turns Redis being unreachable, or unable to serve for now, into a 503 (the gateway fails
     closed). A plain class rather than a generator-based context manager: it wraps every Redis
@@ -109,7 +119,7 @@ class _StoreErrors:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
     ) -> None:
-        if isinstance(exc, UNAVAILABLE):
+        if _unavailable(exc):
             raise StoreUnavailable(
                 "The gateway's data store is unavailable; try again shortly"
             ) from exc

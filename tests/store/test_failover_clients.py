@@ -13,9 +13,10 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ReadOnlyError
 
+from gateway.errors import StoreUnavailable
 from gateway.settings import Settings
 from gateway.store.multiplexed import MultiplexedRedis
-from gateway.store.pool import UNAVAILABLE, connect_redis
+from gateway.store.pool import UNAVAILABLE, connect_redis, store_errors
 from tests.servers import RedisServer
 from tests.store.replication import (
     Sentinel,
@@ -174,3 +175,33 @@ def test_both_clients_follow_the_sentinels_to_the_new_primary(
     assert errors  # the primary was away for a while
     with client(b) as primary:
         assert primary.get("fo:pooled") == "8"
+
+
+def test_a_primary_short_of_replicas_refuses_writes_as_unavailable() -> None:
+    """``min-replicas-to-write`` (see the README's operations part): a 503, from either client."""
+    with RedisServer(None, "--min-replicas-to-write", "1") as lonely:
+
+        async def main() -> None:
+            store, redis = MultiplexedRedis(lonely.url, 2), _pool(lonely.url)
+
+            async def pipelined() -> None:
+                async with redis.pipeline(transaction=False) as pipe:
+                    pipe.set("fo:r", "1")
+                    await pipe.execute()
+
+            writes: list[Callable[[], Awaitable[Any]]] = [
+                lambda: store.call("SET", "fo:r", "1"),
+                lambda: store.call("EVAL", WRITE_IN_SCRIPT, 1, "fo:r", "1"),
+                lambda: redis.set("fo:r", "1"),
+                pipelined,
+            ]
+            try:
+                for write in writes:
+                    with pytest.raises(StoreUnavailable):
+                        async with store_errors():
+                            await write()
+            finally:
+                await redis.aclose()
+                await store.aclose()
+
+        asyncio.run(main())
