@@ -240,31 +240,40 @@ class MultiplexedRedis:
             return self._connection
 
     async def _connect(self) -> _Connection:
+        try:
+            async with asyncio.timeout(self._timeout):
+                connection = await self._open()
+                try:
+                    await self._handshake(connection)
+                except BaseException:
+                    connection.close()  # timed out or cancelled half-way: no socket left open
+                    raise
+        except TimeoutError as exc:
+            raise RedisTimeoutError("Timeout connecting to Redis") from exc
+        except OSError as exc:
+            raise RedisConnectionError("Could not connect to Redis") from exc
+        return connection
+
+    async def _open(self) -> _Connection:
+        """A connection to the server of the URL, or to the primary the sentinels name."""
         loop = asyncio.get_running_loop()
         options = self._options
 
         def protocol() -> _Connection:
             return _Connection(self._timeout)
 
-        try:
-            async with asyncio.timeout(self._timeout):
-                if "path" in options:
-                    _, connection = await loop.create_unix_connection(protocol, options["path"])
-                else:
-                    host, port = options.get("host", "localhost"), options.get("port", 6379)
-                    if self._sentinel is not None and self._service is not None:
-                        host, port = await self._sentinel.discover_master(self._service.service)
-                    tls = (
-                        ssl.create_default_context()
-                        if options.get("connection_class") is SSLConnection or options.get("ssl")
-                        else None
-                    )
-                    _, connection = await loop.create_connection(protocol, host, port, ssl=tls)
-                await self._handshake(connection)
-        except TimeoutError as exc:
-            raise RedisTimeoutError("Timeout connecting to Redis") from exc
-        except OSError as exc:
-            raise RedisConnectionError("Could not connect to Redis") from exc
+        if "path" in options:
+            _, connection = await loop.create_unix_connection(protocol, options["path"])
+            return connection
+        host, port = options.get("host", "localhost"), options.get("port", 6379)
+        if self._sentinel is not None and self._service is not None:
+            host, port = await self._sentinel.discover_master(self._service.service)
+        tls = (
+            ssl.create_default_context()
+            if options.get("connection_class") is SSLConnection or options.get("ssl")
+            else None
+        )
+        _, connection = await loop.create_connection(protocol, host, port, ssl=tls)
         return connection
 
     async def _handshake(self, connection: _Connection) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -14,7 +12,7 @@ from typing import Self
 
 import redis
 
-from tests.servers import RedisServer, free_port
+from tests.servers import RedisServer
 
 SERVICE = "gateway"
 
@@ -49,14 +47,13 @@ def promote(new_primary: RedisServer, old_primary: RedisServer) -> None:
         demoted.execute_command("REPLICAOF", "127.0.0.1", str(new_primary.port))
 
 
-class Sentinel:
+class Sentinel(RedisServer):
     """A ``redis-server --sentinel`` watching ``primary`` as service ``gateway``; it fails over
     about a second after the primary stops answering (quorum 1)."""
 
     def __init__(self, primary: RedisServer) -> None:
-        self.port = free_port()
-        self._dir = tempfile.TemporaryDirectory(prefix="sentinel-")
-        self._config = Path(self._dir.name) / "sentinel.conf"
+        super().__init__()
+        self._config = Path(self._dir.name) / "sentinel.conf"  # sentinel rewrites it
         self._config.write_text(
             f"port {self.port}\n"
             "bind 127.0.0.1\n"
@@ -65,23 +62,11 @@ class Sentinel:
             f"sentinel down-after-milliseconds {SERVICE} 1000\n"
             f"sentinel failover-timeout {SERVICE} 3000\n"
         )
-        self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def command(self) -> list[str]:
         from gateway.cli.devstack import redis_server_binary
 
-        self.process = subprocess.Popen(
-            [redis_server_binary(), str(self._config), "--sentinel"], stdout=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with client(self.port) as sentinel:
-                    sentinel.ping()
-                    return
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline, "sentinel did not start"
-                time.sleep(0.05)
+        return [redis_server_binary(), str(self._config), "--sentinel"]
 
     def wait_for_replicas(self, count: int, timeout: float = 15) -> None:
         """Until the sentinel knows ``count`` replicas that are in sync (it can fail over)."""
@@ -99,19 +84,6 @@ class Sentinel:
         with client(self.port) as sentinel:
             _, port = sentinel.sentinel_get_master_addr_by_name(SERVICE)
             return int(port)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-        self._dir.cleanup()
 
 
 def sentinel_url(*sentinels: Sentinel, db: int = 0) -> str:

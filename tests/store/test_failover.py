@@ -7,12 +7,9 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import ExitStack
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.jobs import KONTEXT, submit, valid_body, wait_status
 from tests.limits.conftest import ledger, new_team, settled_when, team_state
@@ -22,7 +19,6 @@ from tests.store.replication import (
     Sentinel,
     SwitchableName,
     promote,
-    replica_of,
     sentinel_url,
     wait_replicated,
 )
@@ -30,16 +26,6 @@ from tests.store.replication import (
 FUNDS = 10**9
 COST = 135
 """A 64x48 Kontext edit at a 1.25 price multiplier (see tests/limits/test_race.py)."""
-
-
-@pytest.fixture
-def pair() -> Iterator[tuple[RedisServer, RedisServer]]:
-    """A primary and its replica, in sync."""
-    with ExitStack() as stack:
-        primary = stack.enter_context(RedisServer())
-        replica = stack.enter_context(replica_of(primary))
-        wait_replicated(primary, replica)
-        yield primary, replica
 
 
 def _post(client: httpx.Client) -> httpx.Response:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import ExitStack
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -23,22 +22,10 @@ from tests.store.replication import (
     SwitchableName,
     client,
     promote,
-    replica_of,
     sentinel_url,
-    wait_replicated,
 )
 
 WRITE_IN_SCRIPT = "return redis.call('SET', KEYS[1], ARGV[1])"
-
-
-@pytest.fixture
-def pair() -> Iterator[tuple[RedisServer, RedisServer]]:
-    """A primary and its replica, in sync."""
-    with ExitStack() as stack:
-        primary = stack.enter_context(RedisServer())
-        replica = stack.enter_context(replica_of(primary))
-        wait_replicated(primary, replica)
-        yield primary, replica
 
 
 def _store(url: str, body: Callable[[MultiplexedRedis], Awaitable[Any]]) -> Any:
