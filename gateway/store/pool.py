@@ -11,14 +11,17 @@ name). A write is never half-done by a ``READONLY`` reply, so the retry cannot a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, cast
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar, cast
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
+    BusyLoadingError,
     ClusterDownError,
     MasterDownError,
     ReadOnlyError,
@@ -33,6 +36,8 @@ from gateway.settings import Settings
 from gateway.store.address import sentinel_service
 from gateway.store.multiplexed import MultiplexedRedis
 
+T = TypeVar("T")
+
 
 class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
     """redis-py's Sentinel pool (connects to the primary the sentinels name), waiting for a
@@ -45,8 +50,33 @@ class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
 
 
 _RETRIED = (RedisConnectionError, ReadOnlyError)
-"""A pooled connection that broke (a Redis restart) or reaches a replica (a failover) is dropped
-and the command retried on a new one."""
+_NOT_RETRIED = (BusyLoadingError, AuthenticationError, AuthorizationError)
+"""Connection errors a new connection would meet again: Redis loading its data (for seconds),
+credentials refused."""
+
+
+class _Retry(Retry):
+    """A pooled connection that broke (a Redis restart, an idle connection cut) or reaches a
+    replica (a failover) is dropped and the command retried on a new one; nothing else is
+    retried. Not timeouts: the command may have run, and a hung Redis would take 3x as long to
+    answer 503."""
+
+    def __init__(self) -> None:
+        super().__init__(ExponentialBackoff(cap=0.2, base=0.01), 2, _RETRIED)
+
+    async def call_with_retry(
+        self,
+        do: Callable[[], Awaitable[T]],
+        fail: Callable[..., Any],
+        is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> T:
+        def retryable(error: Exception) -> bool:
+            if isinstance(error, _NOT_RETRIED):
+                return False
+            return is_retryable is None or is_retryable(error)
+
+        return await super().call_with_retry(do, fail, retryable, with_failure_count)
 
 
 def connect_redis(settings: Settings) -> Redis:
@@ -57,9 +87,7 @@ def connect_redis(settings: Settings) -> Redis:
         "socket_timeout": settings.redis_timeout,
         "socket_connect_timeout": settings.redis_timeout,
         "health_check_interval": 30,
-        # redis.asyncio's Retry: the synchronous one never retries a coroutine. Not on
-        # timeouts: the command may have run, and a hung Redis would take 3x as long to 503.
-        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.01), 2, _RETRIED),
+        "retry": _Retry(),  # redis.asyncio's: the synchronous one never retries a coroutine
         "retry_on_error": list(_RETRIED),
         "decode_responses": True,
     }
