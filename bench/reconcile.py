@@ -33,8 +33,7 @@ from gateway.jobs.finisher import Finisher
 from gateway.jobs.reconciler import Reconciler
 from gateway.policy.limits import TeamLimits
 from gateway.settings import Settings
-from gateway.store.multiplexed import MultiplexedRedis
-from gateway.store.pool import connect_redis
+from gateway.store.pool import connect_redis, connect_store
 from gateway.store.retention import Retention
 from gateway.store.scripts import Scripts
 from gateway.telemetry.metrics import Metrics
@@ -66,7 +65,7 @@ async def _reconciler(
     redis: Redis, settings: Settings, metrics: Metrics
 ) -> AsyncIterator[Reconciler]:
     """A reconciler built as the app builds it."""
-    store = MultiplexedRedis(settings.redis_url, settings.redis_timeout)
+    store = connect_store(settings)
     scripts = Scripts(store, metrics, Retention.of(settings))
     upstream = FalUpstream(settings, metrics)
     links = Links(

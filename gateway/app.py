@@ -46,8 +46,7 @@ from gateway.relay.outbox import Outbox
 from gateway.relay.targets import TargetPolicy
 from gateway.relay.worker import DeliveryWorker
 from gateway.settings import Settings
-from gateway.store.multiplexed import MultiplexedRedis
-from gateway.store.pool import connect_redis
+from gateway.store.pool import connect_redis, connect_store
 from gateway.store.retention import Retention
 from gateway.store.scripts import Scripts
 from gateway.telemetry.loops import Loop, Supervisor
@@ -105,7 +104,7 @@ def create_app(settings: Settings) -> ASGIApp:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         redis = connect_redis(settings)
         upstream = FalUpstream(settings, metrics)
-        store = MultiplexedRedis(settings.redis_url, settings.redis_timeout)
+        store = connect_store(settings)
         retention = Retention.of(settings)
         scripts = Scripts(store, metrics, retention)
         requests = RequestRegistry(store, settings.request_retention)
@@ -150,6 +149,7 @@ def create_app(settings: Settings) -> ASGIApp:
         app.state.services = fast_status.services = Services(
             settings=settings,
             redis=redis,
+            store=store,
             keys=keys,
             teams=teams,
             requests=requests,

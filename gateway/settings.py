@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     """Base of every URL the gateway hands out (``response_url``, image links, ...)."""
     redis_url: str = "redis://127.0.0.1:6379/0"
+    """One Redis (``redis://``, ``rediss://``, ``unix://``), or the primary of a Sentinel
+    service: ``redis+sentinel://[[user]:password@]host1:26379,host2:26379/<service>[/<db>]``
+    (``rediss+sentinel://`` for TLS); see ``gateway/store/address.py``."""
+    redis_sentinel_password: SecretStr | None = None
+    """Password of the sentinels themselves (the URL's password is the Redis servers')."""
     redis_pool_size: Annotated[int, Field(ge=1)] = 100
     redis_timeout: Annotated[float, Field(gt=0)] = 2.0
     fal_key: Annotated[tuple[SecretStr, ...], NoDecode] = ()

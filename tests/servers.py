@@ -165,26 +165,26 @@ class RedisServer:
         self._dir = tempfile.TemporaryDirectory(prefix="redis-")
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def command(self) -> list[str]:
         from gateway.cli.devstack import redis_server_binary
 
-        self.process = subprocess.Popen(
-            [
-                redis_server_binary(),
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                self._dir.name,
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                *self._extra_args,
-            ],
-            stdout=subprocess.DEVNULL,
-        )
+        return [
+            redis_server_binary(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            self._dir.name,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            *self._extra_args,
+        ]
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:

@@ -36,7 +36,7 @@ from gateway.errors import Unauthorized
 from gateway.limits.credits import add_credit
 from gateway.policy.limits import TeamLimits
 from gateway.settings import Settings
-from gateway.store.multiplexed import MultiplexedRedis
+from gateway.store.pool import connect_store
 from gateway.store.retention import Retention
 from gateway.store.scripts import Scripts
 from gateway.telemetry.metrics import Metrics
@@ -164,7 +164,7 @@ async def _usable_or_new_key(settings: Settings, token: str | None) -> str:
     redis = Redis.from_url(settings.redis_url, decode_responses=True)
     try:
         if team := await TeamStore(redis).create(DEFAULT_TEAM, "Default team", TeamLimits()):
-            store = MultiplexedRedis(settings.redis_url, settings.redis_timeout)
+            store = connect_store(settings)
             try:
                 await add_credit(
                     Scripts(store, Metrics(), Retention.of(settings)),

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.http.services import services
+from gateway.store.health import redis_state
 from gateway.web.jsoncodec import JSONResponse
 
 
@@ -19,24 +19,20 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Redis and fal are both reachable and no background loop is stalled; 503 names whichever
-    is not (``loops``: the stalled ones)."""
+    """Redis (a primary: a replica refuses writes) and fal are both reachable and no background
+    loop is stalled; 503 names whichever is not: ``redis`` ``down`` or ``replica``, ``upstream``
+    ``down``, ``loops``: the stalled ones."""
     gateway = services(request)
-
-    async def redis_ok() -> bool:
-        try:
-            return bool(await gateway.redis.ping())
-        except RedisError:
-            return False
-
-    redis_up, upstream_up = await asyncio.gather(redis_ok(), gateway.upstream.reachable())
+    redis, upstream_up = await asyncio.gather(
+        redis_state(gateway.redis, gateway.store), gateway.upstream.reachable()
+    )
     stalled = gateway.background.stalled()
     checks: dict[str, object] = {
-        "redis": "ok" if redis_up else "down",
+        "redis": redis,
         "upstream": "ok" if upstream_up else "down",
         "loops": dict.fromkeys(stalled, "stalled") or "ok",
     }
-    ready = redis_up and upstream_up and not stalled
+    ready = redis == "ok" and upstream_up and not stalled
     return JSONResponse(
         {"status": "ok" if ready else "unavailable", **checks}, 200 if ready else 503
     )

@@ -20,6 +20,7 @@ from gateway.relay.fal_signature import FalKeys
 from gateway.relay.outbox import Outbox
 from gateway.relay.targets import TargetPolicy
 from gateway.settings import Settings
+from gateway.store.multiplexed import MultiplexedRedis
 from gateway.store.scripts import Scripts
 from gateway.telemetry.loops import Supervisor
 from gateway.telemetry.metrics import Metrics
@@ -31,6 +32,8 @@ from gateway.upstream.links import Links
 class Services:
     settings: Settings
     redis: Redis
+    store: MultiplexedRedis
+    """The hot path's connection (``scripts`` and ``requests`` use it)."""
     keys: KeyStore
     teams: TeamStore
     requests: RequestRegistry

@@ -11,11 +11,17 @@ the oldest reply outstanding. A batch of commands is written in one piece, so a 
 
 Failures surface as redis-py's exceptions, so ``store_errors`` maps them to 503 as for any other
 Redis call. Nothing is retried: a command whose connection broke may or may not have run.
+
+Failover: every (re)connect asks the sentinels for the primary (with a ``redis+sentinel://``
+URL) and checks with ``ROLE`` that the server is a primary. A ``READONLY`` reply (the server was
+demoted while connected) closes the connection, so the next call reconnects to whatever is
+primary now; the commands in flight on it fail (on a replica none of their writes ran).
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import time
 from collections import deque
@@ -24,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import hiredis
+from redis.asyncio.sentinel import Sentinel
 from redis.connection import SSLConnection, parse_url
 from redis.exceptions import (
     AuthenticationError,
@@ -38,6 +45,8 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from gateway.store.address import sentinel_service
+
 Command = Sequence[str | int | float | bytes]
 
 _UNAVAILABLE_REPLIES: dict[str, type[RedisError]] = {
@@ -49,11 +58,21 @@ _UNAVAILABLE_REPLIES: dict[str, type[RedisError]] = {
 }
 
 
+_IN_SCRIPT = re.compile(r"^ERR Error running script .*?: -([A-Z]+) ")
+"""Redis 6 reports an error of a ``redis.call`` inside a script as ``ERR Error running script
+(call to f_...): @user_script:9: @user_script: 9: -READONLY You can't write ...``; Redis 7
+keeps the inner code first."""
+
+
 def _reply_error(message: str) -> RedisError:
-    """An error reply saying Redis cannot serve for now as the exception redis-py raises for it
-    (which ``store_errors`` makes a 503); any other as a ``ResponseError``. The whole message is
-    kept, so callers can still tell e.g. ``NOSCRIPT`` by its prefix."""
-    unavailable = _UNAVAILABLE_REPLIES.get(message.split(" ", 1)[0])
+    """An error reply saying Redis cannot serve for now (also from inside a script) as the
+    exception redis-py raises for it (which ``store_errors`` makes a 503); any other as a
+    ``ResponseError``. The whole message is kept, so callers can still tell e.g. ``NOSCRIPT``
+    by its prefix."""
+    code = message.split(" ", 1)[0]
+    if code == "ERR" and (inner := _IN_SCRIPT.match(message)):
+        code = inner.group(1)
+    unavailable = _UNAVAILABLE_REPLIES.get(code)
     return unavailable(message) if unavailable is not None else ResponseError(message)
 
 
@@ -100,6 +119,9 @@ class _Connection(asyncio.Protocol):
                 self._pending.popleft()
                 if not batch.answered.done():  # else its caller was cancelled
                     batch.answered.set_result(batch.replies)
+            if isinstance(reply, ReadOnlyError):  # a replica now: reconnect for the next call
+                self._fail(ReadOnlyError("Redis became a replica; connection closed"))
+                return
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(self._failure or RedisConnectionError("Connection to Redis lost"))
@@ -152,11 +174,19 @@ class _Connection(asyncio.Protocol):
 class MultiplexedRedis:
     """Commands from any number of concurrent callers over one Redis connection."""
 
-    def __init__(self, url: str, timeout: float) -> None:
-        self._options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
+    def __init__(self, url: str, timeout: float, *, sentinel_password: str | None = None) -> None:
         self._timeout = timeout
+        self._service = sentinel_service(url)
+        self._sentinel: Sentinel | None = None
+        if self._service is not None:
+            self._options: dict[str, Any] = self._service.connection_options()
+            self._sentinel = self._service.sentinel(timeout, sentinel_password)
+        else:
+            self._options = parse_url(url)  # type: ignore[no-untyped-call]
         self._connection: _Connection | None = None
         self._connecting = asyncio.Lock()
+        self._attempts = 0
+        self._last_failure: RedisError | None = None
 
     async def call(self, *command: str | int | float | bytes) -> Any:
         """One command's reply (a Redis error reply is raised, see ``_reply_error``)."""
@@ -173,58 +203,93 @@ class MultiplexedRedis:
                 raise reply
         return replies
 
+    async def role(self) -> str:
+        """``master``, or ``slave`` after closing the connection (the next call reconnects, to
+        the primary if there is one now)."""
+        role = str((await self.call("ROLE"))[0])
+        if role != "master" and self._connection is not None:
+            self._connection.close()
+        return role
+
     async def aclose(self) -> None:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+        if self._sentinel is not None:
+            await self._sentinel.aclose()
 
     async def _connected(self) -> _Connection:
         connection = self._connection
         if connection is not None and connection.usable:
             return connection
+        attempt = self._attempts
         async with self._connecting:
-            if self._connection is None or not self._connection.usable:
+            if self._connection is not None and self._connection.usable:
+                return self._connection
+            if self._attempts != attempt and self._last_failure is not None:
+                # An attempt made while this caller waited failed: fail alike rather than
+                # queue one more attempt per waiting caller behind a Redis that is away.
+                raise type(self._last_failure)(*self._last_failure.args)
+            self._attempts += 1
+            try:
                 self._connection = await self._connect()
+            except RedisError as exc:
+                self._last_failure = exc
+                raise
+            self._last_failure = None
             return self._connection
 
     async def _connect(self) -> _Connection:
+        try:
+            async with asyncio.timeout(self._timeout):
+                connection = await self._open()
+                try:
+                    await self._handshake(connection)
+                except BaseException:
+                    connection.close()  # timed out or cancelled half-way: no socket left open
+                    raise
+        except TimeoutError as exc:
+            raise RedisTimeoutError("Timeout connecting to Redis") from exc
+        except OSError as exc:
+            raise RedisConnectionError("Could not connect to Redis") from exc
+        return connection
+
+    async def _open(self) -> _Connection:
+        """A connection to the server of the URL, or to the primary the sentinels name."""
         loop = asyncio.get_running_loop()
         options = self._options
 
         def protocol() -> _Connection:
             return _Connection(self._timeout)
 
-        try:
-            async with asyncio.timeout(self._timeout):
-                if "path" in options:
-                    _, connection = await loop.create_unix_connection(protocol, options["path"])
-                else:
-                    tls = (
-                        ssl.create_default_context()
-                        if options.get("connection_class") is SSLConnection
-                        else None
-                    )
-                    _, connection = await loop.create_connection(
-                        protocol,
-                        options.get("host", "localhost"),
-                        options.get("port", 6379),
-                        ssl=tls,
-                    )
-                await self._handshake(connection)
-        except (OSError, TimeoutError) as exc:
-            raise RedisConnectionError("Could not connect to Redis") from exc
+        if "path" in options:
+            _, connection = await loop.create_unix_connection(protocol, options["path"])
+            return connection
+        host, port = options.get("host", "localhost"), options.get("port", 6379)
+        if self._sentinel is not None and self._service is not None:
+            host, port = await self._sentinel.discover_master(self._service.service)
+        tls = (
+            ssl.create_default_context()
+            if options.get("connection_class") is SSLConnection or options.get("ssl")
+            else None
+        )
+        _, connection = await loop.create_connection(protocol, host, port, ssl=tls)
         return connection
 
     async def _handshake(self, connection: _Connection) -> None:
-        """Authenticate and select the database, as the URL says."""
+        """Authenticate and select the database, as the URL says, and make sure the server is
+        a primary (a replica would refuse every write)."""
         commands: list[Command] = []
         if password := self._options.get("password"):
             username = self._options.get("username")
             commands.append(("AUTH", username, password) if username else ("AUTH", password))
         if db := self._options.get("db"):
             commands.append(("SELECT", db))
-        if commands:
-            replies = await connection.send(commands)
-            if any(isinstance(reply, RedisError) for reply in replies):
-                connection.close()
-                raise AuthenticationError("Redis refused the gateway's credentials")
+        replies = await connection.send([*commands, ("ROLE",)])
+        if any(isinstance(reply, RedisError) for reply in replies[:-1]):
+            connection.close()
+            raise AuthenticationError("Redis refused the gateway's credentials")
+        role = replies[-1]  # an error (ROLE not allowed) cannot tell; READONLY replies will
+        if not isinstance(role, RedisError) and role[0] != "master":
+            connection.close()
+            raise ReadOnlyError("Redis is a replica, not the primary; retrying")
