@@ -98,7 +98,7 @@ def run(jobs: int, latency: float) -> dict[str, float]:
     settings = {
         "webhook_target_concurrency": TARGET_CONCURRENCY,
         "webhook_backlog": jobs * 2,  # the victim keeps every delivery it takes pending
-        "webhook_timeout": 120,
+        "webhook_timeout": 10,
     }
     with (
         RedisServer() as server,
@@ -119,14 +119,17 @@ def run(jobs: int, latency: float) -> dict[str, float]:
             victim.process.send_signal(signal.SIGKILL)
             victim.process.wait()
         receiver.release()
-        survivor_settings = {**settings, "webhook_claim_idle": 1, "webhook_timeout": 10}
+        survivor_settings = {**settings, "webhook_claim_idle": 1}
         started = time.monotonic()
+        bulk = 0.0
         with Gateway(server.url, emulator.url, survivor_settings):
             deadline = time.monotonic() + 900
             while client.xlen("fgw:deliveries") or client.zcard("{fgw:deliveries}:retries"):
                 if time.monotonic() > deadline:
                     raise SystemExit("the backlog did not drain")
-                time.sleep(0.1)
+                if not bulk and _delivered(client) >= jobs - TARGET_CONCURRENCY:
+                    bulk = time.monotonic() - started
+                time.sleep(0.2)
             drained = time.monotonic() - started
             delivered = _delivered(client)
         speed = asyncio.run(_receiver_speed(f"{receiver.url}/direct", jobs))
@@ -134,6 +137,7 @@ def run(jobs: int, latency: float) -> dict[str, float]:
         "jobs": jobs,
         "delivered": delivered,
         "drain_seconds": drained,
+        "bulk_seconds": bulk or drained,
         "receiver_per_second": speed,
     }
 
@@ -153,9 +157,11 @@ def main() -> None:
     result = run(args.jobs, args.latency)
     at_receiver_speed = result["jobs"] / result["receiver_per_second"]
     print(
-        f"{result['jobs']} orphaned deliveries ({result['delivered']} delivered) drained in "
-        f"{result['drain_seconds']:.1f} s "
-        f"(survivor start to last delivery recorded, claim idle 1 s included); the receiver "
+        f"{result['jobs']} orphaned deliveries ({result['delivered']} delivered): all but the "
+        f"{TARGET_CONCURRENCY} the victim was sending when killed in "
+        f"{result['bulk_seconds']:.1f} s, all in {result['drain_seconds']:.1f} s (survivor start "
+        f"to last delivery recorded, claim idle 1 s included; the victim's own attempts wait "
+        f"for its locks to lapse, webhook_timeout + 5 s); the receiver "
         f"alone takes {at_receiver_speed:.1f} s for as many at {TARGET_CONCURRENCY} at once "
         f"({result['receiver_per_second']:.0f}/s)."
     )

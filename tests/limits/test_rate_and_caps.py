@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
 
 from tests.jobs import KONTEXT, valid_body, wait_status
 from tests.limits.conftest import new_team, settled_when, team_state
-from tests.servers import Gateway
+from tests.servers import Emulator, Gateway
 
 FUNDS = 10**9
 
@@ -66,13 +68,26 @@ def test_team_rate_limit_spans_its_keys(fleet: list[Gateway]) -> None:
     assert "this key's team" in next(r for r in responses if r.status_code == 429).json()["detail"]
 
 
+@contextmanager
+def _jobs_running_for(emulator: Emulator, seconds: float) -> Iterator[None]:
+    """Jobs outlast a burst however slow the machine (else a lease may free mid-burst)."""
+    with emulator.client() as control:
+        before = control.get("/_emulator/knobs").json()["run_time"]
+        control.patch("/_emulator/knobs", json={"run_time": seconds}).raise_for_status()
+        try:
+            yield
+        finally:
+            control.patch("/_emulator/knobs", json={"run_time": before}).raise_for_status()
+
+
 def test_concurrency_leases_hold_under_concurrency_and_free_on_settlement(
-    fleet: list[Gateway],
+    fleet: list[Gateway], fast_emulator: Emulator
 ) -> None:
     team = new_team(fleet[0], FUNDS)
     token, _ = fleet[0].new_key(team_id=team, max_concurrent=3)
 
-    responses = asyncio.run(_burst(fleet, [token], 25))
+    with _jobs_running_for(fast_emulator, 3):
+        responses = asyncio.run(_burst(fleet, [token], 25))
 
     assert Counter(r.status_code for r in responses) == {200: 3, 429: 22}
     assert {r.json()["error_type"] for r in responses if r.status_code == 429} == {
@@ -83,7 +98,8 @@ def test_concurrency_leases_hold_under_concurrency_and_free_on_settlement(
             wait_status(client, response.json()["status_url"])
             client.get(response.json()["response_url"])
         settled_when(lambda: team_state(fleet[0], team)["reserved_micros"] == 0)
-        again = asyncio.run(_burst(fleet, [token], 10))
+        with _jobs_running_for(fast_emulator, 3):
+            again = asyncio.run(_burst(fleet, [token], 10))
     assert Counter(r.status_code for r in again) == {200: 3, 429: 7}
 
 
