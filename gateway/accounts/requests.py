@@ -11,7 +11,7 @@ from gateway.accounts.keys import KEY_CHECK_FIELDS, parse_authorization, verify_
 from gateway.catalog import Endpoint
 from gateway.errors import NotFound
 from gateway.store import redis_keys
-from gateway.store.multiplexed import MultiplexedRedis
+from gateway.store.multiplexed import MultiplexedRedis, hash_reply
 from gateway.store.pool import store_errors
 from gateway.web import jsoncodec
 
@@ -94,7 +94,7 @@ class RequestRegistry:
                 [("HMGET", key_name, *KEY_CHECK_FIELDS), ("HGETALL", request_name)]
             )
         verify_key(token, dict(zip(KEY_CHECK_FIELDS, key_values, strict=True)), time.time())
-        request_fields = _hash(request_reply)
+        request_fields = hash_reply(request_reply)
         if (
             len(request_id) > _MAX_REQUEST_ID
             or request_fields.get("key_id") != token.key_id
@@ -108,7 +108,7 @@ class RequestRegistry:
         if len(request_id) > _MAX_REQUEST_ID:
             return None
         async with store_errors():
-            fields = _hash(
+            fields = hash_reply(
                 await self._store.call("HGETALL", redis_keys.request_record(team_id, request_id))
             )
         return _owned(request_id, team_id, fields) if fields else None
@@ -128,11 +128,6 @@ def _owned(request_id: str, team_id: str, fields: dict[str, str]) -> OwnedReques
         webhook=fields.get("webhook") == "1" or bool(fields.get("webhook_url")),
         final_status=_final_status(request_id, fields.get("final_status")),
     )
-
-
-def _hash(reply: list[str]) -> dict[str, str]:
-    """An ``HGETALL`` reply (field, value, field, value, ...) as a dict."""
-    return dict(zip(reply[::2], reply[1::2], strict=True))
 
 
 _REBUILT: dict[str, Any] = {"status": "COMPLETED", "logs": None, "metrics": {}}

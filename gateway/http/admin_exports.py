@@ -19,7 +19,7 @@ from gateway.limits.exports import (
     encoded,
     ledger_rows,
     primed,
-    usage_rows,
+    usage_log_rows,
 )
 
 
@@ -49,7 +49,7 @@ async def export_usage(request: Request) -> Response:
     if export.team_id:
         await gateway.teams.require(export.team_id)
     team_ids = [export.team_id] if export.team_id else await gateway.teams.ids()
-    rows = usage_rows(gateway.redis, team_ids, export)
+    rows = usage_log_rows(gateway.redis, team_ids, export)
     chunks = await primed(encoded(rows, export.format, USAGE_COLUMNS))
     return _download(chunks, export, f"usage-{export.team_id or 'all'}")
 

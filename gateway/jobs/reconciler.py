@@ -42,7 +42,7 @@ from gateway.jobs.finisher import Ending, Finisher, Job
 from gateway.limits.settlement import ABANDONED
 from gateway.settings import Settings
 from gateway.store import redis_keys
-from gateway.store.multiplexed import Command, MultiplexedRedis
+from gateway.store.multiplexed import Command, MultiplexedRedis, hash_reply
 from gateway.store.pool import store_errors
 from gateway.store.scripts import Scripts
 from gateway.telemetry.metrics import Metrics
@@ -118,7 +118,7 @@ class Reconciler:
         gone: list[Command] = []
         jobs: list[tuple[Job, dict[str, str]]] = []
         for (team_id, reservation_id), raw in zip(due, records, strict=True):
-            fields = dict(zip(raw[::2], raw[1::2], strict=True))
+            fields = hash_reply(raw)
             if not fields or fields.get("state") == "settled":
                 gone.append(("ZREM", redis_keys.open_reservations(team_id), reservation_id))
                 continue
@@ -162,9 +162,7 @@ class Reconciler:
     async def _next_looks(self, now: float, teams: list[str]) -> dict[str, float | None]:
         """When each team needs its next look: see the module docstring."""
         after = self._settings.reconcile_after
-        oldest = await self._pipelined(
-            ("ZRANGE", redis_keys.open_reservations(t), 0, 0, "WITHSCORES") for t in teams
-        )
+        oldest = await self._oldest_open(teams)
         looks: dict[str, float | None] = {}
         for team_id, reply in zip(teams, oldest, strict=True):
             if not reply:
@@ -202,9 +200,7 @@ class Reconciler:
                 cursor, teams = await self._store.call(
                     "SSCAN", redis_keys.TEAM_INDEX, cursor, "COUNT", COMMANDS_PER_BATCH
                 )
-            oldest = await self._pipelined(
-                ("ZRANGE", redis_keys.open_reservations(t), 0, 0, "WITHSCORES") for t in teams
-            )
+            oldest = await self._oldest_open(teams)
             schedule: list[Command] = [
                 ("ZADD", redis_keys.RECONCILE_DUE, "LT", reply[1], team)
                 for team, reply in zip(teams, oldest, strict=True)
@@ -237,6 +233,13 @@ class Reconciler:
         )
         self._metrics.reservations_outstanding.set(sum(int(c) for c in counts[::2]))
         self._metrics.reserved_micros.set(sum(int(r or 0) for r in counts[1::2]))
+
+    async def _oldest_open(self, teams: list[str]) -> list[Any]:
+        """For each team, ``[reservation id, admission time]`` of its oldest open reservation,
+        or ``[]`` when it has none."""
+        return await self._pipelined(
+            ("ZRANGE", redis_keys.open_reservations(t), 0, 0, "WITHSCORES") for t in teams
+        )
 
     async def _pipelined(self, commands: Iterable[Command]) -> list[Any]:
         """Replies to ``commands``, sent ``COMMANDS_PER_BATCH`` to a round trip."""

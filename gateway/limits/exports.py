@@ -157,7 +157,7 @@ def usage_entry(team_id: str, entry_id: str, fields: dict[str, str]) -> Row:
     }
 
 
-async def usage_rows(
+async def usage_log_rows(
     redis: Redis, team_ids: Iterable[str], query: ExportQuery
 ) -> AsyncIterator[Row]:
     """Every settled request of ``team_ids`` in the range: team by team, oldest first."""

@@ -76,6 +76,12 @@ def _reply_error(message: str) -> RedisError:
     return unavailable(message) if unavailable is not None else ResponseError(message)
 
 
+def hash_reply(reply: list[str]) -> dict[str, str]:
+    """An ``HGETALL`` reply as this connection gives it (field, value, field, value, ...), as a
+    dict."""
+    return dict(zip(reply[::2], reply[1::2], strict=True))
+
+
 def _pack(command: Command) -> bytes:
     # hiredis's stub types the argument as a one-element tuple; it takes any length.
     packed: bytes = hiredis.pack_command(cast(Any, tuple(command)))

@@ -14,7 +14,7 @@ import pytest
 
 from gateway.settings import Settings
 from gateway.store import redis_keys
-from gateway.store.multiplexed import MultiplexedRedis
+from gateway.store.multiplexed import MultiplexedRedis, hash_reply
 from gateway.store.retention import Retention
 from gateway.store.scripts import (
     Admission,
@@ -101,7 +101,7 @@ class Scene:
         )
 
     async def team_fields(self) -> dict[str, str]:
-        return _hash(await self.store.call("HGETALL", redis_keys.team_record(self.team)))
+        return hash_reply(await self.store.call("HGETALL", redis_keys.team_record(self.team)))
 
     async def hget(self, name: str, field: str) -> Any:
         return await self.store.call("HGET", name, field)
@@ -109,10 +109,6 @@ class Scene:
 
 def _flat(fields: dict[str, str | int]) -> list[str | int]:
     return [item for pair in fields.items() for item in pair]
-
-
-def _hash(reply: list[str]) -> dict[str, str]:
-    return dict(zip(reply[::2], reply[1::2], strict=True))
 
 
 def run(redis_server: RedisServer, body: Callable[[Scene], Awaitable[None]]) -> None:
@@ -134,7 +130,9 @@ def test_admit_reserves_credit_and_a_lease(redis_server: RedisServer) -> None:
         assert admitted == Admitted(40_000, 0, -1, 0)
         team = await s.team_fields()
         assert (team["balance"], team["reserved"]) == ("1000000", "40000")
-        reservation = _hash(await s.store.call("HGETALL", redis_keys.reservation(s.team, "r1")))
+        reservation = hash_reply(
+            await s.store.call("HGETALL", redis_keys.reservation(s.team, "r1"))
+        )
         assert reservation["state"] == "open"
         assert reservation["cost"] == "40000"
         leases = redis_keys.leases(s.team, s.key)
@@ -212,7 +210,7 @@ def test_finish_charges_keeps_the_status_and_queues_the_webhook_once(
         record = redis_keys.request_record(s.team, "req-1")
         assert await s.hget(record, "final_status") == '{"status":"COMPLETED"}'
         assert await s.hget(record, "settled") == "1"
-        delivery = _hash(await s.store.call("HGETALL", redis_keys.delivery(s.team, "req-1")))
+        delivery = hash_reply(await s.store.call("HGETALL", redis_keys.delivery(s.team, "req-1")))
         assert delivery["url"] == "https://example.com/hook"
         assert delivery["status"] == "pending"
         assert await s.store.call("XLEN", redis_keys.DELIVERY_STREAM) == stream_before + 1
@@ -259,7 +257,7 @@ def test_finish_never_charges_more_than_the_reservation(redis_server: RedisServe
         key = redis_keys.key_record(s.team, s.key)
         assert await s.hget(key, "spent") == "900000"
         (entry,) = await s.store.call("XRANGE", redis_keys.usage_log(s.team), "-", "+")
-        logged = _hash(entry[1])
+        logged = hash_reply(entry[1])
         assert (logged["cost_micros"], logged["overrun_micros"]) == ("900000", "3100000")
 
     run(redis_server, body)

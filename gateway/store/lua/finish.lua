@@ -73,8 +73,9 @@ elseif r[1] then
     redis.call('HSET', KEYS[9], 'settled', '1')
   end
   if charged ~= 0 then
-    redis.call('XADD', KEYS[7], 'MINID', '~', oldest(ARGV[15]), '*', 'kind', 'usage', 'amount_micros', int(-charged),
-      'balance_micros', balance, 'request_id', ARGV[6], 'key_id', key_id, 'note', endpoint)
+    redis.call('XADD', KEYS[7], 'MINID', '~', oldest(ARGV[15]), '*', 'kind', 'usage',
+      'amount_micros', int(-charged), 'balance_micros', balance, 'request_id', ARGV[6],
+      'key_id', key_id, 'note', endpoint)
   end
   redis.call('XADD', KEYS[8], 'MINID', '~', oldest(ARGV[14]), '*', 'request_id', ARGV[6],
     'key_id', key_id, 'endpoint', endpoint, 'day', day, 'images', ARGV[3], 'pixels', ARGV[4],
