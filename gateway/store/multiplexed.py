@@ -25,7 +25,7 @@ import re
 import ssl
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -177,52 +177,42 @@ class _Connection(asyncio.Protocol):
         self._arm_watchdog()
 
 
-class MultiplexedRedis:
-    """Commands from any number of concurrent callers over one Redis connection."""
+Location = str | tuple[str, int]
+"""A Unix socket's path, or a host and port."""
 
-    def __init__(self, url: str, timeout: float, *, sentinel_password: str | None = None) -> None:
+
+class Link:
+    """One server's multiplexed connection: opened on first use, and again on the first use
+    after it broke. ``locate`` says where the server is at each (re)connect; the handshake
+    authenticates and selects the database as ``options`` (redis-py's ``parse_url`` keys) say,
+    and with ``primary_only`` checks the server is a primary."""
+
+    def __init__(
+        self,
+        locate: Callable[[], Awaitable[Location]],
+        options: dict[str, Any],
+        timeout: float,
+        *,
+        primary_only: bool = True,
+    ) -> None:
+        self._locate = locate
+        self._options = options
         self._timeout = timeout
-        self._service = sentinel_service(url)
-        self._sentinel: Sentinel | None = None
-        if self._service is not None:
-            self._options: dict[str, Any] = self._service.connection_options()
-            self._sentinel = self._service.sentinel(timeout, sentinel_password)
-        else:
-            self._options = parse_url(url)  # type: ignore[no-untyped-call]
+        self._primary_only = primary_only
         self._connection: _Connection | None = None
         self._connecting = asyncio.Lock()
         self._attempts = 0
         self._last_failure: RedisError | None = None
 
-    async def call(self, *command: str | int | float | bytes) -> Any:
-        """One command's reply (a Redis error reply is raised, see ``_reply_error``)."""
-        (reply,) = await self.execute([command])
-        return reply
-
-    async def execute(self, commands: Sequence[Command]) -> list[Any]:
-        """Several commands in one round trip; their replies in order. An error reply of any
-        of them is raised (after all have been answered)."""
+    async def send(self, commands: Sequence[Command]) -> list[Any]:
+        """The replies to ``commands``, error replies among them as exceptions."""
         connection = await self._connected()
-        replies = await connection.send(commands)
-        for reply in replies:
-            if isinstance(reply, RedisError):
-                raise reply
-        return replies
+        return await connection.send(commands)
 
-    async def role(self) -> str:
-        """``master``, or ``slave`` after closing the connection (the next call reconnects, to
-        the primary if there is one now)."""
-        role = str((await self.call("ROLE"))[0])
-        if role != "master" and self._connection is not None:
-            self._connection.close()
-        return role
-
-    async def aclose(self) -> None:
+    def close(self) -> None:
+        """Close the connection (the next call opens a new one)."""
         if self._connection is not None:
             self._connection.close()
-            self._connection = None
-        if self._sentinel is not None:
-            await self._sentinel.aclose()
 
     async def _connected(self) -> _Connection:
         connection = self._connection
@@ -261,41 +251,103 @@ class MultiplexedRedis:
         return connection
 
     async def _open(self) -> _Connection:
-        """A connection to the server of the URL, or to the primary the sentinels name."""
         loop = asyncio.get_running_loop()
-        options = self._options
 
         def protocol() -> _Connection:
             return _Connection(self._timeout)
 
-        if "path" in options:
-            _, connection = await loop.create_unix_connection(protocol, options["path"])
+        location = await self._locate()
+        if isinstance(location, str):
+            _, connection = await loop.create_unix_connection(protocol, location)
             return connection
-        host, port = options.get("host", "localhost"), options.get("port", 6379)
-        if self._sentinel is not None and self._service is not None:
-            host, port = await self._sentinel.discover_master(self._service.service)
+        options = self._options
         tls = (
             ssl.create_default_context()
             if options.get("connection_class") is SSLConnection or options.get("ssl")
             else None
         )
-        _, connection = await loop.create_connection(protocol, host, port, ssl=tls)
+        _, connection = await loop.create_connection(protocol, *location, ssl=tls)
         return connection
 
     async def _handshake(self, connection: _Connection) -> None:
-        """Authenticate and select the database, as the URL says, and make sure the server is
-        a primary (a replica would refuse every write)."""
+        """Authenticate and select the database, as the options say, and make sure the server
+        is a primary (a replica would refuse every write)."""
         commands: list[Command] = []
         if password := self._options.get("password"):
             username = self._options.get("username")
             commands.append(("AUTH", username, password) if username else ("AUTH", password))
         if db := self._options.get("db"):
             commands.append(("SELECT", db))
-        replies = await connection.send([*commands, ("ROLE",)])
-        if any(isinstance(reply, RedisError) for reply in replies[:-1]):
+        if self._primary_only:
+            commands.append(("ROLE",))
+        if not commands:
+            return
+        replies = await connection.send(commands)
+        greetings = replies[:-1] if self._primary_only else replies
+        if any(isinstance(reply, RedisError) for reply in greetings):
             connection.close()
             raise AuthenticationError("Redis refused the gateway's credentials")
         role = replies[-1]  # an error (ROLE not allowed) cannot tell; READONLY replies will
-        if not isinstance(role, RedisError) and role[0] != "master":
+        if self._primary_only and not isinstance(role, RedisError) and role[0] != "master":
             connection.close()
             raise ReadOnlyError("Redis is a replica, not the primary; retrying")
+
+
+def raise_errors(replies: list[Any]) -> list[Any]:
+    """``replies``, unless one is an error reply: then the first of those is raised."""
+    for reply in replies:
+        if isinstance(reply, RedisError):
+            raise reply
+    return replies
+
+
+class MultiplexedRedis:
+    """Commands from any number of concurrent callers over one Redis connection."""
+
+    def __init__(self, url: str, timeout: float, *, sentinel_password: str | None = None) -> None:
+        self._service = sentinel_service(url)
+        self._sentinel: Sentinel | None = None
+        if self._service is not None:
+            options: dict[str, Any] = self._service.connection_options()
+            self._sentinel = self._service.sentinel(timeout, sentinel_password)
+        else:
+            options = parse_url(url)  # type: ignore[no-untyped-call]
+        self._options = options
+        self._link = Link(self._locate, options, timeout)
+
+    async def call(self, *command: str | int | float | bytes) -> Any:
+        """One command's reply (a Redis error reply is raised, see ``_reply_error``)."""
+        (reply,) = await self.execute([command])
+        return reply
+
+    async def execute(self, commands: Sequence[Command]) -> list[Any]:
+        """Several commands in one round trip; their replies in order. An error reply of any
+        of them is raised (after all have been answered)."""
+        return raise_errors(await self._link.send(commands))
+
+    async def load_script(self, source: str) -> None:
+        """Make a Lua script known to Redis (for ``EVALSHA``)."""
+        await self.call("SCRIPT", "LOAD", source)
+
+    async def role(self) -> str:
+        """``master``, or ``slave`` after closing the connection (the next call reconnects, to
+        the primary if there is one now)."""
+        role = str((await self.call("ROLE"))[0])
+        if role != "master":
+            self._link.close()
+        return role
+
+    async def aclose(self) -> None:
+        self._link.close()
+        if self._sentinel is not None:
+            await self._sentinel.aclose()
+
+    async def _locate(self) -> Location:
+        """The server of the URL, or the primary the sentinels name."""
+        options = self._options
+        if "path" in options:
+            return str(options["path"])
+        if self._sentinel is not None and self._service is not None:
+            host, port = await self._sentinel.discover_master(self._service.service)
+            return str(host), int(port)
+        return str(options.get("host", "localhost")), int(options.get("port", 6379))

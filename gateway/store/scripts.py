@@ -281,7 +281,7 @@ class Scripts:
                 except ResponseError as exc:
                     if not str(exc).startswith("NOSCRIPT"):
                         raise
-                    await self._store.call("SCRIPT", "LOAD", self._sources[name])
+                    await self._store.load_script(self._sources[name])
                     reply, *_ = await self._store.execute(batch)
         finally:
             self._metrics.redis_seconds.labels(name).observe(time.perf_counter() - started)
