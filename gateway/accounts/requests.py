@@ -11,7 +11,7 @@ from gateway.accounts.keys import KEY_CHECK_FIELDS, parse_authorization, verify_
 from gateway.catalog import Endpoint
 from gateway.errors import NotFound
 from gateway.store import redis_keys
-from gateway.store.multiplexed import MultiplexedRedis, hash_reply
+from gateway.store.multiplexed import Store, hash_reply
 from gateway.store.pool import store_errors
 from gateway.web import jsoncodec
 
@@ -37,7 +37,7 @@ class OwnedRequest:
 class RequestRegistry:
     """Request ownership records, kept for ``retention`` seconds after submit."""
 
-    def __init__(self, store: MultiplexedRedis, retention: float) -> None:
+    def __init__(self, store: Store, retention: float) -> None:
         self._store = store
         self._retention = int(retention)
 

@@ -20,7 +20,7 @@ from gateway.relay.fal_signature import FalKeys
 from gateway.relay.outbox import Outbox
 from gateway.relay.targets import TargetPolicy
 from gateway.settings import Settings
-from gateway.store.multiplexed import MultiplexedRedis
+from gateway.store.multiplexed import Store
 from gateway.store.scripts import Scripts
 from gateway.telemetry.loops import Supervisor
 from gateway.telemetry.metrics import Metrics
@@ -32,7 +32,7 @@ from gateway.upstream.links import Links
 class Services:
     settings: Settings
     redis: Redis
-    store: MultiplexedRedis
+    store: Store
     """The hot path's connection (``scripts`` and ``requests`` use it)."""
     keys: KeyStore
     teams: TeamStore

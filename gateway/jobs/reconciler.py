@@ -42,7 +42,7 @@ from gateway.jobs.finisher import Ending, Finisher, Job
 from gateway.limits.settlement import ABANDONED
 from gateway.settings import Settings
 from gateway.store import redis_keys
-from gateway.store.multiplexed import Command, MultiplexedRedis, hash_reply
+from gateway.store.multiplexed import Command, Store, hash_reply
 from gateway.store.pool import store_errors
 from gateway.store.scripts import Scripts
 from gateway.telemetry.metrics import Metrics
@@ -65,7 +65,7 @@ RELEASE_TIMEOUT = 2.0
 class Reconciler:
     def __init__(
         self,
-        store: MultiplexedRedis,
+        store: Store,
         scripts: Scripts,
         finisher: Finisher,
         upstream: FalUpstream,

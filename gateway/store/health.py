@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-from redis.asyncio import Redis
-from redis.exceptions import ReadOnlyError, RedisError
+from redis.asyncio import Redis, RedisCluster
+from redis.exceptions import ClusterDownError, ReadOnlyError, RedisError
 
-from gateway.store.multiplexed import MultiplexedRedis
+from gateway.store.multiplexed import Store
 
 
-async def redis_state(redis: Redis, store: MultiplexedRedis) -> str:
+async def redis_state(redis: Redis, store: Store) -> str:
     """``ok`` when both clients reach a primary; ``replica`` when one reaches only a replica
     (after a failover), whose connections are then dropped so they reconnect to whatever is
     primary now; ``down`` when Redis does not answer."""
@@ -24,6 +24,11 @@ async def redis_state(redis: Redis, store: MultiplexedRedis) -> str:
 
 
 async def _pool_role(redis: Redis) -> str:
+    if isinstance(redis, RedisCluster):
+        info = await redis.cluster_info()
+        if info.get("cluster_state") != "ok":
+            raise ClusterDownError("The Redis Cluster says it is down")
+        return "master"
     async with redis.client() as one:  # one pooled connection, to drop it if it is stale
         role = str((await one.role())[0])
         if role != "master" and one.connection is not None:

@@ -27,7 +27,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import hiredis
 from redis.asyncio.sentinel import Sentinel
@@ -48,6 +48,24 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from gateway.store.address import sentinel_service
 
 Command = Sequence[str | int | float | bytes]
+
+
+class Store(Protocol):
+    """The hot path's Redis: ``MultiplexedRedis`` (one server) or ``ClusterMultiplexedRedis``."""
+
+    async def call(self, *command: str | int | float | bytes) -> Any:
+        """One command's reply (a Redis error reply is raised)."""
+
+    async def execute(self, commands: Sequence[Command]) -> list[Any]:
+        """Several commands' replies, in order (an error reply of any is raised)."""
+
+    async def load_script(self, source: str) -> None:
+        """Make a Lua script known to Redis, on every primary."""
+
+    async def role(self) -> str:
+        """``master`` when the store reaches primaries only."""
+
+    async def aclose(self) -> None: ...
 
 _UNAVAILABLE_REPLIES: dict[str, type[RedisError]] = {
     "LOADING": BusyLoadingError,

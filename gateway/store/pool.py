@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar, cast
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
+from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.backoff import ExponentialBackoff
@@ -33,8 +34,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.errors import StoreUnavailable
 from gateway.settings import Settings
-from gateway.store.address import sentinel_service
-from gateway.store.multiplexed import MultiplexedRedis
+from gateway.store.address import ClusterSeeds, cluster_seeds, sentinel_service
+from gateway.store.cluster import ClusterMultiplexedRedis
+from gateway.store.multiplexed import MultiplexedRedis, Store
 
 T = TypeVar("T")
 
@@ -91,6 +93,9 @@ def connect_redis(settings: Settings) -> Redis:
         "retry_on_error": list(_RETRIED),
         "decode_responses": True,
     }
+    seeds = cluster_seeds(settings.redis_url)
+    if seeds is not None:
+        return _cluster_client(seeds, settings)
     service = sentinel_service(settings.redis_url)
     if service is None:
         # from_pool: the client owns the pool, so closing the client closes its connections.
@@ -104,8 +109,33 @@ def connect_redis(settings: Settings) -> Redis:
     return client
 
 
-def connect_store(settings: Settings) -> MultiplexedRedis:
-    """The hot path's multiplexed connection to ``settings.redis_url`` (opened lazily)."""
+def _cluster_client(seeds: ClusterSeeds, settings: Settings) -> Redis:
+    """redis-py's cluster client: it routes each command to its slot's primary, follows
+    ``MOVED``/``ASK``, and splits a non-transactional pipeline by node (one round trip per
+    node); a transaction's keys must share a slot. It retries a command on a connection error
+    or a timeout after re-reading the slot map, so a timed-out control-plane write (an admin
+    call, never the hot path's scripts) may be applied twice."""
+    client = RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in seeds.nodes],
+        username=seeds.username,
+        password=seeds.password,
+        ssl=seeds.tls,
+        decode_responses=True,
+        max_connections=settings.redis_pool_size,
+        socket_timeout=settings.redis_timeout,
+        socket_connect_timeout=settings.redis_timeout,
+        health_check_interval=30,
+    )
+    # The same commands as a Redis client's; the few places that need to tell them apart
+    # check ``isinstance(redis, RedisCluster)``.
+    return cast(Redis, client)
+
+
+def connect_store(settings: Settings) -> Store:
+    """The hot path's multiplexed connection(s) to ``settings.redis_url`` (opened lazily)."""
+    seeds = cluster_seeds(settings.redis_url)
+    if seeds is not None:
+        return ClusterMultiplexedRedis(seeds, settings.redis_timeout)
     return MultiplexedRedis(
         settings.redis_url, settings.redis_timeout, sentinel_password=_sentinel_password(settings)
     )

@@ -20,7 +20,7 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from gateway.store import redis_keys
-from gateway.store.multiplexed import Command, MultiplexedRedis
+from gateway.store.multiplexed import Command, Store
 from gateway.store.pool import store_errors
 from gateway.store.retention import SPEND_FIELDS, Retention
 from gateway.telemetry.metrics import Metrics
@@ -117,7 +117,7 @@ class Finished:
 class Scripts:
     """The scripts, timed per call; Redis being unreachable is a 503 (``store_errors``)."""
 
-    def __init__(self, store: MultiplexedRedis, metrics: Metrics, retention: Retention) -> None:
+    def __init__(self, store: Store, metrics: Metrics, retention: Retention) -> None:
         self._store = store
         self._metrics = metrics
         self._retention = retention
