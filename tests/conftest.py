@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.cluster_servers import RedisClusterServers
 from tests.peer import Peer
 from tests.server_logs import Expectations, begin_test, describe
 from tests.servers import Emulator, Gateway, RedisServer, live_servers
@@ -62,6 +63,14 @@ def peer() -> Iterator[Peer]:
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     with RedisServer() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServers]:
+    """A Redis Cluster of 3 primaries shared by the tests that run on one (each uses keys or
+    teams of its own)."""
+    with RedisClusterServers() as running:
         yield running
 
 

@@ -34,7 +34,7 @@ def node_port() -> int:
     """A free port whose cluster bus port is free too (the OS's own picks may be too high for
     a bus port: above 55535)."""
     while True:
-        port = random.randrange(20000, 30000)  # noqa: S311
+        port = random.randrange(20000, 30000)
         if _free(port) and _free(port + BUS_OFFSET):
             return port
 
@@ -150,27 +150,20 @@ class RedisClusterServers:
         with _client(port) as c:
             return str(_command(c, "CLUSTER", "MYID"))
 
-    def move_slot(self, slot: int, to_port: int, batch: int = 10) -> int:
+    def move_slot(self, slot: int, to_port: int) -> int:
         """Move one slot and its keys to the primary on ``to_port`` the way ``redis-cli --cluster
-        reshard`` does (IMPORTING/MIGRATING, MIGRATE a few keys at a time, SETSLOT NODE); how
-        many keys moved. Clients see ``ASK`` while it moves and ``MOVED`` after."""
-        from_port = self.port_of_slot(slot)
-        if from_port == to_port:
+        reshard`` does; how many keys moved."""
+        if self.port_of_slot(slot) == to_port:
             return 0
-        source, target = _client(from_port), _client(to_port)
-        source_id, target_id = self.node_id(from_port), self.node_id(to_port)
-        _command(target, "CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
-        _command(source, "CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
-        moved = 0
-        while keys := _command(source, "CLUSTER", "GETKEYSINSLOT", slot, batch):
-            _command(source, "MIGRATE", "127.0.0.1", to_port, "", 0, 5000, "REPLACE", "KEYS", *keys)
-            moved += len(keys)
-        for port in self.primary_ports():
-            with _client(port) as c:
-                _command(c, "CLUSTER", "SETSLOT", slot, "NODE", target_id)
-        source.close()
-        target.close()
+        move = self.begin_move(slot, to_port)
+        moved = move.migrate_all()
+        move.finish()
         return moved
+
+    def begin_move(self, slot: int, to_port: int) -> SlotMove:
+        """Start moving ``slot`` to the primary on ``to_port`` (IMPORTING/MIGRATING): clients
+        get ``ASK`` for the keys that have moved until ``finish``."""
+        return SlotMove(self, slot, self.port_of_slot(slot), to_port)
 
     def port_of_slot(self, slot: int) -> int:
         with _client(self.live()[0].port) as c:
@@ -178,3 +171,40 @@ class RedisClusterServers:
                 if start <= slot <= end:
                     return int(primary[1])
         raise AssertionError(f"slot {slot} is not served")
+
+
+class SlotMove:
+    """One slot on its way from one primary to another, as ``redis-cli --cluster reshard``
+    moves it: IMPORTING/MIGRATING, ``MIGRATE`` a few keys at a time, ``SETSLOT NODE``."""
+
+    def __init__(self, cluster: RedisClusterServers, slot: int, source: int, target: int) -> None:
+        self._cluster = cluster
+        self.slot = slot
+        self._source, self._target = source, target
+        self._source_id, self._target_id = cluster.node_id(source), cluster.node_id(target)
+        self._done = False
+        with _client(target) as c:
+            _command(c, "CLUSTER", "SETSLOT", slot, "IMPORTING", self._source_id)
+        with _client(source) as c:
+            _command(c, "CLUSTER", "SETSLOT", slot, "MIGRATING", self._target_id)
+
+    def migrate_keys(self, keys: list[str]) -> None:
+        with _client(self._source) as c:
+            _command(c, "MIGRATE", "127.0.0.1", self._target, "", 0, 5000, "REPLACE", "KEYS", *keys)
+
+    def migrate_all(self, batch: int = 10) -> int:
+        moved = 0
+        with _client(self._source) as c:
+            while keys := _command(c, "CLUSTER", "GETKEYSINSLOT", self.slot, batch):
+                self.migrate_keys(keys)
+                moved += len(keys)
+        return moved
+
+    def finish(self) -> None:
+        """Give the slot to the target on every primary (once)."""
+        if self._done:
+            return
+        self._done = True
+        for port in self._cluster.primary_ports():
+            with _client(port) as c:
+                _command(c, "CLUSTER", "SETSLOT", self.slot, "NODE", self._target_id)
