@@ -34,12 +34,16 @@ def wrk(
     connections: int,
     authorization: str,
     body_file: Path | None = None,
+    targets_file: Path | None = None,
 ) -> dict[str, Any]:
     """Saturate ``url`` with one wrk thread for ``seconds``: the figures of its ``done()``, and
-    the share of a core wrk itself used (well under 100 %: wrk was not the limit)."""
+    the share of a core wrk itself used (well under 100 %: wrk was not the limit). With
+    ``targets_file`` (lines ``<authorization> <path>``), requests take its lines in turn."""
     env = {**os.environ, "WRK_AUTHORIZATION": authorization}
     if body_file is not None:
         env |= {"WRK_METHOD": "POST", "WRK_BODY_FILE": str(body_file)}
+    if targets_file is not None:
+        env["WRK_TARGETS_FILE"] = str(targets_file)
     command = [
         program("wrk"),
         "--threads=1",
