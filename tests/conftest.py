@@ -74,9 +74,43 @@ def redis_cluster() -> Iterator[RedisClusterServers]:
         yield running
 
 
+ONE_NODE, CLUSTER = "one-node", "cluster"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "on_cluster: the module's tests run twice, on one Redis and on the shared Redis Cluster "
+        "(through the redis_url and gateway fixtures)",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker("on_cluster") and (
+        "redis_topology" in metafunc.fixturenames
+    ):
+        metafunc.parametrize("redis_topology", [ONE_NODE, CLUSTER], indirect=True, scope="session")
+
+
 @pytest.fixture(scope="session")
-def gateway(redis_server: RedisServer, emulator: Emulator) -> Iterator[Gateway]:
-    with Gateway(redis_server.url, emulator.url) as running:
+def redis_topology(request: pytest.FixtureRequest) -> str:
+    """``one-node``, or ``cluster`` for the second run of an ``on_cluster`` module."""
+    return str(getattr(request, "param", ONE_NODE))
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_topology: str, request: pytest.FixtureRequest) -> str:
+    """The gateway's Redis: the shared server, or the shared cluster."""
+    if redis_topology == CLUSTER:
+        cluster: RedisClusterServers = request.getfixturevalue("redis_cluster")
+        return cluster.url
+    server: RedisServer = request.getfixturevalue("redis_server")
+    return server.url
+
+
+@pytest.fixture(scope="session")
+def gateway(redis_url: str, emulator: Emulator) -> Iterator[Gateway]:
+    with Gateway(redis_url, emulator.url) as running:
         yield running
 
 

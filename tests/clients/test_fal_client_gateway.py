@@ -19,6 +19,8 @@ from tests.conftest import SetKnobs
 from tests.jobs import INPAINTING, KONTEXT, valid_body
 from tests.servers import Emulator, Gateway, RedisServer
 
+pytestmark = pytest.mark.on_cluster
+
 SCRIPT = textwrap.dedent(
     """
     import json, sys

@@ -11,9 +11,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.images import png
 from tests.jobs import ALL_ENDPOINTS, valid_body
 from tests.servers import Gateway
+
+pytestmark = pytest.mark.on_cluster
 
 JS_DIR = Path(__file__).resolve().parent.parent / "js"
 

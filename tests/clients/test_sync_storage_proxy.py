@@ -18,6 +18,8 @@ from tests.jobs import INPAINTING, KONTEXT, submit, valid_body, wait_status
 from tests.limits.conftest import new_team, settled_when, team_state, usage
 from tests.servers import Emulator, Gateway, RedisServer, UpstreamLog
 
+pytestmark = pytest.mark.on_cluster
+
 TARGET = "x-fal-target-url"
 
 

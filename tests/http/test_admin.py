@@ -9,6 +9,8 @@ import pytest
 
 from tests.servers import Gateway
 
+pytestmark = pytest.mark.on_cluster
+
 
 def test_create_show_list_revoke(gateway: Gateway) -> None:
     expires = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0)

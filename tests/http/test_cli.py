@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 
+import pytest
+
 from tests.servers import Gateway
+
+pytestmark = pytest.mark.on_cluster
 
 
 def _cli(

@@ -8,9 +8,12 @@ import time
 from collections.abc import Callable
 
 import httpx
+import pytest
 
 from tests.jobs import KONTEXT
 from tests.servers import Gateway
+
+pytestmark = pytest.mark.on_cluster
 
 
 def _metric(gateway: Gateway, pattern: str) -> float:

@@ -9,6 +9,8 @@ from tests.conftest import SetKnobs
 from tests.jobs import INPAINTING, KONTEXT, submit, valid_body, wait_status
 from tests.servers import Gateway
 
+pytestmark = pytest.mark.on_cluster
+
 NOT_FOUND = {"detail": "Request not found", "error_type": "not_found"}
 
 

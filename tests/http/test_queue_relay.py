@@ -13,6 +13,8 @@ from tests.images import decode
 from tests.jobs import ALL_ENDPOINTS, INPAINTING, KONTEXT, submit, valid_body, wait_status
 from tests.servers import Emulator, Gateway
 
+pytestmark = pytest.mark.on_cluster
+
 
 def _no_upstream_trace(text: str, emulator: Emulator) -> None:
     assert f":{emulator.port}" not in text

@@ -6,11 +6,14 @@ import json
 from typing import Any
 
 import httpx
+import pytest
 from httpx_sse import connect_sse
 
 from tests.conftest import SetKnobs
 from tests.jobs import INPAINTING, submit, valid_body
 from tests.servers import Emulator, Gateway
+
+pytestmark = pytest.mark.on_cluster
 
 
 def test_stream_relays_events_as_they_arrive_until_completed(

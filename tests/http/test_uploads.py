@@ -13,6 +13,8 @@ from gateway.upstream.links import UPLOAD_GRANT, Links
 from tests.jobs import KONTEXT, valid_body
 from tests.servers import Emulator, Gateway, UpstreamLog
 
+pytestmark = pytest.mark.on_cluster
+
 NOT_FOUND = {"detail": "Upload not found or expired", "error_type": "not_found"}
 
 

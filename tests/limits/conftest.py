@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.servers import Emulator, Gateway, RedisServer
+from tests.servers import Emulator, Gateway
 
 FLEET_SIZE = 3
 
@@ -24,11 +24,10 @@ def fast_emulator() -> Iterator[Emulator]:
 
 
 @pytest.fixture(scope="package")
-def fleet(redis_server: RedisServer, fast_emulator: Emulator) -> Iterator[list[Gateway]]:
+def fleet(redis_url: str, fast_emulator: Emulator) -> Iterator[list[Gateway]]:
     with ExitStack() as stack:
         yield [
-            stack.enter_context(Gateway(redis_server.url, fast_emulator.url))
-            for _ in range(FLEET_SIZE)
+            stack.enter_context(Gateway(redis_url, fast_emulator.url)) for _ in range(FLEET_SIZE)
         ]
 
 

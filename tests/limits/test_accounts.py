@@ -12,10 +12,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.jobs import IMAGE_TO_IMAGE, KONTEXT, submit, valid_body, wait_status
 from tests.limits.conftest import ledger, new_team, settled_when, team_state, usage
 from tests.servers import Gateway
+
+pytestmark = pytest.mark.on_cluster
 
 
 def _run_job(client: httpx.Client, endpoint: str, body: dict[str, Any]) -> None:

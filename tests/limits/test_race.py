@@ -6,10 +6,13 @@ import asyncio
 from collections import Counter
 
 import httpx
+import pytest
 
 from tests.jobs import KONTEXT, valid_body, wait_status
 from tests.limits.conftest import ledger, new_team, settled_when, team_state, usage
 from tests.servers import Emulator, Gateway, UpstreamLog
+
+pytestmark = pytest.mark.on_cluster
 
 SUBMITS = 500
 AFFORDABLE = 40

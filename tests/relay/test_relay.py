@@ -27,6 +27,8 @@ from tests.jobs import KONTEXT, submit, valid_body, wait_status
 from tests.peer import Peer, Received
 from tests.servers import Emulator, Gateway, RedisServer, UpstreamLog
 
+pytestmark = pytest.mark.on_cluster
+
 
 @pytest.fixture(scope="module")
 def signing_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -41,8 +43,8 @@ def signing_emulator(signing_key_file: Path) -> Iterator[Emulator]:
 
 
 @pytest.fixture(scope="module")
-def relay_gateway(redis_server: RedisServer, signing_emulator: Emulator) -> Iterator[Gateway]:
-    with Gateway(redis_server.url, signing_emulator.url) as gateway:
+def relay_gateway(redis_url: str, signing_emulator: Emulator) -> Iterator[Gateway]:
+    with Gateway(redis_url, signing_emulator.url) as gateway:
         yield gateway
 
 
@@ -292,9 +294,9 @@ def test_delivery_connects_to_the_checked_address_with_the_original_host(
 
 
 def test_killed_process_mid_delivery_is_finished_by_another(
-    redis_server: RedisServer, signing_emulator: Emulator, peer: Peer
+    redis_url: str, signing_emulator: Emulator, peer: Peer
 ) -> None:
-    with Gateway(redis_server.url, signing_emulator.url, {"webhook_timeout": 5}) as victim:
+    with Gateway(redis_url, signing_emulator.url, {"webhook_timeout": 5}) as victim:
         token, created = victim.new_key()
         path, url = _hook(peer, "killed")
         peer.hold_next = 3.0  # the victim's first attempt hangs at the receiver
@@ -305,7 +307,7 @@ def test_killed_process_mid_delivery_is_finished_by_another(
         victim.process.send_signal(signal.SIGKILL)
         victim.process.wait()
 
-    with Gateway(redis_server.url, signing_emulator.url) as survivor:
+    with Gateway(redis_url, signing_emulator.url) as survivor:
         deliveries = peer.wait_for_posts(path, 2, timeout=30)
         assert _verified(deliveries[-1], str(created["webhook_secret"]))["status"] == "OK"
         _recorded(survivor, str(created["id"]), "delivered")
