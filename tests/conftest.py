@@ -33,6 +33,15 @@ def emulator() -> Iterator[Emulator]:
         yield running
 
 
+@pytest.fixture(scope="session")
+def fast_emulator() -> Iterator[Emulator]:
+    """An emulator with many runners and no waits, for tests that race many jobs."""
+    with Emulator(
+        {"runners": 16, "queue_delay": 0, "run_time": 0.05, "log_interval": 0}
+    ) as emulator:
+        yield emulator
+
+
 @pytest.fixture
 def client(emulator: Emulator) -> Iterator[httpx.Client]:
     with emulator.client() as http:

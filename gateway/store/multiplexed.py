@@ -67,6 +67,7 @@ class Store(Protocol):
 
     async def aclose(self) -> None: ...
 
+
 _UNAVAILABLE_REPLIES: dict[str, type[RedisError]] = {
     "LOADING": BusyLoadingError,
     "MASTERDOWN": MasterDownError,

@@ -16,14 +16,6 @@ FLEET_SIZE = 3
 
 
 @pytest.fixture(scope="package")
-def fast_emulator() -> Iterator[Emulator]:
-    with Emulator(
-        {"runners": 16, "queue_delay": 0, "run_time": 0.05, "log_interval": 0}
-    ) as emulator:
-        yield emulator
-
-
-@pytest.fixture(scope="package")
 def fleet(redis_url: str, fast_emulator: Emulator) -> Iterator[list[Gateway]]:
     with ExitStack() as stack:
         yield [
