@@ -4,10 +4,12 @@ own: the queue's state is part of the test."""
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
 from collections.abc import Callable
+from typing import cast
 
 import redis
 
@@ -44,7 +46,12 @@ def _team_per_shard() -> list[str]:
 def _entries(direct: redis.Redis, team_id: str) -> dict[str, str]:
     """The team's shard of the queue: delivery id → entry id."""
     queue = redis_keys.delivery_stream(redis_keys.shard_of(team_id))
-    return {fields["delivery_id"]: entry for entry, fields in direct.xrange(queue)}
+    entries = cast(list[tuple[str, dict[str, str]]], direct.xrange(queue))
+    return {fields["delivery_id"]: entry for entry, fields in entries}
+
+
+def _empty(direct: redis.Redis, name: str) -> bool:
+    return direct.zcard(name) == 0
 
 
 def test_deliveries_of_teams_on_every_shard_all_arrive(emulator: Emulator, peer: Peer) -> None:
@@ -60,7 +67,8 @@ def test_deliveries_of_teams_on_every_shard_all_arrive(emulator: Emulator, peer:
             peer.wait_for_posts(path, 1, timeout=30)
         with redis.Redis.from_url(store.url, decode_responses=True) as direct:
             for team, request_id in hooks.values():
-                _until(lambda t=team: direct.zcard(redis_keys.undelivered(t)) == 0)
+                listed = redis_keys.undelivered(team)
+                _until(functools.partial(_empty, direct, listed))
                 shard = redis_keys.shard_of(team)
                 assert direct.xlen(redis_keys.delivery_stream(shard)) == 0
                 assert direct.get(redis_keys.delivery_team(request_id)) == team
