@@ -148,3 +148,31 @@ def test_a_duplicate_entry_neither_hurries_a_retry_nor_repeats_a_delivery(
         _until(lambda: direct.xlen(queue) == 0)
         time.sleep(0.5)
         assert len(peer.posts(path)) == 2
+
+
+def test_the_audit_finds_a_team_whose_only_work_is_an_undelivered_delivery(
+    emulator: Emulator, peer: Peer
+) -> None:
+    """Off the schedule (its admission's ``ZADD`` lost), no open reservation, no queue entry:
+    the audit at start puts the team back, and its look queues the delivery."""
+    settings = {**FAST_RECONCILE, "webhook_timeout": 1, "webhook_claim_idle": 1}
+    with RedisServer() as store:
+        with Gateway(store.url, emulator.url) as before:
+            _, created = before.new_key()
+        path, url = _hook(peer, "audited")
+        delivery_id = f"audited-{os.urandom(4).hex()}"
+        past = time.time() - 100
+        with redis.Redis.from_url(store.url, decode_responses=True) as direct:
+            fields = {"team_id": "default", "key_id": str(created["id"]), "url": url}
+            fields |= {"request_id": delivery_id, "body": "{}", "status": "pending"}
+            fields |= {"attempts": "0", "next_at": str(past), "created": str(past)}
+            direct.hset(redis_keys.delivery("default", delivery_id), mapping=fields)
+            direct.zadd(redis_keys.undelivered("default"), {delivery_id: past + 10})
+            direct.delete(redis_keys.RECONCILE_AUDIT)  # the last audit is long over
+            due = redis_keys.reconcile_due(redis_keys.shard_of("default"))
+            assert direct.zscore(due, "default") is None
+            with Gateway(store.url, emulator.url, settings):
+                peer.wait_for_posts(path, 1, timeout=30)
+                _until(functools.partial(_empty, direct, redis_keys.undelivered("default")))
+                _until(lambda: direct.zscore(due, "default") is None)  # nothing left to look at
+        assert len(peer.posts(path)) == 1
