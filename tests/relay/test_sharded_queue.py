@@ -8,8 +8,9 @@ import functools
 import os
 import threading
 import time
-from collections.abc import Callable
-from typing import cast
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, cast
 
 import redis
 
@@ -54,6 +55,31 @@ def _empty(direct: redis.Redis, name: str) -> bool:
     return direct.zcard(name) == 0
 
 
+@contextmanager
+def _running(
+    emulator: Emulator, settings: dict[str, Any]
+) -> Iterator[tuple[Gateway, redis.Redis, str]]:
+    """A gateway on a Redis of its own, a client of that Redis, and a key's token."""
+    with (
+        RedisServer() as store,
+        Gateway(store.url, emulator.url, settings) as gateway,
+        redis.Redis.from_url(store.url, decode_responses=True) as direct,
+    ):
+        token, _ = gateway.new_key()
+        yield gateway, direct, token
+
+
+def write_pending_delivery(
+    direct: redis.Redis, key_id: str, delivery_id: str, url: str, at: float
+) -> None:
+    """A delivery record of the default team as ``finish.lua`` writes it, created ``at``."""
+    fields: dict[Any, Any] = {"team_id": "default", "key_id": key_id, "url": url}
+    fields["request_id"] = delivery_id
+    fields |= {"body": "{}", "status": "pending", "attempts": "0"}
+    fields |= {"next_at": str(at), "created": str(at)}
+    direct.hset(redis_keys.delivery("default", delivery_id), mapping=fields)
+
+
 def test_deliveries_of_teams_on_every_shard_all_arrive(emulator: Emulator, peer: Peer) -> None:
     with RedisServer() as store, Gateway(store.url, emulator.url) as gateway:
         hooks = {}
@@ -88,12 +114,7 @@ def test_a_delivery_whose_queue_entry_was_lost_is_queued_again_and_sent_once(
         "webhook_claim_idle": 1,
     }
     gate = threading.Event()
-    with (
-        RedisServer() as store,
-        Gateway(store.url, emulator.url, settings) as gateway,
-        redis.Redis.from_url(store.url, decode_responses=True) as direct,
-    ):
-        token, _ = gateway.new_key()
+    with _running(emulator, settings) as (gateway, direct, token):
         hung, hung_url = _hook(peer, "hung")
         lost, lost_url = _hook(peer, "lost")
         peer.gates[hung] = gate
@@ -124,12 +145,7 @@ def test_a_duplicate_entry_neither_hurries_a_retry_nor_repeats_a_delivery(
     emulator: Emulator, peer: Peer
 ) -> None:
     settings = {"webhook_retry_schedule": "3", "webhook_claim_idle": 120}
-    with (
-        RedisServer() as store,
-        Gateway(store.url, emulator.url, settings) as gateway,
-        redis.Redis.from_url(store.url, decode_responses=True) as direct,
-    ):
-        token, _ = gateway.new_key()
+    with _running(emulator, settings) as (gateway, direct, token):
         path, url = _hook(peer, "dup")
         peer.fail_paths.add(path)
         with gateway.client(token) as client:
@@ -137,7 +153,7 @@ def test_a_duplicate_entry_neither_hurries_a_retry_nor_repeats_a_delivery(
         (first,) = peer.wait_for_posts(path, 1)
         peer.fail_paths.discard(path)
         queue = redis_keys.delivery_stream(redis_keys.shard_of("default"))
-        entry = {"team_id": "default", "delivery_id": job["request_id"]}
+        entry: dict[Any, Any] = {"team_id": "default", "delivery_id": job["request_id"]}
         record = redis_keys.delivery("default", job["request_id"])
         _until(lambda: direct.hget(record, "attempts") == "1")
         direct.xadd(queue, entry)  # while its retry waits ~3 s: dropped, not sent early
@@ -163,10 +179,7 @@ def test_the_audit_finds_a_team_whose_only_work_is_an_undelivered_delivery(
         delivery_id = f"audited-{os.urandom(4).hex()}"
         past = time.time() - 100
         with redis.Redis.from_url(store.url, decode_responses=True) as direct:
-            fields = {"team_id": "default", "key_id": str(created["id"]), "url": url}
-            fields |= {"request_id": delivery_id, "body": "{}", "status": "pending"}
-            fields |= {"attempts": "0", "next_at": str(past), "created": str(past)}
-            direct.hset(redis_keys.delivery("default", delivery_id), mapping=fields)
+            write_pending_delivery(direct, str(created["id"]), delivery_id, url, past)
             direct.zadd(redis_keys.undelivered("default"), {delivery_id: past + 10})
             direct.delete(redis_keys.RECONCILE_AUDIT)  # the last audit is long over
             due = redis_keys.reconcile_due(redis_keys.shard_of("default"))

@@ -14,6 +14,7 @@ from gateway.store import legacy, redis_keys
 from gateway.store.multiplexed import MultiplexedRedis
 from gateway.store.scripts import Scripts
 from tests.peer import Peer
+from tests.relay.test_sharded_queue import write_pending_delivery
 from tests.servers import Emulator, Gateway, RedisServer
 from tests.store.test_scripts import METRICS, RETENTION
 
@@ -77,19 +78,8 @@ def test_a_gateway_started_on_the_old_queue_delivers_its_entries(
         delivery_id = f"legacy-{os.urandom(4).hex()}"
         now = time.time()
         with redis.Redis.from_url(own.url, decode_responses=True) as direct:
-            direct.hset(
-                redis_keys.delivery("default", delivery_id),
-                mapping={
-                    "team_id": "default",
-                    "key_id": str(created["id"]),
-                    "request_id": delivery_id,
-                    "url": f"{peer.url}{path}",
-                    "body": "{}",
-                    "status": "pending",
-                    "attempts": 0,
-                    "next_at": now,
-                    "created": now,
-                },
+            write_pending_delivery(
+                direct, str(created["id"]), delivery_id, f"{peer.url}{path}", now
             )
             stream = redis_keys.LEGACY_DELIVERY_STREAM
             direct.xgroup_create(stream, redis_keys.DELIVERY_GROUP, id="0", mkstream=True)
