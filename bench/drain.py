@@ -26,9 +26,13 @@ import redis
 from aiohttp import web
 
 from bench.growth import KNOBS, _submit_all
+from gateway.store import redis_keys
 from tests.servers import Emulator, Gateway, RedisServer, free_port
 
 TEAM = "drain"
+QUEUE = redis_keys.delivery_stream(redis_keys.shard_of(TEAM))
+RETRIES = redis_keys.delivery_retries(redis_keys.shard_of(TEAM))
+"""The team's shard of the delivery queue, where all the benchmark's deliveries go."""
 TARGET_CONCURRENCY = 8
 
 
@@ -111,7 +115,7 @@ def run(jobs: int, latency: float) -> dict[str, float]:
             token, _ = victim.new_key(team_id=TEAM)
             asyncio.run(_submit_all(victim.url, token, jobs, f"{receiver.url}/hook"))
             deadline = time.monotonic() + 600
-            while client.xpending("fgw:deliveries", "relay")["pending"] < jobs:
+            while client.xpending(QUEUE, redis_keys.DELIVERY_GROUP)["pending"] < jobs:
                 if time.monotonic() > deadline:
                     raise SystemExit("the victim did not take every delivery")
                 time.sleep(0.2)
@@ -124,7 +128,7 @@ def run(jobs: int, latency: float) -> dict[str, float]:
         bulk = 0.0
         with Gateway(server.url, emulator.url, survivor_settings):
             deadline = time.monotonic() + 900
-            while client.xlen("fgw:deliveries") or client.zcard("{fgw:deliveries}:retries"):
+            while client.xlen(QUEUE) or client.zcard(RETRIES):
                 if time.monotonic() > deadline:
                     raise SystemExit("the backlog did not drain")
                 if not bulk and _delivered(client) >= jobs - TARGET_CONCURRENCY:

@@ -33,6 +33,7 @@ from gateway.jobs.finisher import Finisher
 from gateway.jobs.reconciler import Reconciler
 from gateway.policy.limits import TeamLimits
 from gateway.settings import Settings
+from gateway.store import redis_keys
 from gateway.store.pool import connect_redis, connect_store
 from gateway.store.retention import Retention
 from gateway.store.scripts import Scripts
@@ -139,7 +140,7 @@ async def bench(teams: int, busy_teams: int, jobs: int) -> dict[str, Any]:
         )
         redis = connect_redis(settings)
         await _create_teams(redis, teams)
-        await redis.delete("fgw:{reconcile}:audit")  # the gateway's start-up pass took it
+        await redis.delete(redis_keys.RECONCILE_AUDIT)  # the gateway's start-up pass took it
         async with _reconciler(redis, settings, Metrics()) as idle:
             results["idle_first_pass"] = await _measure(redis, idle.sweep())
             results["idle_pass"] = await _measure(redis, idle.sweep())

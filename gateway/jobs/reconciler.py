@@ -6,14 +6,19 @@ request after ``bind_grace`` is a submit that died half-way, and is refunded. A 
 named by fal when it answers: its reservation says how long it may stay unbound
 (``unbound_until``), and is never refunded while the run can still be going.
 
-Its cost follows open work, not the number of teams. Teams that may have open reservations are
-on a schedule every process shares (``RECONCILE_DUE``, see ``redis_keys``): each admission puts
-its team there, in the same round trip. A pass claims due teams (``claim.lua``: they move to
-``RECONCILE_CLAIMED`` under a lease, so another process gets other teams), reads their due
-reservations pipelined, checks them, and releases the teams (``release.lua``) at their next look:
-the admission time of the oldest open reservation, or one ``reconcile_interval`` from now when a
-due one is still open; a team with nothing open leaves the schedule. An idle fleet's pass is a
-handful of commands, whatever the number of teams.
+The same look at a team queues again its deliveries whose queue entry was lost
+(``relay.undelivered``): a team stays on the schedule while it has deliveries not attempted.
+
+Its cost follows open work, not the number of teams. Teams that may have open reservations or
+undelivered deliveries are on a schedule every process shares, split over ``redis_keys.SHARDS``
+shards (``reconcile_due``): each admission puts its team on its shard's, in the same round trip
+(before the job can finish, so its delivery is covered too). A pass claims due teams of every
+shard in one batch (``claim.lua`` per shard: they move to ``reconcile_claimed`` under a lease, so
+another process gets other teams), reads their due reservations pipelined, checks them, queues
+their lost deliveries, and releases the teams (``release.lua``) at their next look: the earliest
+of the oldest open reservation's admission time and the earliest delivery deadline (or one
+``reconcile_interval`` from now when due work is left); a team with nothing open leaves the
+schedule. An idle fleet's pass is a handful of commands a shard, whatever the number of teams.
 
 Why no reservation is forgotten:
 
@@ -25,13 +30,17 @@ Why no reservation is forgotten:
   idempotent (``finish.lua``), so a pass overrunning its lease only repeats work.
 - A process that dies between ``admit.lua`` and its ``ZADD``, or reservations older than the
   schedule: the audit (``_audit``), every ``reconcile_audit_interval`` by one process, walks
-  every team's open set and puts teams with open reservations back on the schedule.
+  every team's open set and undelivered deliveries and puts teams with either back on the
+  schedule.
+- A team's open set is read before its undelivered deliveries: a reservation settled in between
+  had its delivery listed by the same script, so one of the two reads sees the work.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -40,18 +49,21 @@ from redis.exceptions import RedisError
 from gateway.errors import FalError
 from gateway.jobs.finisher import Ending, Finisher, Job
 from gateway.limits.settlement import ABANDONED
+from gateway.relay.undelivered import requeue_overdue
 from gateway.settings import Settings
 from gateway.store import redis_keys
 from gateway.store.multiplexed import Command, Store, hash_reply
 from gateway.store.pool import store_errors
-from gateway.store.scripts import Scripts
+from gateway.store.retention import Retention
+from gateway.store.scripts import Scripts, schedule_team
 from gateway.telemetry.metrics import Metrics
 from gateway.upstream import FalUpstream
 
 logger = logging.getLogger(__name__)
 
 TEAMS_PER_CLAIM = 100
-"""Teams one claim takes: the unit of work between releases, and of cancellation."""
+"""Teams one claim takes (spread over the shards): the unit of work between releases, and of
+cancellation."""
 BATCH = 200
 """Due reservations of one team checked per pass (more wait for the next pass)."""
 CHECKS_AT_ONCE = 8
@@ -60,6 +72,13 @@ COMMANDS_PER_BATCH = 500
 """Commands sent in one pipelined round trip."""
 RELEASE_TIMEOUT = 2.0
 """How long releasing claims may take when a pass fails or is cancelled (else they lapse)."""
+
+
+def _times(opened: float | None, deadline: float | None, after: float) -> list[float]:
+    """Schedule times (looked at ``after`` later) for a team's oldest open reservation and its
+    earliest delivery deadline, of those it has."""
+    times = [] if opened is None else [opened]
+    return times if deadline is None else [*times, deadline - after]
 
 
 class Reconciler:
@@ -78,20 +97,26 @@ class Reconciler:
         self._upstream = upstream
         self._settings = settings
         self._metrics = metrics
+        self._retention = Retention.of(settings)
 
     async def sweep(self) -> None:
-        """One pass: the audit when it is this process's turn, every due team, the gauges."""
+        """One pass: the audit when it is this process's turn, every due team, the gauges.
+
+        Every shard's due teams are claimed in one batch, ``TEAMS_PER_CLAIM`` spread over them,
+        then checked together; shards that had more are claimed from again."""
         if await self._audit_turn():
             await self._audit()
-        while True:
+        shards = list(range(redis_keys.SHARDS))
+        share = math.ceil(TEAMS_PER_CLAIM / redis_keys.SHARDS)
+        while shards:
             async with store_errors():
-                now, teams = await self._scripts.claim_due_teams(
-                    self._settings.reconcile_after, self._settings.reconcile_lease, TEAMS_PER_CLAIM
+                now, claimed = await self._scripts.claim_due_teams(
+                    shards, self._settings.reconcile_after, self._settings.reconcile_lease, share
                 )
+            teams = [team for shard_teams in claimed.values() for team in shard_teams]
             if teams:
                 await self._reconcile(now, teams)
-            if len(teams) < TEAMS_PER_CLAIM:
-                break
+            shards = [shard for shard, got in claimed.items() if len(got) == share]
         await self._count_open()
 
     async def _reconcile(self, now: float, teams: list[str]) -> None:
@@ -99,6 +124,7 @@ class Reconciler:
         released = False
         try:
             await self._check_due(now, teams)
+            await requeue_overdue(self._pipelined, now, teams, self._retention)
             next_looks = await self._next_looks(now, teams)
             async with store_errors():
                 await self._scripts.release_teams(next_looks)
@@ -162,15 +188,15 @@ class Reconciler:
     async def _next_looks(self, now: float, teams: list[str]) -> dict[str, float | None]:
         """When each team needs its next look: see the module docstring."""
         after = self._settings.reconcile_after
-        oldest = await self._oldest_open(teams)
+        soon = now + self._settings.reconcile_interval - after
         looks: dict[str, float | None] = {}
-        for team_id, reply in zip(teams, oldest, strict=True):
-            if not reply:
-                looks[team_id] = None
-            elif float(reply[1]) <= now - after:  # checked and still open, or beyond BATCH
-                looks[team_id] = now + self._settings.reconcile_interval - after
-            else:
-                looks[team_id] = float(reply[1])
+        for team_id, (opened, deadline) in zip(teams, await self._first_work(teams), strict=True):
+            candidates = []
+            if opened is not None:  # still open once due: checked, or beyond BATCH
+                candidates.append(soon if opened <= now - after else opened)
+            if deadline is not None:  # still overdue: beyond the requeue's BATCH
+                candidates.append(soon if deadline <= now else deadline - after)
+            looks[team_id] = min(candidates, default=None)
         return looks
 
     async def _release_soon(self, next_looks: dict[str, float | None]) -> None:
@@ -192,7 +218,8 @@ class Reconciler:
         return taken is not None
 
     async def _audit(self) -> None:
-        """Put every team with open reservations on the schedule (at its oldest one's time)."""
+        """Put every team with open reservations or undelivered deliveries on the schedule (at
+        its earliest look)."""
         cursor = "0"
         audited = rescheduled = 0
         while True:
@@ -200,29 +227,32 @@ class Reconciler:
                 cursor, teams = await self._store.call(
                     "SSCAN", redis_keys.TEAM_INDEX, cursor, "COUNT", COMMANDS_PER_BATCH
                 )
-            oldest = await self._oldest_open(teams)
-            schedule: list[Command] = [
-                ("ZADD", redis_keys.RECONCILE_DUE, "LT", reply[1], team)
-                for team, reply in zip(teams, oldest, strict=True)
-                if reply
+            after = self._settings.reconcile_after
+            looks = [
+                (team, min(_times(opened, deadline, after), default=None))
+                for team, (opened, deadline) in zip(
+                    teams, await self._first_work(teams), strict=True
+                )
             ]
+            schedule = [schedule_team(team, at) for team, at in looks if at is not None]
             await self._pipelined(schedule)
             audited += len(teams)
             rescheduled += len(schedule)
             if cursor == "0":
                 break
-        logger.info("reconciler audit: %d teams, %d with open reservations", audited, rescheduled)
+        logger.info("reconciler audit: %d teams, %d with open work", audited, rescheduled)
 
     async def _count_open(self) -> None:
         """Set the gauges from the teams on the schedule, the only ones with open reservations."""
         async with store_errors():
-            due, claimed = await self._store.execute(
+            scheduled = await self._store.execute(
                 [
-                    ("ZRANGE", redis_keys.RECONCILE_DUE, 0, -1),
-                    ("ZRANGE", redis_keys.RECONCILE_CLAIMED, 0, -1),
+                    ("ZRANGE", name(shard), 0, -1)
+                    for shard in range(redis_keys.SHARDS)
+                    for name in (redis_keys.reconcile_due, redis_keys.reconcile_claimed)
                 ]
             )
-        teams = sorted({*due, *claimed})
+        teams = sorted({team for teams in scheduled for team in teams})
         counts = await self._pipelined(
             command
             for t in teams
@@ -234,12 +264,18 @@ class Reconciler:
         self._metrics.reservations_outstanding.set(sum(int(c) for c in counts[::2]))
         self._metrics.reserved_micros.set(sum(int(r or 0) for r in counts[1::2]))
 
-    async def _oldest_open(self, teams: list[str]) -> list[Any]:
-        """For each team, ``[reservation id, admission time]`` of its oldest open reservation,
-        or ``[]`` when it has none."""
-        return await self._pipelined(
-            ("ZRANGE", redis_keys.open_reservations(t), 0, 0, "WITHSCORES") for t in teams
+    async def _first_work(self, teams: list[str]) -> list[tuple[float | None, float | None]]:
+        """For each team, the admission time of its oldest open reservation and the earliest
+        deadline of its undelivered deliveries (None: none), read in this order."""
+        replies = await self._pipelined(
+            ("ZRANGE", name(t), 0, 0, "WITHSCORES")
+            for t in teams
+            for name in (redis_keys.open_reservations, redis_keys.undelivered)
         )
+        return [
+            (float(opened[1]) if opened else None, float(listed[1]) if listed else None)
+            for opened, listed in zip(replies[0::2], replies[1::2], strict=True)
+        ]
 
     async def _pipelined(self, commands: Iterable[Command]) -> list[Any]:
         """Replies to ``commands``, sent ``COMMANDS_PER_BATCH`` to a round trip."""

@@ -1,5 +1,6 @@
-"""Deliveries to callers' webhooks, listed and replayed. They are stored and queued on a Redis
-stream by ``finish.lua`` when a job ends (``jobs.finisher``)."""
+"""Deliveries to callers' webhooks, listed and replayed. They are stored by ``finish.lua`` when a
+job ends (``jobs.finisher``) and queued on their team's shard of the delivery queue
+(``relay.queue``) by ``Scripts.finish`` right after."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from gateway.accounts.keys import rfc3339
 from gateway.store import redis_keys
 from gateway.store.pool import fields_of, store_errors
 from gateway.store.retention import Retention
+from gateway.store.scripts import queue_delivery, schedule_team
 
 PENDING = "pending"
 DELIVERED = "delivered"
@@ -47,14 +49,15 @@ class Outbox:
         self._retention = retention
 
     async def ensure_group(self) -> None:
+        """Create the consumer group (and the stream) of every shard of the queue that has none."""
         async with store_errors():
-            try:
-                await self._redis.xgroup_create(
-                    redis_keys.DELIVERY_STREAM, redis_keys.DELIVERY_GROUP, id="0", mkstream=True
-                )
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+            pipe = self._redis.pipeline(transaction=False)
+            for shard in range(redis_keys.SHARDS):
+                stream = redis_keys.delivery_stream(shard)
+                pipe.xgroup_create(stream, redis_keys.DELIVERY_GROUP, id="0", mkstream=True)
+            for reply in await pipe.execute(raise_on_error=False):
+                if isinstance(reply, ResponseError) and "BUSYGROUP" not in str(reply):
+                    raise reply
 
     async def team_of(self, delivery_id: str) -> str | None:
         async with store_errors():
@@ -83,7 +86,12 @@ class Outbox:
 
     async def replay(self, team_id: str, delivery_id: str) -> dict[str, Any] | None:
         """Queue a delivery again from scratch (attempts reset), whatever its state; pending
-        again, it is kept as long as a new one (its index entry and team lookup too)."""
+        again, it is kept as long as a new one (its index entry and team lookup too).
+
+        The team-slot writes go together, in one transaction (the record, its key's index, its
+        ``undelivered`` deadline); the queue entry, the team lookup and the team's place on the
+        reconcile schedule (each in a slot of its own) follow. Should those be lost, the
+        reconciler's next look at the team queues it, and the audit schedules that look."""
         name = redis_keys.delivery(team_id, delivery_id)
         ttl = self._retention.delivery_pending
         async with store_errors():
@@ -92,13 +100,18 @@ class Outbox:
                 return None
             now = time.time()
             index = redis_keys.key_deliveries(team_id, str(key_id))
-            # Not a transaction: the stream and the team lookup are outside the team's hash tag.
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.hset(name, mapping={"status": PENDING, "attempts": "0", "next_at": repr(now)})
-            pipe.expire(name, ttl)
-            pipe.set(redis_keys.delivery_team(delivery_id), team_id, ex=ttl)
-            pipe.zadd(index, {delivery_id: int(now)})
-            pipe.expire(index, ttl)
-            pipe.xadd(redis_keys.DELIVERY_STREAM, {"team_id": team_id, "delivery_id": delivery_id})
-            await pipe.execute()
+            undelivered = redis_keys.undelivered(team_id)
+            team_slot = self._redis.pipeline(transaction=True)
+            team_slot.hset(name, mapping={"status": PENDING, "attempts": "0", "next_at": repr(now)})
+            team_slot.expire(name, ttl)
+            team_slot.zadd(index, {delivery_id: int(now)})
+            team_slot.expire(index, ttl)
+            team_slot.zadd(undelivered, {delivery_id: now + self._retention.delivery_grace})
+            team_slot.expire(undelivered, ttl)
+            await team_slot.execute()
+            queue = self._redis.pipeline(transaction=False)
+            for command in queue_delivery(team_id, delivery_id, ttl * 1000):
+                queue.execute_command(*command)
+            queue.execute_command(*schedule_team(team_id, now))
+            await queue.execute()
         return await self.get(team_id, delivery_id)

@@ -1,16 +1,25 @@
 """The delivery worker every gateway process runs.
 
-Deliveries to attempt are entries of a Redis stream, read by every process as members of one
-consumer group. An entry is acknowledged (and deleted) once its delivery is finished with:
-delivered, dead-lettered, or scheduled for a retry. Retries wait in a schedule ordered by due
-time, and ``promote.lua`` puts each back on the stream when it falls due, so a retry is sent on
-time by whichever process is free. An entry left pending (its process died mid-attempt) is taken
-over after ``webhook_claim_idle``; the claim walks the pending list with a cursor, as much of it
-per turn as there is room for, so a large orphaned backlog drains at the receivers' speed.
+Deliveries to attempt are entries of the delivery queue (``relay.queue``: a Redis stream per
+shard), read by every process as members of one consumer group. An entry is acknowledged (and
+deleted) once its delivery is finished with: delivered, dead-lettered, or scheduled for a retry.
+Retries wait in a schedule ordered by due time (one per shard), and ``promote.lua`` puts each
+back on its stream when it falls due, so a retry is sent on time by whichever process is free. An
+entry left pending (its process died mid-attempt) is taken over after ``webhook_claim_idle``; the
+claim walks the pending lists with a cursor, as much of them per turn as there is room for, so a
+large orphaned backlog drains at the receivers' speed.
+
+The shards are read without blocking (a blocking read cannot span slots on Redis Cluster): when
+a read finds nothing, the worker waits ``IDLE_POLL_MIN``, doubling up to ``IDLE_POLL_MAX``, before
+the next, so a webhook queued on an idle queue waits at most ``IDLE_POLL_MAX`` for its read. An
+idle process thus sends ``SHARDS`` (8) ``XREADGROUP`` in one pipelined round trip (one per node
+on a cluster) five times a second: 40 cheap commands a second, beside its housekeeping.
 
 A short lock per delivery (released only by its holder) keeps two processes from sending the
 same one at once, and the record is read again under it, so one that another process has just
-finished is not sent again.
+finished is not sent again, nor one whose retry is not due yet: a queue entry may be a duplicate
+(queued again by the reconciler, ``redis_keys.undelivered``, or by a migration), and is then
+dropped. Each write of a delivery's outcome also moves or removes its ``undelivered`` deadline.
 
 Deliveries are attempted concurrently, each as its own task, within ``Slots``: at most
 ``webhook_concurrency`` at once and ``webhook_target_concurrency`` to one target, so a slow or
@@ -30,21 +39,22 @@ import socket
 import time
 from collections.abc import Iterable
 from secrets import token_hex
-from typing import Any, cast
 
 import httpx
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.asyncio.client import Pipeline
 
 from gateway.accounts.keys import KeyStore
 from gateway.errors import FalError
 from gateway.relay.outbox import DEAD, DELIVERED, PENDING, Outbox
+from gateway.relay.queue import DeliveryQueue, Entry
 from gateway.relay.signing import signature_headers
 from gateway.relay.slots import Slots, target_of
 from gateway.relay.targets import TargetPolicy, TargetRefused
 from gateway.settings import Settings
-from gateway.store import redis_keys
+from gateway.store import legacy, redis_keys
 from gateway.store.pool import RedisFields, fields_of, store_errors
+from gateway.store.retention import Retention
 from gateway.store.scripts import Scripts
 from gateway.telemetry.metrics import Metrics
 
@@ -55,12 +65,23 @@ PROMOTE_BATCH = 500
 JITTER = 0.2
 HOUSEKEEPING_INTERVAL = 1.0
 """Seconds between promotions of due retries, claim walks and reports of the queue's depth."""
+LEGACY_INTERVAL = 60.0
+"""Seconds between looks for the queue from before sharding (``store.legacy``): processes of the
+previous version may still write it during a rolling upgrade."""
+IDLE_POLL_MIN = 0.01
+IDLE_POLL_MAX = 0.2
+"""Seconds between reads of an idle queue: from the least, doubled after each empty read."""
+DUE_SLACK = 2.0
+"""A delivery whose next attempt is due more than this far ahead (s) is not attempted: its queue
+entry is a duplicate of the scheduled retry. The slack absorbs clocks that differ a little."""
 USER_AGENT = "fal-gateway-webhooks/0.1"
 
 
 def _finished(record: dict[str, str]) -> bool:
-    """The delivery needs no more attempts: delivered, dead, or gone."""
-    return not record or record.get("status") != PENDING
+    """The delivery needs no more attempts now: delivered, dead, gone, or a retry not due."""
+    if not record or record.get("status") != PENDING:
+        return True
+    return float(record.get("next_at") or 0) > time.time() + DUE_SLACK
 
 
 def _retry_member(team_id: str, delivery_id: str) -> str:
@@ -92,10 +113,12 @@ class DeliveryWorker:
             settings.webhook_backlog,
         )
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        """Stream entries being handled, by entry id."""
+        """Queue entries being handled, by ``Entry.name``."""
+        self._queue = DeliveryQueue(redis, outbox, self._consumer, settings.webhook_claim_idle)
+        self._retention = Retention.of(settings)
         self._next_housekeeping = 0.0
-        self._claim_cursor: str | None = None
-        """Where the walk of the pending list goes on; None: no walk under way."""
+        self._next_legacy = 0.0
+        self._idle = IDLE_POLL_MIN
         self._client = httpx.AsyncClient(
             timeout=settings.webhook_timeout,
             limits=httpx.Limits(max_connections=settings.webhook_concurrency),
@@ -112,95 +135,52 @@ class DeliveryWorker:
 
     async def step(self) -> None:
         """One turn: take as many entries as there is room for (pending ones left idle first,
-        then new ones), each handled by a task of its own."""
+        then new ones), each handled by a task of its own; wait a little when there are none."""
         # Saturated, the worker still does its housekeeping every interval (and stays live).
         room = min(BATCH, await self._slots.room(HOUSEKEEPING_INTERVAL))
         now = time.monotonic()
         if now >= self._next_housekeeping:
             self._next_housekeeping = now + HOUSEKEEPING_INTERVAL
+            if now >= self._next_legacy:
+                self._next_legacy = now + LEGACY_INTERVAL
+                await legacy.migrate(self._redis, self._scripts, self._retention)
             await self._scripts.promote_retries(PROMOTE_BATCH)
             await self._report_queue()
-            if self._claim_cursor is None:
-                self._claim_cursor = "0-0"
+            self._queue.start_walk()
         if not room:
             return
-        claimed: list[tuple[str, dict[str, str]]] = []
-        if self._claim_cursor is not None:
-            claimed = await self._claim(room)
-            self._start(claimed)
-        if len(claimed) < room:
-            wait = 0 if self._claim_cursor else self._next_housekeeping - time.monotonic()
-            self._start(await self._read(room - len(claimed), wait))
+        taken: list[Entry] = []
+        if self._queue.walking:
+            taken = await self._queue.claim(room)
+        if len(taken) < room:
+            taken += await self._queue.read(room - len(taken))
+        self._start(taken)
+        if taken or self._queue.walking:
+            self._idle = IDLE_POLL_MIN
+            return
+        await asyncio.sleep(max(0.0, min(self._idle, self._next_housekeeping - time.monotonic())))
+        self._idle = min(self._idle * 2, IDLE_POLL_MAX)
 
-    async def _read(self, count: int, wait: float) -> list[tuple[str, dict[str, str]]]:
-        """New entries, waiting up to ``wait`` seconds for some (the group is made again if
-        Redis lost it, e.g. a primary that came back empty)."""
-        try:
-            async with store_errors():
-                fresh = await self._redis.xreadgroup(
-                    redis_keys.DELIVERY_GROUP,
-                    self._consumer,
-                    {redis_keys.DELIVERY_STREAM: ">"},
-                    count=count,
-                    block=max(1, int(wait * 1000)) if wait > 0 else None,
-                )
-        except ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
-            logger.warning("delivery queue had no consumer group; creating it again")
-            await self._outbox.ensure_group()
-            return []
-        return [
-            (str(entry_id), fields_of(fields))
-            for _, stream_entries in cast(list[Any], fresh or [])
-            for entry_id, fields in stream_entries
-        ]
-
-    async def _claim(self, count: int) -> list[tuple[str, dict[str, str]]]:
-        """Entries pending longer than ``webhook_claim_idle``, now this process's; the walk
-        goes on from where the last claim stopped, and ends when it has been round."""
-        try:
-            async with store_errors():
-                cursor, claimed, *_ = await self._redis.xautoclaim(
-                    redis_keys.DELIVERY_STREAM,
-                    redis_keys.DELIVERY_GROUP,
-                    self._consumer,
-                    min_idle_time=int(self._settings.webhook_claim_idle * 1000),
-                    start_id=self._claim_cursor or "0-0",
-                    count=count,
-                )
-        except ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
-            self._claim_cursor = None
-            return []
-        self._claim_cursor = None if str(cursor) == "0-0" else str(cursor)
-        return [(str(i), fields_of(f)) for i, f in claimed if f]
-
-    def _start(self, entries: Iterable[tuple[str, dict[str, str]]]) -> None:
-        for entry_id, fields in entries:
-            if entry_id not in self._tasks:  # else one of ours, still waiting for its target
+    def _start(self, entries: Iterable[Entry]) -> None:
+        for entry in entries:
+            if entry.name not in self._tasks:  # else one of ours, still waiting for its target
                 self._slots.take()
-                task = asyncio.create_task(self._handle(entry_id, fields))
-                self._tasks[entry_id] = task
-                task.add_done_callback(functools.partial(self._done, entry_id))
+                task = asyncio.create_task(self._handle(entry))
+                self._tasks[entry.name] = task
+                task.add_done_callback(functools.partial(self._done, entry.name))
 
-    def _done(self, entry_id: str, task: asyncio.Task[None]) -> None:
-        del self._tasks[entry_id]
+    def _done(self, name: str, task: asyncio.Task[None]) -> None:
+        del self._tasks[name]
         self._slots.release()
         if not task.cancelled() and (exc := task.exception()) is not None:
             logger.error("delivery worker: %r", exc, exc_info=exc)
 
-    async def _handle(self, entry_id: str, fields: dict[str, str]) -> None:
+    async def _handle(self, entry: Entry) -> None:
         try:
-            if await self._process(fields["team_id"], fields["delivery_id"]):
-                async with store_errors():
-                    pipe = self._redis.pipeline(transaction=False)
-                    pipe.xack(redis_keys.DELIVERY_STREAM, redis_keys.DELIVERY_GROUP, entry_id)
-                    pipe.xdel(redis_keys.DELIVERY_STREAM, entry_id)
-                    await pipe.execute()
+            if await self._process(entry.team_id, entry.delivery_id):
+                await self._queue.done(entry)
         except FalError as exc:
-            logger.warning("delivery %s: %s", fields.get("delivery_id"), exc.detail)
+            logger.warning("delivery %s: %s", entry.delivery_id, exc.detail)
 
     async def _process(self, team_id: str, delivery_id: str) -> bool:
         """Attempt the delivery; True when its stream entry is finished with, False to leave it
@@ -243,12 +223,18 @@ class DeliveryWorker:
             await self._scripts.unlock(lock, token)
 
     async def _schedule(self, team_id: str, delivery_id: str, delay: float) -> None:
-        """Queue the delivery again in ``delay`` seconds."""
-        due_ms = int((time.time() + delay) * 1000)
+        """Queue the delivery again in ``delay`` seconds (its ``undelivered`` deadline follows)."""
         async with store_errors():
-            await self._redis.zadd(
-                redis_keys.DELIVERY_RETRIES, {_retry_member(team_id, delivery_id): due_ms}
-            )
+            pipe = self._redis.pipeline(transaction=False)
+            self._retry(pipe, team_id, delivery_id, time.time() + delay)
+            await pipe.execute()
+
+    def _retry(self, pipe: Pipeline, team_id: str, delivery_id: str, due: float) -> None:
+        """Add to ``pipe`` the delivery's retry at ``due``, and its deadline after it."""
+        deadline = due + self._retention.delivery_grace
+        pipe.zadd(redis_keys.undelivered(team_id), {delivery_id: deadline})
+        retries = redis_keys.delivery_retries(redis_keys.shard_of(team_id))
+        pipe.zadd(retries, {_retry_member(team_id, delivery_id): int(due * 1000)})
 
     async def _attempt(
         self, name: str, team_id: str, delivery_id: str, record: dict[str, str]
@@ -282,9 +268,10 @@ class DeliveryWorker:
             pipe.hset(name, mapping=fields)
             if retry_in is None:  # finished with: kept for the admin API, then gone
                 pipe.expire(name, math.ceil(self._settings.delivery_retention))
+                pipe.zrem(redis_keys.undelivered(team_id), delivery_id)
+            else:  # the record's team-slot writes first: a crash before the retry is caught
+                self._retry(pipe, team_id, delivery_id, now + retry_in)
             await pipe.execute()
-        if retry_in is not None:
-            await self._schedule(team_id, delivery_id, now + retry_in - time.time())
 
     async def _send(
         self, team_id: str, record: dict[str, str], now: int
@@ -309,15 +296,7 @@ class DeliveryWorker:
         return f"answered {response.status_code}", response.status_code
 
     async def _report_queue(self) -> None:
-        """Deliveries queued or waiting for a retry, and the age of the oldest queued entry
-        (finished entries are deleted, so the stream's first entry is the oldest waiting)."""
-        async with store_errors():
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.xlen(redis_keys.DELIVERY_STREAM)
-            pipe.zcard(redis_keys.DELIVERY_RETRIES)
-            pipe.xrange(redis_keys.DELIVERY_STREAM, count=1)
-            queued, retrying, first = await pipe.execute()
-        self._metrics.delivery_queue.set(int(queued) + int(retrying))
-        oldest = str(first[0][0]) if first else None
-        age = time.time() - int(oldest.split("-")[0]) / 1000 if oldest else 0.0
-        self._metrics.oldest_delivery_age.set(max(age, 0.0))
+        """Deliveries queued or waiting for a retry, and the age of the oldest queued entry."""
+        queued, age = await self._queue.depth()
+        self._metrics.delivery_queue.set(queued)
+        self._metrics.oldest_delivery_age.set(age)

@@ -1,12 +1,29 @@
 """Every Redis key the gateway writes, with its lifetime. Nothing else formats key names.
 
 Keys that one operation touches together share the hash tag ``{<team_id>}``, so the same commands
-and scripts run on Redis Cluster.
+and scripts run on Redis Cluster. Work shared by every team (the delivery queue, the reconciler's
+schedule) is split over ``SHARDS`` shards, each with a hash tag of its own (``{deliveries:<n>}``,
+``{reconcile:<n>}``), so that on a cluster it spreads over the nodes; a team's work always goes to
+``shard_of(team_id)``. No script touches keys of two hash tags.
 """
 
 from __future__ import annotations
 
+import zlib
+
 PREFIX = "fgw"
+
+SHARDS = 8
+"""Shards of the delivery queue and the reconciler's schedule. Never change it on a running
+deployment without moving the keys: a team's queued deliveries and schedule entry stay in the
+shard its id mapped to when they were written, and a process reading other shards misses them."""
+
+
+def shard_of(team_id: str) -> int:
+    """The shard of ``team_id``'s queued deliveries and schedule entry (stable across processes
+    and versions: CRC-32 of the id)."""
+    return zlib.crc32(team_id.encode()) % SHARDS
+
 
 KEY_INDEX = f"{PREFIX}:keys"
 """HASH key_id → team_id of every key ever created; admin lookups only, never the hot path.
@@ -62,20 +79,33 @@ def open_reservations(team_id: str) -> str:
     return f"{PREFIX}:{{{team_id}}}:open"
 
 
-RECONCILE_DUE = f"{PREFIX}:{{reconcile}}:due"
-"""ZSET team id → a time ``t`` (s): the team may have open reservations, and the reconciler looks
-at it once ``t + reconcile_after`` has passed. Every admission adds its team (``ZADD LT`` with
-the admission time, so the earliest look wins); a pass removes the team when it claims it and
-puts it back, at its next look, while the team still has open reservations. Only teams with open
-work are in it (bounded by the number of teams), so it needs no expiry."""
+def reconcile_due(shard: int) -> str:
+    """ZSET team id → a time ``t`` (s): the team may have open reservations or deliveries not
+    attempted yet, and the reconciler looks at it once ``t + reconcile_after`` has passed. Every
+    admission adds its team to its shard's (``ZADD LT`` with the admission time, so the earliest
+    look wins); a pass removes the team when it claims it and puts it back, at its next look,
+    while the team still has open reservations or undelivered deliveries. Only teams with open
+    work are in it (bounded by the number of teams), so it needs no expiry. Hash tag
+    ``{reconcile:<shard>}``."""
+    return f"{PREFIX}:{{reconcile:{shard}}}:due"
 
-RECONCILE_CLAIMED = f"{PREFIX}:{{reconcile}}:claimed"
-"""ZSET team id → claim expiry (s): teams a reconciler pass is looking at. Left when the pass
-releases them; a claim that expires (its process died) goes back to ``RECONCILE_DUE``."""
+
+def reconcile_claimed(shard: int) -> str:
+    """ZSET team id → claim expiry (s): teams of the shard a reconciler pass is looking at. Left
+    when the pass releases them; a claim that expires (its process died) goes back to the
+    shard's ``reconcile_due``. Hash tag ``{reconcile:<shard>}``."""
+    return f"{PREFIX}:{{reconcile:{shard}}}:claimed"
+
 
 RECONCILE_AUDIT = f"{PREFIX}:{{reconcile}}:audit"
-"""STRING: taken (``SET NX``) by the process that audits the due index against every team's open
-reservations; expires after ``reconcile_audit_interval``, which is what spaces the audits."""
+"""STRING: taken (``SET NX``) by the process that audits the schedule against every team's open
+reservations and undelivered deliveries; expires after ``reconcile_audit_interval``, which is what
+spaces the audits. One key for the fleet (hash tag ``{reconcile}``), touched once per pass."""
+
+LEGACY_RECONCILE_DUE = f"{PREFIX}:{{reconcile}}:due"
+LEGACY_RECONCILE_CLAIMED = f"{PREFIX}:{{reconcile}}:claimed"
+"""The schedule before it was sharded (one ZSET pair, hash tag ``{reconcile}``): moved to the
+shards and deleted by ``store.legacy`` at start and by the delivery worker now and then."""
 
 
 def spend(team_id: str) -> str:
@@ -99,29 +129,58 @@ def usage_log(team_id: str) -> str:
 
 
 def usage_day_prefix(team_id: str) -> str:
-    """Prefix of ``<prefix><YYYY-MM-DD>``: HASH ``<key>|<endpoint>|<metric>`` → total, the team's
-    usage that day. Written by ``finish.lua`` (same hash tag). Expires ``usage_retention``
-    after its last write."""
+    """Prefix of ``usage_day``'s keys."""
     return f"{PREFIX}:{{{team_id}}}:usage:day:"
 
 
-DELIVERY_STREAM = f"{PREFIX}:deliveries"
-"""STREAM of deliveries to make (fields ``team_id``, ``delivery_id``), read by the consumer group
-``DELIVERY_GROUP``; entries are acknowledged when delivered or dead-lettered. Lives forever
-(acknowledged entries are trimmed by the workers)."""
+def usage_day(team_id: str, day: str) -> str:
+    """HASH ``<key>|<endpoint>|<metric>`` → total, the team's usage on ``day`` (``YYYY-MM-DD``,
+    UTC: the day its reservation was admitted). Written by ``finish.lua``. Expires
+    ``usage_retention`` after its last write."""
+    return usage_day_prefix(team_id) + day
+
 
 DELIVERY_GROUP = "relay"
+"""The consumer group every process reads each shard's ``delivery_stream`` as."""
 
-DELIVERY_RETRIES = "{" + DELIVERY_STREAM + "}:retries"
-"""ZSET ``<team id> <delivery id>`` → when its next attempt is due (ms): deliveries waiting to be
-retried, moved back onto ``DELIVERY_STREAM`` by ``promote.lua`` when due. Its hash tag is the
-stream's whole name, so on Redis Cluster both live in one slot. Members leave when due."""
+
+def delivery_stream(shard: int) -> str:
+    """STREAM of the shard's deliveries to make (fields ``team_id``, ``delivery_id``), read by
+    the consumer group ``DELIVERY_GROUP``; entries are acknowledged and deleted when finished
+    with (delivered, dead-lettered, rescheduled, or a duplicate). Lives forever, holding only
+    entries not finished with. Hash tag ``{deliveries:<shard>}``."""
+    return f"{PREFIX}:{{deliveries:{shard}}}:queue"
+
+
+def delivery_retries(shard: int) -> str:
+    """ZSET ``<team id> <delivery id>`` → when its next attempt is due (ms): the shard's
+    deliveries waiting to be retried, moved back onto ``delivery_stream`` by ``promote.lua`` when
+    due (same hash tag ``{deliveries:<shard>}``). Members leave when due."""
+    return f"{PREFIX}:{{deliveries:{shard}}}:retries"
+
+
+LEGACY_DELIVERY_STREAM = f"{PREFIX}:deliveries"
+LEGACY_DELIVERY_RETRIES = "{" + LEGACY_DELIVERY_STREAM + "}:retries"
+"""The delivery queue before it was sharded (one stream and its retry schedule, one slot): moved
+to the shards and deleted by ``store.legacy`` at start and by the delivery worker now and then."""
+
+
+def undelivered(team_id: str) -> str:
+    """ZSET delivery id → the time (s) by which the delivery must have been attempted or
+    rescheduled: the team's deliveries not delivered or dead yet. ``finish.lua`` adds a new
+    delivery in the script that creates it (the queue's ``XADD`` is a second round trip, in
+    another slot); the worker moves the deadline with each retry and removes the delivery once
+    delivered or dead; the reconciler queues again one whose deadline passed while still
+    pending (a crash lost its queue entry), and removes those that are gone. Expires
+    ``Retention.delivery_pending`` after its last addition, like the records it names."""
+    return f"{PREFIX}:{{{team_id}}}:undelivered"
 
 
 def delivery_team(delivery_id: str) -> str:
-    """STRING: the team of a delivery, for admin lookups by delivery id (so outside any team's
-    hash tag, like ``DELIVERY_STREAM``; issue 15 is where Redis Cluster gets its answer).
-    Written and re-armed with its delivery, and expires with it."""
+    """STRING: the team of a delivery, for admin lookups by delivery id, which is all such a
+    lookup knows (so outside any team's hash tag: its own slot, by the id). Written by
+    ``Scripts.finish`` in the round trip that queues a new delivery, and again when the
+    reconciler or a replay queues it; expires with the delivery."""
     return f"{PREFIX}:delivery-team:{delivery_id}"
 
 

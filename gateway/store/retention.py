@@ -32,6 +32,10 @@ class Retention:
     """Daily usage aggregates after their last write, and per-request usage log entries."""
     ledger: int
     """Ledger entries."""
+    delivery_grace: int = 60
+    """How long a queued delivery may go unattempted past its due time before the reconciler
+    queues it again (its queue entry was lost): twice what an orphaned entry's claim and its
+    attempt take. Not a retention, but every writer of ``undelivered`` needs it."""
     spend: int = SPEND_DAYS * 86400
 
     @classmethod
@@ -44,4 +48,5 @@ class Retention:
             delivery_pending=math.ceil(retrying + settings.delivery_retention),
             usage=math.ceil(settings.usage_retention),
             ledger=math.ceil(settings.ledger_retention),
+            delivery_grace=math.ceil(2 * per_attempt),
         )

@@ -1,8 +1,11 @@
 """The Lua scripts, as typed methods: each builds its ``KEYS`` from ``redis_keys`` and reads its
-reply into a value. Sources are ``lua/<name>.lua`` in this package; every key a script touches
-shares its team's hash tag (but the delivery queue, whose retry schedule shares its slot, and the
-reconciler's schedule, whose keys share the tag ``{reconcile}``), so they run on Redis Cluster
-too.
+reply into a value. Sources are ``lua/<name>.lua`` in this package. Every key a script touches
+is in its ``KEYS``, and they share one hash tag: a team's (``{<team_id>}``), or one shard's of the
+delivery queue (``{deliveries:<n>}``) or of the reconciler's schedule (``{reconcile:<n>}``), so
+they run on Redis Cluster too. What a team's script would write to a shared structure (the
+team's place on the schedule, its new delivery's queue entry) is sent as plain commands in the
+same or the next round trip; ``redis_keys.undelivered`` and the audit cover a crash between the
+two.
 
 Scripts run with EVALSHA on the process's multiplexed connection and are loaded when Redis does
 not know them yet (after a restart or a flush).
@@ -11,21 +14,26 @@ not know them yet (after a restart or a flush).
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
 from redis.exceptions import ResponseError
 
+from gateway.errors import FalError
 from gateway.store import redis_keys
 from gateway.store.multiplexed import Command, Store
 from gateway.store.pool import store_errors
 from gateway.store.retention import SPEND_FIELDS, Retention
 from gateway.telemetry.metrics import Metrics
 
-NAMES = ("admit", "finish", "credit", "claim", "release", "promote", "unlock")
+logger = logging.getLogger(__name__)
+
+NAMES = ("admit", "finish", "credit", "claim", "release", "promote", "unlock", "forget")
 
 WEBHOOK_ON_RESERVATION = "*"
 """``Ending.webhook_url`` for "the URL the reservation holds" (request records do not repeat
@@ -34,6 +42,22 @@ it, so a finish from a request record knows only that there is one)."""
 
 def _source(name: str) -> str:
     return resources.files(__package__).joinpath("lua", f"{name}.lua").read_text()
+
+
+def queue_delivery(team_id: str, delivery_id: str, ttl_ms: int) -> list[Command]:
+    """Commands that put a delivery on its shard's stream and (re)write its team lookup, kept
+    ``ttl_ms``; each in its own slot, so they may go in any batch."""
+    stream = redis_keys.delivery_stream(redis_keys.shard_of(team_id))
+    return [
+        ("XADD", stream, "*", "team_id", team_id, "delivery_id", delivery_id),
+        ("SET", redis_keys.delivery_team(delivery_id), team_id, "PX", max(ttl_ms, 1)),
+    ]
+
+
+def schedule_team(team_id: str, at: float | str) -> Command:
+    """The command that puts a team on its shard's reconcile schedule at ``at`` at the latest."""
+    due = redis_keys.reconcile_due(redis_keys.shard_of(team_id))
+    return ("ZADD", due, "LT", at if isinstance(at, str) else f"{at:.6f}", team_id)
 
 
 @dataclass(frozen=True)
@@ -136,7 +160,7 @@ class Scripts:
         once the reservation exists; a refused admission schedules a look that finds nothing.
         A process dying between the two leaves a reservation the audit finds."""
         t, k = a.team_id, a.key_id
-        schedule = ("ZADD", redis_keys.RECONCILE_DUE, "LT", f"{time.time():.6f}", t)
+        schedule = schedule_team(t, time.time())
         reply = await self._run(
             "admit",
             keys=[
@@ -170,10 +194,31 @@ class Scripts:
         return Admitted(int(reply[1]), int(reply[2]), int(reply[3]), int(reply[4]))
 
     async def finish(self, e: Ending) -> Finished:
-        """Settle, remember the final status and queue the caller's webhook, together."""
+        """Settle, remember the final status and record the caller's webhook, together; then,
+        for a new delivery, queue it (a second round trip: the queue is in another slot).
+
+        The usage hash is named for the day the reservation was admitted, which only the
+        script reads; it is passed for today (the usual case), and the script, checking it
+        before writing anything, names the right day when the job was admitted on another."""
+        reply = await self._finish(e, datetime.now(UTC).date().isoformat())
+        if reply[0] == "wrong_day":
+            reply = await self._finish(e, str(reply[1]))
+        if reply[0] == "wrong_day":
+            raise RuntimeError(f"finish.lua named two days for reservation {e.reservation_id}")
+        finished = Finished(str(reply[0]), int(reply[1]), str(reply[2]), int(reply[3]))
+        if finished.delivery == "new":
+            delivery_id = e.request_id or e.reservation_id
+            ttl_ms = self._retention.delivery_pending * 1000
+            try:
+                await self._store_call(queue_delivery(e.team_id, delivery_id, ttl_ms))
+            except FalError as exc:  # recorded as undelivered: the reconciler queues it
+                logger.warning("delivery %s left for the reconciler to queue: %s", delivery_id, exc)
+        return finished
+
+    async def _finish(self, e: Ending, day: str) -> list[Any]:
         t = e.team_id
         reservation = redis_keys.reservation(t, e.reservation_id)
-        reply = await self._run(
+        return await self._run(
             "finish",
             keys=[
                 reservation,
@@ -187,8 +232,8 @@ class Scripts:
                 redis_keys.request_record(t, e.request_id) if e.request_id else reservation,
                 redis_keys.delivery(t, e.request_id or e.reservation_id),
                 redis_keys.key_deliveries(t, e.key_id),
-                redis_keys.DELIVERY_STREAM,
-                redis_keys.delivery_team(e.request_id or e.reservation_id),
+                redis_keys.undelivered(t),
+                redis_keys.usage_day(t, day),
             ],
             args=[
                 e.reservation_id,
@@ -207,9 +252,9 @@ class Scripts:
                 self._retention.usage,
                 self._retention.ledger,
                 self._retention.spend,
+                self._retention.delivery_grace,
             ],
         )
-        return Finished(str(reply[0]), int(reply[1]), str(reply[2]), int(reply[3]))
 
     async def credit(
         self, team_id: str, amount_micros: int, note: str, max_balance: int
@@ -229,13 +274,13 @@ class Scripts:
         return int(reply[0]), str(reply[1])
 
     async def promote_retries(self, most: int) -> int:
-        """Queue again the deliveries whose retry has fallen due (at most ``most``); how many."""
-        reply = await self._run(
-            "promote",
-            keys=[redis_keys.DELIVERY_RETRIES, redis_keys.DELIVERY_STREAM],
-            args=[most],
-        )
-        return int(reply[0])
+        """Queue again the deliveries whose retry has fallen due (at most ``most`` a shard),
+        every shard in one batch; how many."""
+        calls = [
+            ([redis_keys.delivery_retries(shard), redis_keys.delivery_stream(shard)], [most])
+            for shard in range(redis_keys.SHARDS)
+        ]
+        return sum(int(reply[0]) for reply in await self._run_each("promote", calls))
 
     async def unlock(self, lock: str, token: str) -> bool:
         """Delete ``lock`` if ``token`` still holds it."""
@@ -243,26 +288,50 @@ class Scripts:
         return bool(reply[0])
 
     async def claim_due_teams(
-        self, reconcile_after: float, lease: float, limit: int
-    ) -> tuple[float, list[str]]:
-        """Claim up to ``limit`` teams due for reconciliation (``claim.lua``) for ``lease``
-        seconds; Redis's clock now, and the teams."""
-        reply = await self._run(
-            "claim",
-            keys=[redis_keys.RECONCILE_DUE, redis_keys.RECONCILE_CLAIMED],
-            args=[reconcile_after, lease, limit],
-        )
-        return float(reply[0]), [str(team) for team in reply[1:]]
+        self, shards: Sequence[int], reconcile_after: float, lease: float, limit: int
+    ) -> tuple[float, dict[int, list[str]]]:
+        """Claim up to ``limit`` teams due for reconciliation from each of ``shards``
+        (``claim.lua``, all in one batch) for ``lease`` seconds; Redis's clock now, and the
+        teams claimed in each shard."""
+        calls = [
+            (
+                [redis_keys.reconcile_due(shard), redis_keys.reconcile_claimed(shard)],
+                [reconcile_after, lease, limit],
+            )
+            for shard in shards
+        ]
+        replies = await self._run_each("claim", calls)
+        now = max((float(reply[0]) for reply in replies), default=time.time())
+        return now, {
+            shard: [str(team) for team in reply[1:]]
+            for shard, reply in zip(shards, replies, strict=True)
+        }
 
     async def release_teams(self, next_looks: dict[str, float | None]) -> None:
-        """Release claimed teams (``release.lua``): each back on the schedule at its next look,
-        or off it (None) when it has no open reservation left."""
-        args: list[str] = []
+        """Release claimed teams (``release.lua``, once per shard they are in): each back on
+        the schedule at its next look, or off it (None) when it has no open work left."""
+        by_shard: dict[int, list[str]] = {}
         for team_id, at in next_looks.items():
+            args = by_shard.setdefault(redis_keys.shard_of(team_id), [])
             args += [team_id, "" if at is None else f"{at:.6f}"]
-        await self._run(
-            "release", keys=[redis_keys.RECONCILE_DUE, redis_keys.RECONCILE_CLAIMED], args=args
-        )
+        calls = [
+            ([redis_keys.reconcile_due(shard), redis_keys.reconcile_claimed(shard)], args)
+            for shard, args in sorted(by_shard.items())
+        ]
+        if calls:
+            await self._run_each("release", calls)
+
+    async def forget_moved(self, keys: Sequence[str], moved: Sequence[tuple[int, str]]) -> int:
+        """Remove entries copied elsewhere from ``keys`` (streams or sorted sets of one slot;
+        ``moved`` pairs a key's index in ``keys`` with an entry id or member), then delete the
+        keys once all are empty (``forget.lua``); how many entries are left."""
+        args = [str(part) for index, member in moved for part in (index + 1, member)]
+        reply = await self._run("forget", keys=keys, args=args)
+        return int(reply[0])
+
+    async def _store_call(self, commands: Sequence[Command]) -> list[Any]:
+        async with store_errors():
+            return await self._store.execute(commands)
 
     async def _run(
         self,
@@ -272,19 +341,32 @@ class Scripts:
         then: Sequence[Command] = (),
     ) -> list[Any]:
         """Run script ``name``, and ``then`` the given commands in the same batch."""
+        return (await self._run_each(name, [(keys, args)], then))[0]
+
+    async def _run_each(
+        self,
+        name: str,
+        calls: Sequence[tuple[Sequence[str], Sequence[Any]]],
+        then: Sequence[Command] = (),
+    ) -> list[list[Any]]:
+        """Run script ``name`` once for each ``(keys, args)`` of ``calls``, and ``then`` the
+        given commands, in one batch; each run's reply."""
         started = time.perf_counter()
-        batch = [("EVALSHA", self._shas[name], len(keys), *keys, *args), *then]
+        sha = self._shas[name]
+        batch: list[Command] = [("EVALSHA", sha, len(keys), *keys, *args) for keys, args in calls]
+        batch += then
         try:
             async with store_errors():
                 try:
-                    reply, *_ = await self._store.execute(batch)
+                    replies = await self._store.execute(batch)
                 except ResponseError as exc:
                     if not str(exc).startswith("NOSCRIPT"):
                         raise
                     await self._store.load_script(self._sources[name])
-                    reply, *_ = await self._store.execute(batch)
+                    replies = await self._store.execute(batch)
         finally:
             self._metrics.redis_seconds.labels(name).observe(time.perf_counter() - started)
-        if not isinstance(reply, list):
-            raise TypeError(f"{name}.lua answered {type(reply).__name__}, not a list")
-        return reply
+        for reply in replies[: len(calls)]:
+            if not isinstance(reply, list):
+                raise TypeError(f"{name}.lua answered {type(reply).__name__}, not a list")
+        return replies[: len(calls)]

@@ -50,6 +50,18 @@ def _monitor(server: RedisServer, seconds: float) -> str:
     return seen.decode(errors="replace")
 
 
+def _claimed(store: redis.Redis) -> int:
+    """Teams claimed by passes, over every shard."""
+    shards = range(redis_keys.SHARDS)
+    return sum(int(store.zcard(redis_keys.reconcile_claimed(n))) for n in shards)
+
+
+def _due(store: redis.Redis) -> set[str]:
+    """Teams on the schedule, over every shard."""
+    shards = range(redis_keys.SHARDS)
+    return {str(t) for n in shards for t in store.zrange(redis_keys.reconcile_due(n), 0, -1)}
+
+
 def _submit_orphans(gateway: Gateway, teams: list[str], jobs_per_team: int) -> None:
     """Jobs nobody will ask about again (they finish at fal at once)."""
     for team in teams:
@@ -73,7 +85,7 @@ def test_a_pass_leaves_idle_teams_alone(own_redis: RedisServer, fast_emulator: E
         busy = new_team(gateway, FUNDS)
         _submit_orphans(gateway, [busy], 1)
         commands = _monitor(own_redis, 1.5)  # several passes
-    assert redis_keys.RECONCILE_DUE in commands  # passes ran meanwhile
+    assert redis_keys.reconcile_due(redis_keys.shard_of(busy)) in commands  # passes ran
     for team in idle:
         assert f"{{{team}}}" not in commands, team
 
@@ -91,7 +103,7 @@ def test_replicas_settle_orphans_once_and_take_over_a_dead_ones_claims(
             SilentServer() as hanging,
             Gateway(own_redis.url, hanging.url, doomed) as victim,
         ):
-            settled_when(lambda: store.zcard(redis_keys.RECONCILE_CLAIMED) == len(teams))
+            settled_when(lambda: _claimed(store) == len(teams))
             assert victim.process is not None
             victim.process.send_signal(signal.SIGKILL)
             victim.process.wait()
@@ -115,12 +127,12 @@ def test_a_stopped_replica_hands_its_claims_back(
         with SilentServer() as hanging:
             stuck = Gateway(own_redis.url, hanging.url, {**FAST, "upstream_timeout": 60})
             with stuck:
-                settled_when(lambda: store.zcard(redis_keys.RECONCILE_CLAIMED) == len(teams))
+                settled_when(lambda: _claimed(store) == len(teams))
             # Stopped (SIGTERM) in the middle of a pass, within the fixture's 10 s.
             assert stuck.process is not None
             assert stuck.process.returncode == 0
-        assert store.zcard(redis_keys.RECONCILE_CLAIMED) == 0
-        assert set(store.zrange(redis_keys.RECONCILE_DUE, 0, -1)) == set(teams)
+        assert _claimed(store) == 0
+        assert _due(store) == set(teams)
 
 
 def test_the_audit_reschedules_a_team_missing_from_the_schedule(
@@ -134,7 +146,7 @@ def test_the_audit_reschedules_a_team_missing_from_the_schedule(
         _submit_orphans(admitter, [team], 2)
         # As if the admitting process died before scheduling (or the data predates it), and the
         # last audit (the admitter's, at its start) is long over.
-        store.zrem(redis_keys.RECONCILE_DUE, team)
+        store.zrem(redis_keys.reconcile_due(redis_keys.shard_of(team)), team)
         store.delete(redis_keys.RECONCILE_AUDIT)
         with Gateway(own_redis.url, fast_emulator.url, FAST):
             settled_when(lambda: _settled_once(admitter, team, 2))

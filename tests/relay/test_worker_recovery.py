@@ -22,6 +22,11 @@ def _hook(peer: Peer, name: str) -> tuple[str, str]:
     return path, f"{peer.url}{path}"
 
 
+QUEUES = [redis_keys.delivery_stream(shard) for shard in range(redis_keys.SHARDS)]
+DEFAULT_QUEUE = redis_keys.delivery_stream(redis_keys.shard_of("default"))
+"""The shard of the queue of the team keys are made in by default."""
+
+
 def _metric(gateway: Gateway, line_start: str) -> float:
     for line in httpx.get(f"{gateway.url}/metrics").text.splitlines():
         if line.startswith(line_start):
@@ -52,9 +57,10 @@ def test_the_worker_survives_its_queue_being_lost_and_made_again(
     with RedisServer() as store, Gateway(store.url, emulator.url) as gateway:
         token, _ = gateway.new_key()
         with redis.Redis.from_url(store.url) as direct, gateway.client(token) as client:
-            # The queue's key replaced by something else: every read of it fails.
-            direct.delete(redis_keys.DELIVERY_STREAM)
-            direct.set(redis_keys.DELIVERY_STREAM, "not a stream")
+            # The queue's keys replaced by something else: every read of them fails.
+            direct.delete(*QUEUES)
+            for queue in QUEUES:
+                direct.set(queue, "not a stream")
             deadline = time.monotonic() + 20
             while (
                 _metric(gateway, 'gateway_background_failures_total{loop="webhook_delivery"}') < 2
@@ -62,7 +68,7 @@ def test_the_worker_survives_its_queue_being_lost_and_made_again(
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
             # Then gone, as on a primary that came back empty: the group is made again.
-            direct.delete(redis_keys.DELIVERY_STREAM)
+            direct.delete(*QUEUES)
             path, url = _hook(peer, "after-loss")
             submit(client, KONTEXT, valid_body(KONTEXT), fal_webhook=url)
             peer.wait_for_posts(path, 1, timeout=30)
@@ -89,7 +95,7 @@ def test_deliveries_orphaned_by_a_killed_process_are_all_taken_over(
                     submit(client, KONTEXT, valid_body(KONTEXT), fal_webhook=url)
             with redis.Redis.from_url(store.url) as direct:
                 deadline = time.monotonic() + 30
-                while direct.xpending(redis_keys.DELIVERY_STREAM, "relay")["pending"] < count:
+                while direct.xpending(DEFAULT_QUEUE, "relay")["pending"] < count:
                     assert time.monotonic() < deadline
                     time.sleep(0.1)
             assert victim.process is not None
@@ -114,7 +120,7 @@ def test_deliveries_orphaned_by_a_killed_process_are_all_taken_over(
             for path in paths:
                 assert len(peer.posts(path)) in (1, 2)  # the victim's hung attempt, maybe
             with redis.Redis.from_url(store.url) as direct:
-                assert direct.xlen(redis_keys.DELIVERY_STREAM) == 0
+                assert direct.xlen(DEFAULT_QUEUE) == 0
 
 
 def test_a_finished_delivery_is_kept_for_the_delivery_retention(

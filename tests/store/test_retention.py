@@ -129,8 +129,11 @@ def test_a_replayed_delivery_is_kept_as_long_as_a_new_one(redis_server: RedisSer
         await s.scripts.finish(ending)
         delivery, team = redis_keys.delivery(s.team, "req-1"), redis_keys.delivery_team("req-1")
         index = redis_keys.key_deliveries(s.team, s.key)
-        # As the worker leaves it once delivered: kept for the retention only.
+        # As the worker leaves it once delivered: kept for the retention only, off the lists.
         await s.store.execute([("EXPIRE", name, 60) for name in (delivery, team, index)])
+        undelivered = redis_keys.undelivered(s.team)
+        due = redis_keys.reconcile_due(redis_keys.shard_of(s.team))
+        await s.store.execute([("DEL", undelivered), ("ZREM", due, s.team)])
         redis = Redis.from_url(redis_server.url, decode_responses=True)
         try:
             outbox = Outbox(redis, RETENTION)
@@ -142,7 +145,13 @@ def test_a_replayed_delivery_is_kept_as_long_as_a_new_one(redis_server: RedisSer
         finally:
             await redis.aclose()
         pending = RETENTION.delivery_pending
-        for name in (delivery, team, index):
+        for name in (delivery, team, index, undelivered):
             assert pending - 5 <= await _ttl(s, name) <= pending, name
+        # Queued again, and the reconciler stands behind it should the queue lose it.
+        queue = redis_keys.delivery_stream(redis_keys.shard_of(s.team))
+        (*_, (_, last)) = await s.store.call("XRANGE", queue, "-", "+")
+        assert last == ["team_id", s.team, "delivery_id", "req-1"]
+        assert await s.store.call("ZSCORE", undelivered, "req-1") is not None
+        assert await s.store.call("ZSCORE", due, s.team) is not None
 
     run(redis_server, body)

@@ -14,7 +14,7 @@ import pytest
 
 from gateway.settings import Settings
 from gateway.store import redis_keys
-from gateway.store.multiplexed import MultiplexedRedis, hash_reply
+from gateway.store.multiplexed import hash_reply
 from gateway.store.retention import Retention
 from gateway.store.scripts import (
     Admission,
@@ -26,6 +26,7 @@ from gateway.store.scripts import (
 )
 from gateway.telemetry.metrics import Metrics
 from tests.servers import RedisServer
+from tests.store.slots import SlotCheckedStore
 
 SECRET_HASH = "ab" * 32
 ENDPOINT = "fal-ai/flux-lora/inpainting"
@@ -37,7 +38,7 @@ RETENTION = Retention.of(Settings.model_construct())
 class Scene:
     """A team with one key, funded, on the real Redis; ids unique to the test."""
 
-    def __init__(self, store: MultiplexedRedis, scripts: Scripts) -> None:
+    def __init__(self, store: SlotCheckedStore, scripts: Scripts) -> None:
         self.store = store
         self.scripts = scripts
         self.team = f"t-{os.urandom(4).hex()}"
@@ -106,6 +107,11 @@ class Scene:
     async def hget(self, name: str, field: str) -> Any:
         return await self.store.call("HGET", name, field)
 
+    @property
+    def queue(self) -> str:
+        """The team's shard of the delivery queue."""
+        return redis_keys.delivery_stream(redis_keys.shard_of(self.team))
+
 
 def _flat(fields: dict[str, str | int]) -> list[str | int]:
     return [item for pair in fields.items() for item in pair]
@@ -113,7 +119,7 @@ def _flat(fields: dict[str, str | int]) -> list[str | int]:
 
 def run(redis_server: RedisServer, body: Callable[[Scene], Awaitable[None]]) -> None:
     async def main() -> None:
-        store = MultiplexedRedis(redis_server.url, 2.0)
+        store = SlotCheckedStore(redis_server.url, 2.0)
         try:
             scene = Scene(store, Scripts(store, METRICS, RETENTION))
             await scene.setup()
@@ -189,7 +195,7 @@ def test_finish_charges_keeps_the_status_and_queues_the_webhook_once(
     async def body(s: Scene) -> None:
         await s.admit(40_000, "r1")
         await s.bind("r1", "req-1")
-        stream_before = await s.store.call("XLEN", redis_keys.DELIVERY_STREAM)
+        stream_before = await s.store.call("XLEN", s.queue)
         ending = s.ending(
             "r1",
             "req-1",
@@ -213,7 +219,7 @@ def test_finish_charges_keeps_the_status_and_queues_the_webhook_once(
         delivery = hash_reply(await s.store.call("HGETALL", redis_keys.delivery(s.team, "req-1")))
         assert delivery["url"] == "https://example.com/hook"
         assert delivery["status"] == "pending"
-        assert await s.store.call("XLEN", redis_keys.DELIVERY_STREAM) == stream_before + 1
+        assert await s.store.call("XLEN", s.queue) == stream_before + 1
         ledger = await s.store.call("XRANGE", redis_keys.ledger(s.team), "-", "+")
         assert len(ledger) == 1
         assert await s.store.call("ZCARD", redis_keys.leases(s.team, s.key)) == 0
@@ -297,7 +303,7 @@ def test_racing_finishers_settle_and_queue_exactly_once() -> None:
     async def body(s: Scene) -> None:
         await s.admit(40_000, "r1")
         await s.bind("r1", "req-1")
-        stream_before = await s.store.call("XLEN", redis_keys.DELIVERY_STREAM)
+        stream_before = await s.store.call("XLEN", s.queue)
         ending = s.ending(
             "r1", "req-1", list_cost=25_000, webhook_url="https://example.com/h", webhook_body="{}"
         )
@@ -306,7 +312,7 @@ def test_racing_finishers_settle_and_queue_exactly_once() -> None:
         assert sum(r.delivery == "new" for r in results) == 1
         team = await s.team_fields()
         assert (team["balance"], team["reserved"]) == ("975000", "0")
-        assert await s.store.call("XLEN", redis_keys.DELIVERY_STREAM) == stream_before + 1
+        assert await s.store.call("XLEN", s.queue) == stream_before + 1
 
     # Its own Redis: a gateway's delivery worker on the shared one would take the entry.
     with RedisServer() as own:

@@ -7,11 +7,12 @@
 -- KEYS[4] key leases      KEYS[5] open reservations  KEYS[6] team spend by period
 -- KEYS[7] ledger stream   KEYS[8] usage log stream   KEYS[9] request record (if bound)
 -- KEYS[10] delivery       KEYS[11] the key's deliveries index
--- KEYS[12] delivery stream   KEYS[13] the delivery's team (outside the team's hash tag, like
---          the stream: admin lookups know only the delivery id)
+-- KEYS[12] the team's undelivered deliveries (delivery id -> deadline, s)
+-- KEYS[13] the team's usage hash of the reservation's day: must be ARGV[7] .. that day, which
+--          only the reservation knows; when it is not, nothing is written (see the reply)
 -- ARGV[1] reservation id  ARGV[2] actual list-price cost (micros; -1: the estimate)  ARGV[3] images
 -- ARGV[4] output pixels   ARGV[5] outcome   ARGV[6] request id ('' if never bound)
--- ARGV[7] prefix of the team's daily usage hashes (same hash tag)
+-- ARGV[7] prefix of the team's daily usage hashes, to check KEYS[13] by (never a key itself)
 -- ARGV[8] final status, JSON ('': none to remember)
 -- ARGV[9] caller's webhook URL ('': none; '*': the one the reservation holds)
 -- ARGV[10] webhook body   ARGV[11] team id   ARGV[12] key id
@@ -19,10 +20,17 @@
 --          deliveries index drops entries older than that and expires that long after its newest
 -- ARGV[14] seconds usage is kept (daily aggregates after their last write; usage log entries)
 -- ARGV[15] seconds ledger entries are kept   ARGV[16] seconds the spend hash is kept
+-- ARGV[17] seconds a new delivery may wait to be attempted before the reconciler queues it again
 --
 -- Returns {settlement, charged, delivery, overrun}: settlement "settled" (by this call),
 -- "already" or "missing" (the reservation expired); charged the actual cost; delivery "new",
--- "duplicate" or "none"; overrun what the actual cost exceeded the reservation by.
+-- "duplicate" or "none"; overrun what the actual cost exceeded the reservation by. Or, having
+-- written nothing, {"wrong_day", day} when KEYS[13] is not the usage hash of the reservation's
+-- day: the caller runs it again with that day's key.
+--
+-- A new delivery is recorded here and listed in KEYS[12]; the caller queues it (the delivery
+-- stream is in another slot). Should that never happen, the reconciler queues it once its
+-- deadline in KEYS[12] has passed.
 --
 -- A job is never charged more than its reservation: admission checked the balance and every cap
 -- against the reservation, so charging more could take them past their limits. The reservation
@@ -57,6 +65,9 @@ elseif r[1] then
     charged = reserved
   end
   local key_id, endpoint, day = r[2], r[3], r[6]
+  if KEYS[13] ~= ARGV[7] .. day then
+    return {'wrong_day', day}
+  end
 
   redis.call('HINCRBY', KEYS[2], 'reserved', int(-reserved))
   local balance = redis.call('HINCRBY', KEYS[2], 'balance', int(-charged))
@@ -80,7 +91,7 @@ elseif r[1] then
   redis.call('XADD', KEYS[8], 'MINID', '~', oldest(ARGV[14]), '*', 'request_id', ARGV[6],
     'key_id', key_id, 'endpoint', endpoint, 'day', day, 'images', ARGV[3], 'pixels', ARGV[4],
     'cost_micros', int(charged), 'overrun_micros', int(overrun), 'outcome', ARGV[5])
-  local usage = ARGV[7] .. day
+  local usage = KEYS[13]
   local field = key_id .. '|' .. endpoint .. '|'
   redis.call('HINCRBY', usage, field .. 'requests', 1)
   redis.call('HINCRBY', usage, field .. 'images', ARGV[3])
@@ -110,8 +121,8 @@ if url ~= '' then
     redis.call('ZADD', KEYS[11], now, ARGV[6])
     redis.call('ZREMRANGEBYSCORE', KEYS[11], '-inf', '(' .. (tonumber(now) - tonumber(ARGV[13])))
     redis.call('EXPIRE', KEYS[11], ARGV[13])
-    redis.call('SET', KEYS[13], ARGV[11], 'EX', ARGV[13])
-    redis.call('XADD', KEYS[12], '*', 'team_id', ARGV[11], 'delivery_id', ARGV[6])
+    redis.call('ZADD', KEYS[12], tonumber(now) + tonumber(ARGV[17]), ARGV[6])
+    redis.call('EXPIRE', KEYS[12], ARGV[13])
   end
 end
 return {settlement, int(charged), delivery, int(overrun)}

@@ -1,0 +1,60 @@
+"""What Redis Cluster requires of every script, checked on one Redis over a flow that runs each
+of them: the keys a script is passed share one slot, and it touches no other key (its team's
+usage hash of another day included)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from gateway.store import redis_keys
+from gateway.store.scripts import NAMES
+from tests.servers import RedisServer
+from tests.store.slots import Monitor
+from tests.store.test_scripts import Scene, run
+
+
+def _today() -> str:
+    return datetime.now(UTC).date().isoformat()
+
+
+async def _every_script(s: Scene) -> None:
+    await s.admit(40_000, "r1")
+    await s.bind("r1", "req-1")
+    hook = {"webhook_url": "https://example.com/h", "webhook_body": "{}"}
+    await s.scripts.finish(s.ending("r1", "req-1", list_cost=1_000, **hook))
+    await s.admit(40_000, "r2")  # admitted "yesterday": its usage goes to that day's hash
+    await s.store.call("HSET", redis_keys.reservation(s.team, "r2"), "day", "2001-02-03")
+    await s.scripts.finish(s.ending("r2", "", list_cost=1_000))
+    await s.scripts.credit(s.team, 5, "note", 10**15)
+    retries = redis_keys.delivery_retries(redis_keys.shard_of(s.team))
+    await s.store.call("ZADD", retries, 0, f"{s.team} req-1")
+    assert await s.scripts.promote_retries(10) == 1
+    now, claimed = await s.scripts.claim_due_teams(range(redis_keys.SHARDS), -3600, 30, 10)
+    assert claimed[redis_keys.shard_of(s.team)] == [s.team]
+    await s.scripts.release_teams({s.team: now})
+    lock = redis_keys.delivery_lock(s.team, "req-1")
+    await s.store.call("SET", lock, "token")
+    assert await s.scripts.unlock(lock, "token")
+    legacy = [redis_keys.LEGACY_DELIVERY_STREAM, redis_keys.LEGACY_DELIVERY_RETRIES]
+    await s.store.call("ZADD", legacy[1], 1, "t d")
+    assert await s.scripts.forget_moved(legacy, [(1, "t d")]) == 0
+
+
+def test_every_script_touches_only_the_keys_it_is_passed_all_in_one_slot() -> None:
+    with RedisServer() as own, Monitor(own) as monitor:
+        ran: set[str] = set()
+        usage: list[str] = []
+
+        async def body(s: Scene) -> None:
+            await _every_script(s)
+            ran.update(s.store.scripts_run)  # each run checked for keys of one slot
+            usage.extend(await s.store.call("KEYS", "*:usage:day:*"))
+
+        run(own, body)
+    runs = monitor.script_runs()
+    assert len(ran) == len(NAMES), "a script of NAMES never ran in the flow"
+    assert len(runs) >= len(NAMES)
+    assert sum(len(r.commands) for r in runs) > 50  # the monitor saw what the scripts did
+    assert [(r.keys, r.undeclared()) for r in runs if r.undeclared()] == []
+    # The finish of the reservation admitted on another day found that day's hash.
+    assert sorted(name.rsplit(":", 1)[1] for name in usage) == ["2001-02-03", _today()]
