@@ -110,7 +110,7 @@ def create_app(settings: Settings) -> ASGIApp:
         requests = RequestRegistry(store, settings.request_retention)
         finisher = Finisher(scripts, upstream, links, metrics)
         keys = KeyStore(redis)
-        policies = PolicyCache(redis)
+        policies = PolicyCache(store)
         teams = TeamStore(redis)
         targets = TargetPolicy(settings.webhook_allow_http, settings.webhook_allowed_networks)
         probe = InputProbe(
@@ -138,7 +138,7 @@ def create_app(settings: Settings) -> ASGIApp:
         statuses = StatusCoalescer(upstream, settings.status_coalesce_interval)
         job_status = JobStatus(statuses, finisher, links, metrics)
         reconciler = Reconciler(store, scripts, finisher, upstream, settings, metrics)
-        worker = DeliveryWorker(redis, scripts, keys, targets, outbox, settings, metrics)
+        worker = DeliveryWorker(redis, store, scripts, keys, targets, outbox, settings, metrics)
         background = Supervisor(
             [
                 Loop("reconciler", reconciler.sweep, settings.reconcile_interval, stall_after),

@@ -133,6 +133,14 @@ class RedisClusterServers:
             assert time.monotonic() < deadline, "the cluster did not settle"
             time.sleep(0.1)
 
+    def wait_failed_over(self, port: int, timeout: float = 30) -> None:
+        """Until a replica has taken over every slot of the (stopped) primary on ``port``."""
+        deadline = time.monotonic() + timeout
+        while port in self.primary_ports():
+            assert time.monotonic() < deadline, f"no replica took over from {port}"
+            time.sleep(0.1)
+        self.wait_ok(timeout=max(deadline - time.monotonic(), 1))
+
     @staticmethod
     def _slot_view(c: redis.Redis) -> str:
         slots = _command(c, "CLUSTER", "SLOTS")

@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from gateway.errors import INVALID_KEY, Forbidden, RequestValidationFailed, Unauthorized
 from gateway.policy.model import EffectivePolicy, Policy, effective, policy_field, policy_from
 from gateway.store import redis_keys
+from gateway.store.multiplexed import Store
 from gateway.store.pool import store_errors
 
 
@@ -45,8 +46,8 @@ class Rules:
 
 
 class PolicyCache:
-    def __init__(self, redis: Redis, size: int = 10_000) -> None:
-        self._redis = redis
+    def __init__(self, store: Store, size: int = 10_000) -> None:
+        self._store = store
         self._size = size
         self._entries: OrderedDict[tuple[str, str], Rules] = OrderedDict()
 
@@ -81,24 +82,31 @@ class PolicyCache:
 
     async def _versions(self, team_id: str, key_id: str) -> tuple[int, int]:
         async with store_errors():
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.hget(redis_keys.key_record(team_id, key_id), "policy_version")
-            pipe.hget(redis_keys.team_record(team_id), "policy_version")
-            key_version, team_version = await pipe.execute()
+            key_version, team_version = await self._store.execute(
+                [
+                    ("HGET", redis_keys.key_record(team_id, key_id), "policy_version"),
+                    ("HGET", redis_keys.team_record(team_id), "policy_version"),
+                ]
+            )
         return int(key_version or 0), int(team_version or 0)
 
     async def _read(self, team_id: str, key_id: str) -> Rules:
         async with store_errors():
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.hmget(
-                redis_keys.key_record(team_id, key_id),
-                ["secret_hash", "policy", "policy_version"],
-            )
-            pipe.hmget(redis_keys.team_record(team_id), ["policy", "policy_version"])
             (
                 (secret_hash, key_policy, key_version),
                 (team_policy, team_version),
-            ) = await pipe.execute()
+            ) = await self._store.execute(
+                [
+                    (
+                        "HMGET",
+                        redis_keys.key_record(team_id, key_id),
+                        "secret_hash",
+                        "policy",
+                        "policy_version",
+                    ),
+                    ("HMGET", redis_keys.team_record(team_id), "policy", "policy_version"),
+                ]
+            )
         if secret_hash is None:
             raise Unauthorized(INVALID_KEY)
         return Rules(

@@ -2,8 +2,9 @@
 
 A team's deliveries are queued on its shard's stream (``redis_keys.delivery_stream``), so on
 Redis Cluster the queue spreads over the nodes. A blocking read cannot wait on streams in
-different slots, so every shard is read without blocking, all in one pipeline (on a cluster,
-redis-py splits it per node: a round trip per node); the worker polls when the queue is idle.
+different slots, so every shard is read without blocking, all in one batch on the hot path's
+store (on a cluster, a round trip per node, every node at once); the worker polls when the queue
+is idle.
 Taking over entries a dead process left pending walks each shard's pending list with a cursor.
 """
 
@@ -14,12 +15,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from gateway.relay.outbox import Outbox
 from gateway.store import redis_keys
-from gateway.store.pool import fields_of, store_errors
+from gateway.store.multiplexed import Store, hash_reply
+from gateway.store.pool import store_errors
 
 SHARDS = range(redis_keys.SHARDS)
 
@@ -46,15 +47,15 @@ def _no_group(reply: Any) -> bool:
 def _entries(shard: int, raw: Any) -> list[Entry]:
     found = []
     for entry_id, fields in raw or []:
-        values = fields_of(fields) if fields else {}  # a claimed entry deleted meanwhile: None
+        values = hash_reply(fields) if fields else {}  # a claimed entry deleted meanwhile: None
         if "team_id" in values and "delivery_id" in values:
             found.append(Entry(shard, str(entry_id), values["team_id"], values["delivery_id"]))
     return found
 
 
 class DeliveryQueue:
-    def __init__(self, redis: Redis, outbox: Outbox, consumer: str, claim_idle: float) -> None:
-        self._redis = redis
+    def __init__(self, store: Store, outbox: Outbox, consumer: str, claim_idle: float) -> None:
+        self._store = store
         self._outbox = outbox
         self._consumer = consumer
         self._claim_idle_ms = int(claim_idle * 1000)
@@ -76,11 +77,23 @@ class DeliveryQueue:
         for its share, rounded up); the groups are made again if Redis lost them."""
         share = max(1, math.ceil(count / redis_keys.SHARDS))
         async with store_errors():
-            pipe = self._redis.pipeline(transaction=False)
-            for shard in SHARDS:
-                stream = redis_keys.delivery_stream(shard)
-                pipe.xreadgroup(redis_keys.DELIVERY_GROUP, self._consumer, {stream: ">"}, share)
-            replies = await pipe.execute(raise_on_error=False)
+            replies = await self._store.execute(
+                [
+                    (
+                        "XREADGROUP",
+                        "GROUP",
+                        redis_keys.DELIVERY_GROUP,
+                        self._consumer,
+                        "COUNT",
+                        share,
+                        "STREAMS",
+                        redis_keys.delivery_stream(shard),
+                        ">",
+                    )
+                    for shard in SHARDS
+                ],
+                raise_on_error=False,
+            )
         found: list[Entry] = []
         for shard, reply in enumerate(replies):
             if _no_group(reply):
@@ -97,17 +110,22 @@ class DeliveryQueue:
         shards = sorted(self._cursors)
         share = max(1, math.ceil(count / max(1, len(shards))))
         async with store_errors():
-            pipe = self._redis.pipeline(transaction=False)
-            for shard in shards:
-                pipe.xautoclaim(
-                    redis_keys.delivery_stream(shard),
-                    redis_keys.DELIVERY_GROUP,
-                    self._consumer,
-                    min_idle_time=self._claim_idle_ms,
-                    start_id=self._cursors[shard],
-                    count=share,
-                )
-            replies = await pipe.execute(raise_on_error=False)
+            replies = await self._store.execute(
+                [
+                    (
+                        "XAUTOCLAIM",
+                        redis_keys.delivery_stream(shard),
+                        redis_keys.DELIVERY_GROUP,
+                        self._consumer,
+                        self._claim_idle_ms,
+                        self._cursors[shard],
+                        "COUNT",
+                        share,
+                    )
+                    for shard in shards
+                ],
+                raise_on_error=False,
+            )
         found: list[Entry] = []
         for shard, reply in zip(shards, replies, strict=True):
             if _no_group(reply):
@@ -127,22 +145,29 @@ class DeliveryQueue:
         """The entry is finished with: acknowledged and deleted."""
         stream = redis_keys.delivery_stream(entry.shard)
         async with store_errors():
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.xack(stream, redis_keys.DELIVERY_GROUP, entry.entry_id)
-            pipe.xdel(stream, entry.entry_id)
-            await pipe.execute()
+            await self._store.execute(
+                [
+                    ("XACK", stream, redis_keys.DELIVERY_GROUP, entry.entry_id),
+                    ("XDEL", stream, entry.entry_id),
+                ]
+            )
 
     async def depth(self) -> tuple[int, float]:
         """Deliveries queued or waiting for a retry, over every shard, and the age (s) of the
         oldest queued entry (finished entries are deleted, so a stream's first entry is its
         oldest waiting)."""
         async with store_errors():
-            pipe = self._redis.pipeline(transaction=False)
-            for shard in SHARDS:
-                pipe.xlen(redis_keys.delivery_stream(shard))
-                pipe.zcard(redis_keys.delivery_retries(shard))
-                pipe.xrange(redis_keys.delivery_stream(shard), count=1)
-            replies = await pipe.execute()
+            replies = await self._store.execute(
+                [
+                    command
+                    for shard in SHARDS
+                    for command in (
+                        ("XLEN", redis_keys.delivery_stream(shard)),
+                        ("ZCARD", redis_keys.delivery_retries(shard)),
+                        ("XRANGE", redis_keys.delivery_stream(shard), "-", "+", "COUNT", 1),
+                    )
+                ]
+            )
         queued = sum(int(n) for n in replies[0::3]) + sum(int(n) for n in replies[1::3])
         firsts = [int(str(first[0][0]).split("-")[0]) for first in replies[2::3] if first]
         age = time.time() - min(firsts) / 1000 if firsts else 0.0

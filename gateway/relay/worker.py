@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import logging
 import math
 import os
@@ -42,7 +43,6 @@ from secrets import token_hex
 
 import httpx
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
 from gateway.accounts.keys import KeyStore
 from gateway.errors import FalError
@@ -53,7 +53,8 @@ from gateway.relay.slots import Slots, target_of
 from gateway.relay.targets import TargetPolicy, TargetRefused
 from gateway.settings import Settings
 from gateway.store import legacy, redis_keys
-from gateway.store.pool import RedisFields, fields_of, store_errors
+from gateway.store.multiplexed import Command, Store, hash_reply
+from gateway.store.pool import store_errors
 from gateway.store.retention import Retention
 from gateway.store.scripts import Scripts
 from gateway.telemetry.metrics import Metrics
@@ -92,6 +93,7 @@ class DeliveryWorker:
     def __init__(
         self,
         redis: Redis,
+        store: Store,
         scripts: Scripts,
         keys: KeyStore,
         targets: TargetPolicy,
@@ -100,6 +102,7 @@ class DeliveryWorker:
         metrics: Metrics,
     ) -> None:
         self._redis = redis
+        self._store = store
         self._scripts = scripts
         self._keys = keys
         self._targets = targets
@@ -114,7 +117,7 @@ class DeliveryWorker:
         )
         self._tasks: dict[str, asyncio.Task[None]] = {}
         """Queue entries being handled, by ``Entry.name``."""
-        self._queue = DeliveryQueue(redis, outbox, self._consumer, settings.webhook_claim_idle)
+        self._queue = DeliveryQueue(store, outbox, self._consumer, settings.webhook_claim_idle)
         self._retention = Retention.of(settings)
         self._next_housekeeping = 0.0
         self._next_legacy = 0.0
@@ -187,7 +190,7 @@ class DeliveryWorker:
         pending (claimed again later)."""
         name = redis_keys.delivery(team_id, delivery_id)
         async with store_errors():
-            record = fields_of(await self._redis.hgetall(name))
+            record = hash_reply(await self._store.call("HGETALL", name))
         if _finished(record):
             return True
         target = target_of(record["url"])
@@ -206,16 +209,14 @@ class DeliveryWorker:
         token = token_hex(8)
         hold = int((self._settings.webhook_timeout + 5) * 1000)
         async with store_errors():
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.set(lock, token, nx=True, px=hold)
-            pipe.pttl(lock)
-            pipe.hgetall(name)
-            locked, lock_ms, current = await pipe.execute()
+            locked, lock_ms, current = await self._store.execute(
+                [("SET", lock, token, "NX", "PX", hold), ("PTTL", lock), ("HGETALL", name)]
+            )
         if not locked:
             await self._schedule(team_id, delivery_id, max(int(lock_ms), 0) / 1000 + 0.1)
             return True
         try:
-            record = fields_of(current)
+            record = hash_reply(current)
             if not _finished(record):
                 await self._attempt(name, team_id, delivery_id, record)
             return True
@@ -225,16 +226,17 @@ class DeliveryWorker:
     async def _schedule(self, team_id: str, delivery_id: str, delay: float) -> None:
         """Queue the delivery again in ``delay`` seconds (its ``undelivered`` deadline follows)."""
         async with store_errors():
-            pipe = self._redis.pipeline(transaction=False)
-            self._retry(pipe, team_id, delivery_id, time.time() + delay)
-            await pipe.execute()
+            await self._store.execute(self._retry(team_id, delivery_id, time.time() + delay))
 
-    def _retry(self, pipe: Pipeline, team_id: str, delivery_id: str, due: float) -> None:
-        """Add to ``pipe`` the delivery's retry at ``due``, and its deadline after it."""
+    def _retry(self, team_id: str, delivery_id: str, due: float) -> list[Command]:
+        """The commands that schedule the delivery's retry at ``due``, and its deadline after
+        it (in the team's slot, first)."""
         deadline = due + self._retention.delivery_grace
-        pipe.zadd(redis_keys.undelivered(team_id), {delivery_id: deadline})
         retries = redis_keys.delivery_retries(redis_keys.shard_of(team_id))
-        pipe.zadd(retries, {_retry_member(team_id, delivery_id): int(due * 1000)})
+        return [
+            ("ZADD", redis_keys.undelivered(team_id), repr(deadline), delivery_id),
+            ("ZADD", retries, int(due * 1000), _retry_member(team_id, delivery_id)),
+        ]
 
     async def _attempt(
         self, name: str, team_id: str, delivery_id: str, record: dict[str, str]
@@ -257,21 +259,22 @@ class DeliveryWorker:
                 retry_in = schedule[attempts - 1] * random.uniform(1 - JITTER, 1 + JITTER)  # noqa: S311
                 update = {"next_at": repr(now + retry_in)}
                 self._metrics.deliveries.labels("retry").inc()
-        fields: RedisFields = {
+        fields = {
             "attempts": str(attempts),
             "last_error": error or "",
             "last_status": "" if status is None else str(status),
             **update,
         }
+        commands: list[Command] = [("HSET", name, *itertools.chain(*fields.items()))]
+        if retry_in is None:  # finished with: kept for the admin API, then gone
+            commands += [
+                ("EXPIRE", name, math.ceil(self._settings.delivery_retention)),
+                ("ZREM", redis_keys.undelivered(team_id), delivery_id),
+            ]
+        else:  # the record's team-slot writes first: a crash before the retry is caught
+            commands += self._retry(team_id, delivery_id, now + retry_in)
         async with store_errors():
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.hset(name, mapping=fields)
-            if retry_in is None:  # finished with: kept for the admin API, then gone
-                pipe.expire(name, math.ceil(self._settings.delivery_retention))
-                pipe.zrem(redis_keys.undelivered(team_id), delivery_id)
-            else:  # the record's team-slot writes first: a crash before the retry is caught
-                self._retry(pipe, team_id, delivery_id, now + retry_in)
-            await pipe.execute()
+            await self._store.execute(commands)
 
     async def _send(
         self, team_id: str, record: dict[str, str], now: int

@@ -142,9 +142,12 @@ class ClusterMultiplexedRedis:
         (reply,) = await self.execute([command])
         return reply
 
-    async def execute(self, commands: Sequence[Command]) -> list[Any]:
+    async def execute(
+        self, commands: Sequence[Command], *, raise_on_error: bool = True
+    ) -> list[Any]:
         """Several commands, each at the primary of its slot, every node asked at once; their
-        replies in order. An error reply of any of them is raised (after all have answered)."""
+        replies in order. An error reply of any of them is raised (after all have answered),
+        unless ``raise_on_error`` is False: then it is left in its place, as an exception."""
         replies: list[Any] = [None] * len(commands)
         todo = _units(commands)
         for attempt in range(REDIRECTS):
@@ -152,7 +155,7 @@ class ClusterMultiplexedRedis:
                 await self._refresh(self._version)
             todo = await self._send(todo, replies)
             if not todo:
-                return raise_errors(replies)
+                return raise_errors(replies) if raise_on_error else replies
             if attempt:
                 await asyncio.sleep(TRYAGAIN_WAIT * attempt)
         raise TryAgainError("Redis Cluster kept redirecting; try again")

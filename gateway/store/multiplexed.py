@@ -56,8 +56,11 @@ class Store(Protocol):
     async def call(self, *command: str | int | float | bytes) -> Any:
         """One command's reply (a Redis error reply is raised)."""
 
-    async def execute(self, commands: Sequence[Command]) -> list[Any]:
-        """Several commands' replies, in order (an error reply of any is raised)."""
+    async def execute(
+        self, commands: Sequence[Command], *, raise_on_error: bool = True
+    ) -> list[Any]:
+        """Several commands' replies, in order: an error reply of any is raised, or with
+        ``raise_on_error=False`` left in its place as an exception."""
 
     async def load_script(self, source: str) -> None:
         """Make a Lua script known to Redis, on every primary."""
@@ -339,10 +342,14 @@ class MultiplexedRedis:
         (reply,) = await self.execute([command])
         return reply
 
-    async def execute(self, commands: Sequence[Command]) -> list[Any]:
+    async def execute(
+        self, commands: Sequence[Command], *, raise_on_error: bool = True
+    ) -> list[Any]:
         """Several commands in one round trip; their replies in order. An error reply of any
-        of them is raised (after all have been answered)."""
-        return raise_errors(await self._link.send(commands))
+        of them is raised (after all have been answered), unless ``raise_on_error`` is False:
+        then it is left in its place, as an exception."""
+        replies = await self._link.send(commands)
+        return raise_errors(replies) if raise_on_error else replies
 
     async def load_script(self, source: str) -> None:
         """Make a Lua script known to Redis (for ``EVALSHA``)."""

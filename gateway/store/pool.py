@@ -24,6 +24,7 @@ from redis.exceptions import (
     AuthorizationError,
     BusyLoadingError,
     ClusterDownError,
+    ClusterError,
     MasterDownError,
     ReadOnlyError,
     ResponseError,
@@ -125,6 +126,9 @@ def _cluster_client(seeds: ClusterSeeds, settings: Settings) -> Redis:
         socket_timeout=settings.redis_timeout,
         socket_connect_timeout=settings.redis_timeout,
         health_check_interval=30,
+        # redis-py closes every connection of the client (other tasks' commands in flight
+        # among them) on each 5th MOVED by default; 0 patches the slot map from each MOVED.
+        reinitialize_steps=0,
     )
     # The same commands as a Redis client's; the few places that need to tell them apart
     # check ``isinstance(redis, RedisCluster)``.
@@ -148,6 +152,7 @@ def _sentinel_password(settings: Settings) -> str | None:
 
 UNAVAILABLE = (
     RedisConnectionError,  # BusyLoadingError (LOADING, after a restart) among them
+    ClusterError,  # redis-py's cluster client out of redirections (a slot moving, a failover)
     RedisTimeoutError,
     MasterDownError,
     TryAgainError,

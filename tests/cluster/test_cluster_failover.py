@@ -53,12 +53,13 @@ class _Traffic:
         self._client.close()
 
 
-@pytest.mark.server_log("Redis")  # the background loops warn while the primary is away
 def test_a_primary_failing_over_to_its_replica_is_survived(
     replicated_cluster: RedisClusterServers, fast_emulator: Emulator
 ) -> None:
     cluster = replicated_cluster
-    settings = {"reconcile_after": 1, "reconcile_interval": 0.5}
+    # A submit cut off by the failure may leave a reservation that was never forwarded: it is
+    # refunded after BIND_GRACE.
+    settings = {"reconcile_after": 1, "reconcile_interval": 0.5, "bind_grace": 2}
     with ExitStack() as stack:
         gateway = stack.enter_context(Gateway(cluster.url, fast_emulator.url, settings))
         team = f"failover-{os.urandom(3).hex()}"
@@ -69,8 +70,7 @@ def test_a_primary_failing_over_to_its_replica_is_survived(
         with _Traffic(gateway, token) as traffic:
             time.sleep(1)
             next(n for n in cluster.nodes if n.port == victim).stop()
-            cluster.wait_ok(timeout=30)
-            assert cluster.port_of(redis_keys.team_record(team)) != victim  # the replica took over
+            cluster.wait_failed_over(victim)
             recovered = len(traffic.responses)
             deadline = time.monotonic() + 15
             while not any(r.status_code == 200 for r in traffic.responses[recovered:]):
@@ -79,8 +79,7 @@ def test_a_primary_failing_over_to_its_replica_is_survived(
             time.sleep(1)
 
         codes = Counter(r.status_code for r in traffic.responses)
-        assert set(codes) <= {200, 503}, codes
-        assert codes[200] > 0
+        assert set(codes) == {200, 503}, codes  # 503s while the primary was away, then 200s
         assert all(
             r.json()["detail"] for r in traffic.responses if r.status_code == 503
         )  # fal's error shape

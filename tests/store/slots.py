@@ -35,13 +35,15 @@ class SlotCheckedStore(MultiplexedRedis):
         super().__init__(url, timeout)
         self.scripts_run: set[str] = set()
 
-    async def execute(self, commands: Sequence[Command]) -> list[Any]:
+    async def execute(
+        self, commands: Sequence[Command], *, raise_on_error: bool = True
+    ) -> list[Any]:
         for command in commands:
             if str(command[0]).upper() == "EVALSHA":
                 if len(slots := script_slots(command)) != 1:
                     raise CrossSlot(f"script keys in slots {sorted(slots)}: {command[3:]}")
                 self.scripts_run.add(str(command[1]))
-        return await super().execute(commands)
+        return await super().execute(commands, raise_on_error=raise_on_error)
 
 
 _END = b"monitor-end"
