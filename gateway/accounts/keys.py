@@ -11,7 +11,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from gateway.accounts import tokens
+from gateway.accounts import indexes, tokens
 from gateway.accounts.tokens import Token
 from gateway.errors import INVALID_KEY, Unauthorized
 from gateway.policy.cache import store_policy
@@ -165,8 +165,9 @@ class KeyStore:
         }
         async with store_errors():
             record: RedisFields = fields
+            await indexes.begin(self._redis, indexes.KEYS, token.key_id, team_id)
             await self._redis.hset(redis_keys.key_record(team_id, token.key_id), mapping=record)
-            await self._redis.hset(redis_keys.KEY_INDEX, token.key_id, team_id)
+            await indexes.end(self._redis, indexes.KEYS, token.key_id)
         return ApiKey.from_record(token.key_id, fields), str(token), webhook_secret
 
     async def get(self, key_id: str) -> ApiKey | None:
@@ -180,6 +181,7 @@ class KeyStore:
         return ApiKey.from_record(key_id, fields) if fields else None
 
     async def all(self) -> list[ApiKey]:
+        """Every key, oldest first; index entries without a record are skipped (``indexes``)."""
         async with store_errors():
             index = fields_of(await self._redis.hgetall(redis_keys.KEY_INDEX))
             pipe = self._redis.pipeline(transaction=False)
@@ -187,7 +189,7 @@ class KeyStore:
                 pipe.hgetall(redis_keys.key_record(team_id, key_id))
             records = await pipe.execute()
         keys = [ApiKey.from_record(k, f) for k, f in zip(index, records, strict=True) if f]
-        return sorted(keys, key=lambda k: k.created_at)
+        return sorted(keys, key=lambda k: (k.created_at, k.id))
 
     async def revoke(self, key_id: str) -> ApiKey | None:
         key = await self.get(key_id)

@@ -13,7 +13,9 @@ from typing import Annotated, Any
 
 from pydantic import Field
 from redis.asyncio import Redis
+from redis.exceptions import WatchError
 
+from gateway.accounts import indexes
 from gateway.accounts.keys import rfc3339
 from gateway.accounts.tokens import TEAM_ID_PATTERN
 from gateway.errors import NotFound
@@ -84,6 +86,11 @@ def ledger_entry(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def _team(team_id: str, fields: dict[str, str]) -> Team | None:
+    """The team a record holds; None when there is no record."""
+    return Team.from_record(team_id, fields) if indexes.TeamIndex.EXISTS_FIELD in fields else None
+
+
 class TeamStore:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
@@ -99,13 +106,26 @@ class TeamStore:
             "policy_version": "0",
             **redis_fields(TeamLimits, limits.model_dump()),
         }
-        record = redis_keys.team_record(team_id)
         async with store_errors():
-            if not await self._redis.hsetnx(record, "multiplier_ppm", fields["multiplier_ppm"]):
-                return None
-            await self._redis.hset(record, mapping=fields)
-            await self._redis.sadd(redis_keys.TEAM_INDEX, team_id)
-        return await self.get(team_id)
+            await indexes.begin(self._redis, indexes.TEAMS, team_id, team_id)
+            created = await self._create_record(team_id, fields)
+            await indexes.end(self._redis, indexes.TEAMS, team_id)
+        return await self.get(team_id) if created else None
+
+    async def _create_record(self, team_id: str, fields: RedisFields) -> bool:
+        """Write the team's record whole, unless it exists."""
+        record = redis_keys.team_record(team_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            await pipe.watch(record)
+            if await pipe.hexists(record, indexes.TeamIndex.EXISTS_FIELD):
+                return False
+            pipe.multi()  # type: ignore[no-untyped-call]
+            pipe.hset(record, mapping=fields)
+            try:
+                await pipe.execute()
+            except WatchError:  # written meanwhile: another create of the same id
+                return False
+        return True
 
     async def ensure(self, team_id: str) -> None:
         """Create ``team_id`` (zero balance, no limits) unless it exists."""
@@ -114,7 +134,7 @@ class TeamStore:
     async def get(self, team_id: str) -> Team | None:
         async with store_errors():
             fields = fields_of(await self._redis.hgetall(redis_keys.team_record(team_id)))
-        return Team.from_record(team_id, fields) if fields.get("multiplier_ppm") else None
+        return _team(team_id, fields)
 
     async def require(self, team_id: str) -> Team:
         team = await self.get(team_id)
@@ -123,15 +143,24 @@ class TeamStore:
         return team
 
     async def all(self) -> list[Team]:
-        ids = await self.ids()
+        """Every team, by id; index entries without a record are skipped (``indexes``)."""
+        ids = await self._indexed()
         async with store_errors():
             pipe = self._redis.pipeline(transaction=False)
             for team_id in ids:
                 pipe.hgetall(redis_keys.team_record(team_id))
             records = await pipe.execute()
-        return [Team.from_record(t, fields_of(f)) for t, f in zip(ids, records, strict=True) if f]
+        teams = (_team(t, fields_of(f)) for t, f in zip(ids, records, strict=True))
+        return [team for team in teams if team is not None]
 
     async def ids(self) -> list[str]:
+        """The id of every team, sorted."""
+        ids = await self._indexed()
+        async with store_errors():
+            found = await indexes.existing(self._redis, indexes.TEAMS, [(t, t) for t in ids])
+        return [t for t in ids if t in found]
+
+    async def _indexed(self) -> list[str]:
         async with store_errors():
             return sorted(str(t) for t in await self._redis.smembers(redis_keys.TEAM_INDEX))
 

@@ -1,7 +1,8 @@
 """``fal-gateway`` (also ``python -m gateway``): the product's command line.
 
 The commands live in modules by subject: ``servers`` (``serve``, ``emulator``, ``dev``), and the
-admin API's ``keys``, ``teams``, ``usage`` and ``deliveries``; ``main`` gathers them.
+admin API's ``keys``, ``teams``, ``usage``, ``deliveries`` and ``maintenance``; ``main`` gathers
+them.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import logging
 
 import click
 
-from gateway.cli import deliveries, keys, servers, teams, usage
+from gateway.cli import deliveries, keys, maintenance, servers, teams, usage
 
 
 @click.group()
@@ -31,5 +32,6 @@ for _command in (
     teams.group,
     usage.usage,
     deliveries.group,
+    maintenance.group,
 ):
     main.add_command(_command)

@@ -26,8 +26,16 @@ def shard_of(team_id: str) -> int:
 
 
 KEY_INDEX = f"{PREFIX}:keys"
-"""HASH key_id → team_id of every key ever created; admin lookups only, never the hot path.
+"""HASH key_id → team_id: admin lookups only, never the hot path (a token names its team). In
+another slot than the records, so it is derived from them (``accounts.indexes``): a superset of
+the key records, written before a record; an entry without a record is absent to every reader.
 Lives forever."""
+
+KEY_INDEX_PENDING = "{" + KEY_INDEX + "}:pending"
+"""ZSET key_id → when its ``KEY_INDEX`` entry was written (s), until its record is: what
+tells a creation in progress from one that died. Shares ``KEY_INDEX``'s slot (its hash tag is
+that key's whole name). Members leave when their record is written, or are dropped with their
+entry by ``accounts.indexes.repair``."""
 
 
 def key_record(team_id: str, key_id: str) -> str:
@@ -49,7 +57,13 @@ def request_record(team_id: str, request_id: str) -> str:
 
 
 TEAM_INDEX = f"{PREFIX}:teams"
-"""SET of every team id, for admin listings and the reconciler. Lives forever."""
+"""SET of team ids, for admin listings and the reconciler's audit. Derived from the team records
+like ``KEY_INDEX``: a superset of them, written before a record; an id without a record is
+absent to every reader. Lives forever."""
+
+TEAM_INDEX_PENDING = "{" + TEAM_INDEX + "}:pending"
+"""ZSET team id → when its ``TEAM_INDEX`` entry was written (s), until its record is; like
+``KEY_INDEX_PENDING``."""
 
 
 def key_rate(team_id: str, key_id: str) -> str:
