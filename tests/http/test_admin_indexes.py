@@ -6,16 +6,34 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
 
 from gateway.store import redis_keys
+from tests.cluster_servers import RedisClusterServers
+from tests.conftest import CLUSTER
 from tests.servers import Gateway, RedisServer
+
+pytestmark = pytest.mark.on_cluster
 
 REPAIR = "/admin/v1/maintenance/repair-indexes"
 LONG_AGO = time.time() - 86_400
+
+
+@pytest.fixture
+def store(redis_topology: str, request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
+    """A client of the gateway's Redis (either topology), to write what a crash leaves."""
+    if redis_topology == CLUSTER:
+        cluster: RedisClusterServers = request.getfixturevalue("redis_cluster")
+        client: redis.Redis = cluster.client()  # type: ignore[assignment]
+    else:
+        server: RedisServer = request.getfixturevalue("redis_server")
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+    with client:
+        yield client
 
 
 def _repair(gateway: Gateway, **body: Any) -> dict[str, Any]:
@@ -27,17 +45,16 @@ def _repair(gateway: Gateway, **body: Any) -> dict[str, Any]:
 
 
 def test_entries_a_crash_left_are_nothing_and_dropped_by_repair(
-    gateway: Gateway, redis_server: RedisServer
+    gateway: Gateway, store: redis.Redis
 ) -> None:
     """What a creation dying after its first write leaves: no team, no key, the callers' keys
     unaffected; repair drops both entries."""
     token, _ = gateway.new_key()
     team_id, key_id = f"ix-{os.urandom(5).hex()}", os.urandom(6).hex()
-    with redis.Redis.from_url(redis_server.url, decode_responses=True) as store:
-        store.sadd(redis_keys.TEAM_INDEX, team_id)
-        store.zadd(redis_keys.TEAM_INDEX_PENDING, {team_id: LONG_AGO})
-        store.hset(redis_keys.KEY_INDEX, key_id, team_id)
-        store.zadd(redis_keys.KEY_INDEX_PENDING, {key_id: LONG_AGO})
+    store.sadd(redis_keys.TEAM_INDEX, team_id)
+    store.zadd(redis_keys.TEAM_INDEX_PENDING, {team_id: LONG_AGO})
+    store.hset(redis_keys.KEY_INDEX, key_id, team_id)
+    store.zadd(redis_keys.KEY_INDEX_PENDING, {key_id: LONG_AGO})
     with gateway.admin() as admin, gateway.client(token) as caller:
         assert admin.get(f"/admin/v1/teams/{team_id}").status_code == 404
         assert team_id not in [t["id"] for t in admin.get("/admin/v1/teams").json()["teams"]]
@@ -51,21 +68,19 @@ def test_entries_a_crash_left_are_nothing_and_dropped_by_repair(
 
     assert team_id in repaired["teams"]["dropped"]
     assert key_id in repaired["keys"]["dropped"]
-    with redis.Redis.from_url(redis_server.url, decode_responses=True) as store:
-        assert not store.sismember(redis_keys.TEAM_INDEX, team_id)
-        assert not store.hexists(redis_keys.KEY_INDEX, key_id)
-        assert store.zscore(redis_keys.KEY_INDEX_PENDING, key_id) is None
+    assert not store.sismember(redis_keys.TEAM_INDEX, team_id)
+    assert not store.hexists(redis_keys.KEY_INDEX, key_id)
+    assert store.zscore(redis_keys.KEY_INDEX_PENDING, key_id) is None
 
 
 def test_a_key_the_index_missed_is_found_and_revocable_after_repair(
-    gateway: Gateway, redis_server: RedisServer
+    gateway: Gateway, store: redis.Redis
 ) -> None:
     """A crash of the old write order (record, then index) left a key that authenticates but
     that the admin API cannot find: ``fal-gateway maintenance repair-indexes`` gives it back."""
     token, key = gateway.new_key(name="unlisted")
     key_id = str(key["id"])
-    with redis.Redis.from_url(redis_server.url, decode_responses=True) as store:
-        store.hdel(redis_keys.KEY_INDEX, key_id)
+    store.hdel(redis_keys.KEY_INDEX, key_id)
     with gateway.admin() as admin, gateway.client(token) as caller:
         assert admin.post(f"/admin/v1/keys/{key_id}/revoke").status_code == 404
         assert caller.get("/v1/me").status_code == 200
@@ -82,21 +97,20 @@ def test_a_key_the_index_missed_is_found_and_revocable_after_repair(
 
 
 def test_repair_keeps_the_entry_of_a_creation_in_progress(
-    gateway: Gateway, redis_server: RedisServer
+    gateway: Gateway, store: redis.Redis
 ) -> None:
     team_id, key_id = f"ix-{os.urandom(5).hex()}", os.urandom(6).hex()
-    with redis.Redis.from_url(redis_server.url, decode_responses=True) as store:
-        store.sadd(redis_keys.TEAM_INDEX, team_id)
-        store.zadd(redis_keys.TEAM_INDEX_PENDING, {team_id: time.time()})
-        store.hset(redis_keys.KEY_INDEX, key_id, team_id)
-        store.zadd(redis_keys.KEY_INDEX_PENDING, {key_id: time.time()})
+    store.sadd(redis_keys.TEAM_INDEX, team_id)
+    store.zadd(redis_keys.TEAM_INDEX_PENDING, {team_id: time.time()})
+    store.hset(redis_keys.KEY_INDEX, key_id, team_id)
+    store.zadd(redis_keys.KEY_INDEX_PENDING, {key_id: time.time()})
 
-        repaired = _repair(gateway, grace_seconds=60)
+    repaired = _repair(gateway, grace_seconds=60)
 
-        assert team_id not in repaired["teams"]["dropped"]
-        assert key_id not in repaired["keys"]["dropped"]
-        assert store.sismember(redis_keys.TEAM_INDEX, team_id)
-        assert store.hexists(redis_keys.KEY_INDEX, key_id)
+    assert team_id not in repaired["teams"]["dropped"]
+    assert key_id not in repaired["keys"]["dropped"]
+    assert store.sismember(redis_keys.TEAM_INDEX, team_id)
+    assert store.hexists(redis_keys.KEY_INDEX, key_id)
     gateway.ensure_team(team_id)  # the creation finishes
     with gateway.admin() as admin:
         assert team_id in [t["id"] for t in admin.get("/admin/v1/teams").json()["teams"]]
