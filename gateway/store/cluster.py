@@ -36,7 +36,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from gateway.store.address import ClusterSeeds
-from gateway.store.multiplexed import Command, Link, Location, raise_errors
+from gateway.store.multiplexed import Command, Link, Location, Store, raise_errors
 
 Node = tuple[str, int]
 
@@ -118,7 +118,7 @@ def _redirect(replies: list[Any]) -> tuple[str, int, Node] | None:
     return None
 
 
-class ClusterMultiplexedRedis:
+class ClusterMultiplexedRedis(Store):
     """``MultiplexedRedis``'s interface over every primary of a Redis Cluster."""
 
     def __init__(self, seeds: ClusterSeeds, timeout: float) -> None:
@@ -136,11 +136,6 @@ class ClusterMultiplexedRedis:
         self._stale = True
         self._version = 0
         self._refreshing = asyncio.Lock()
-
-    async def call(self, *command: str | int | float | bytes) -> Any:
-        """One command's reply (a Redis error reply is raised)."""
-        (reply,) = await self.execute([command])
-        return reply
 
     async def execute(
         self, commands: Sequence[Command], *, raise_on_error: bool = True
@@ -196,9 +191,16 @@ class ClusterMultiplexedRedis:
         for unit in units:
             by_node[unit.ask or self._node_for(unit.slot)].append(unit)
         nodes = list(by_node)
-        answers = await asyncio.gather(
-            *(self._send_to(node, by_node[node]) for node in nodes), return_exceptions=True
-        )
+        answers: list[list[list[Any]] | BaseException]
+        if len(nodes) == 1:  # the usual batch: one team's keys (no task to spawn)
+            try:
+                answers = [await self._send_to(nodes[0], by_node[nodes[0]])]
+            except RedisError as exc:
+                answers = [exc]
+        else:
+            answers = await asyncio.gather(
+                *(self._send_to(node, by_node[node]) for node in nodes), return_exceptions=True
+            )
         again: list[_Unit] = []
         failure: BaseException | None = None
         for node, answer in zip(nodes, answers, strict=True):

@@ -54,7 +54,9 @@ class Store(Protocol):
     """The hot path's Redis: ``MultiplexedRedis`` (one server) or ``ClusterMultiplexedRedis``."""
 
     async def call(self, *command: str | int | float | bytes) -> Any:
-        """One command's reply (a Redis error reply is raised)."""
+        """One command's reply (a Redis error reply is raised, see ``_reply_error``)."""
+        (reply,) = await self.execute([command])
+        return reply
 
     async def execute(
         self, commands: Sequence[Command], *, raise_on_error: bool = True
@@ -323,7 +325,7 @@ def raise_errors(replies: list[Any]) -> list[Any]:
     return replies
 
 
-class MultiplexedRedis:
+class MultiplexedRedis(Store):
     """Commands from any number of concurrent callers over one Redis connection."""
 
     def __init__(self, url: str, timeout: float, *, sentinel_password: str | None = None) -> None:
@@ -336,11 +338,6 @@ class MultiplexedRedis:
             options = parse_url(url)  # type: ignore[no-untyped-call]
         self._options = options
         self._link = Link(self._locate, options, timeout)
-
-    async def call(self, *command: str | int | float | bytes) -> Any:
-        """One command's reply (a Redis error reply is raised, see ``_reply_error``)."""
-        (reply,) = await self.execute([command])
-        return reply
 
     async def execute(
         self, commands: Sequence[Command], *, raise_on_error: bool = True
