@@ -191,12 +191,10 @@ class Reconciler:
         soon = now + self._settings.reconcile_interval - after
         looks: dict[str, float | None] = {}
         for team_id, (opened, deadline) in zip(teams, await self._first_work(teams), strict=True):
-            candidates = []
-            if opened is not None:  # still open once due: checked, or beyond BATCH
-                candidates.append(soon if opened <= now - after else opened)
-            if deadline is not None:  # still overdue: beyond the requeue's BATCH
-                candidates.append(soon if deadline <= now else deadline - after)
-            looks[team_id] = min(candidates, default=None)
+            # Work still there once due (checked and still open, beyond BATCH, or still
+            # overdue) is looked at again in one interval.
+            times = _times(opened, deadline, after)
+            looks[team_id] = min((soon if t <= now - after else t for t in times), default=None)
         return looks
 
     async def _release_soon(self, next_looks: dict[str, float | None]) -> None:

@@ -83,6 +83,7 @@ class _Unit:
 
 
 def _units(commands: Sequence[Command]) -> list[_Unit]:
+    """``commands`` as units, each routed by the first key among its commands."""
     units: list[_Unit] = []
     group: _Unit | None = None
     for index, command in enumerate(commands):
@@ -93,16 +94,12 @@ def _units(commands: Sequence[Command]) -> list[_Unit]:
             if name == "MULTI":
                 group = unit
         else:
-            group.commands.append(command)
+            unit = group
+            unit.commands.append(command)
             if name in ("EXEC", "DISCARD"):
                 group = None
-            continue
-        if (key := key_of(command)) is not None:
+        if unit.slot is None and (key := key_of(command)) is not None:
             unit.slot = slot_of(key)
-    for unit in units:
-        if unit.slot is None and len(unit.commands) > 1:
-            keys = (key_of(c) for c in unit.commands)
-            unit.slot = next((slot_of(k) for k in keys if k is not None), None)
     return units
 
 
@@ -146,8 +143,7 @@ class ClusterMultiplexedRedis(Store):
         replies: list[Any] = [None] * len(commands)
         todo = _units(commands)
         for attempt in range(REDIRECTS):
-            if self._stale:
-                await self._refresh(self._version)
+            await self._ensure_map()
             todo = await self._send(todo, replies)
             if not todo:
                 return raise_errors(replies) if raise_on_error else replies
@@ -259,10 +255,10 @@ class ClusterMultiplexedRedis(Store):
         return node
 
     def _primaries(self) -> list[Node]:
-        nodes = {node for node in self._slots if node is not None}
+        nodes = self._known_primaries()
         if not nodes:
             raise ClusterDownError("No primary of the cluster is known")
-        return sorted(nodes)
+        return nodes
 
     def _link(self, node: Node) -> Link:
         link = self._links.get(node)
@@ -285,7 +281,7 @@ class ClusterMultiplexedRedis(Store):
         async with self._refreshing:
             if self._version != seen and not self._stale:
                 return
-            candidates = [*self._primaries_or_none(), *self._seeds.nodes]
+            candidates = [*self._known_primaries(), *self._seeds.nodes]
             failure: RedisError | None = None
             for node in dict.fromkeys(candidates):
                 try:
@@ -297,7 +293,7 @@ class ClusterMultiplexedRedis(Store):
                 return
             raise failure or RedisConnectionError("No node of the cluster answered")
 
-    def _primaries_or_none(self) -> list[Node]:
+    def _known_primaries(self) -> list[Node]:
         return sorted({node for node in self._slots if node is not None})
 
     def _install(self, reply: list[Any], asked: Node) -> None:
