@@ -40,6 +40,7 @@ from gateway.store.scripts import Scripts
 from gateway.telemetry.metrics import Metrics
 from gateway.upstream import FalUpstream
 from gateway.upstream.links import Links
+from gateway.upstream.pool import account_pool
 from tests.jobs import KONTEXT, valid_body
 from tests.servers import Emulator, Gateway, RedisServer
 
@@ -68,17 +69,19 @@ async def _reconciler(
     """A reconciler built as the app builds it."""
     store = connect_store(settings)
     scripts = Scripts(store, metrics, Retention.of(settings))
-    upstream = FalUpstream(settings, metrics)
+    accounts = account_pool(settings, store, scripts, metrics)
+    await accounts.start()
+    upstream = FalUpstream(settings, metrics, accounts)
     links = Links(
         settings.public_url,
         (settings.upstream_queue_url, settings.upstream_run_url, settings.upstream_rest_url),
         settings.media_hosts,
         settings.link_signing_key(),
     )
-    finisher = Finisher(scripts, upstream, links, metrics)
+    finisher = Finisher(scripts, upstream, accounts, links, metrics)
     try:
         if "scripts" in inspect.signature(Reconciler).parameters:
-            yield Reconciler(store, scripts, finisher, upstream, settings, metrics)
+            yield Reconciler(store, scripts, finisher, upstream, accounts, settings, metrics)
         else:  # the reconciler before the shared schedule took the redis-py client instead
             yield Reconciler(redis, finisher, upstream, settings, metrics)  # type: ignore[arg-type,call-arg]
     finally:

@@ -54,6 +54,8 @@ from gateway.telemetry.loops import Loop, Supervisor
 from gateway.telemetry.metrics import Metrics, MetricsMiddleware
 from gateway.upstream import FalUpstream
 from gateway.upstream.links import Links
+from gateway.upstream.pool import account_pool
+from gateway.upstream.probe import AccountProbe
 from gateway.upstream.statuses import StatusCoalescer
 
 
@@ -104,12 +106,13 @@ def create_app(settings: Settings) -> ASGIApp:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         redis = connect_redis(settings)
-        upstream = FalUpstream(settings, metrics)
         store = connect_store(settings)
         retention = Retention.of(settings)
         scripts = Scripts(store, metrics, retention)
+        accounts = account_pool(settings, store, scripts, metrics)
+        upstream = FalUpstream(settings, metrics, accounts)
         requests = RequestRegistry(store, settings.request_retention)
-        finisher = Finisher(scripts, upstream, links, metrics)
+        finisher = Finisher(scripts, upstream, accounts, links, metrics)
         keys = KeyStore(redis)
         policies = PolicyCache(store)
         teams = TeamStore(redis)
@@ -129,6 +132,7 @@ def create_app(settings: Settings) -> ASGIApp:
             policies,
             Admitter(scripts, settings, metrics),
             upstream,
+            accounts,
             links,
             requests,
             finisher,
@@ -136,14 +140,27 @@ def create_app(settings: Settings) -> ASGIApp:
             probe,
             teams,
         )
-        statuses = StatusCoalescer(upstream, settings.status_coalesce_interval)
+        statuses = StatusCoalescer(upstream, accounts, settings.status_coalesce_interval)
         job_status = JobStatus(statuses, finisher, links, metrics)
-        reconciler = Reconciler(store, scripts, finisher, upstream, settings, metrics)
+        reconciler = Reconciler(store, scripts, finisher, upstream, accounts, settings, metrics)
+        probe_accounts = AccountProbe(accounts, upstream, store, settings)
         worker = DeliveryWorker(redis, store, scripts, keys, targets, outbox, settings, metrics)
         background = Supervisor(
             [
                 Loop("reconciler", reconciler.sweep, settings.reconcile_interval, stall_after),
                 Loop("webhook_delivery", worker.step, 0, stall_after),
+                Loop(
+                    "upstream_accounts",
+                    accounts.refresh,
+                    settings.upstream_refresh_interval,
+                    stall_after,
+                ),
+                Loop(
+                    "upstream_probe",
+                    probe_accounts.step,
+                    min(5.0, settings.upstream_probe_interval),
+                    stall_after,
+                ),
             ],
             metrics,
         )
@@ -155,6 +172,7 @@ def create_app(settings: Settings) -> ASGIApp:
             teams=teams,
             requests=requests,
             upstream=upstream,
+            accounts=accounts,
             links=links,
             metrics=metrics,
             scripts=scripts,
@@ -162,7 +180,7 @@ def create_app(settings: Settings) -> ASGIApp:
             policies=policies,
             finisher=finisher,
             job_status=job_status,
-            streams=StatusStreams(upstream, job_status, settings.max_streams_per_key),
+            streams=StatusStreams(upstream, accounts, job_status, settings.max_streams_per_key),
             outbox=outbox,
             targets=targets,
             fal_keys=FalKeys(jwks_client, settings.fal_jwks_url),
@@ -170,6 +188,7 @@ def create_app(settings: Settings) -> ASGIApp:
             openapi=openapi_document(settings.public_url),
         )
         await _start_relay(outbox)
+        await accounts.start()
         background.start()
         try:
             yield

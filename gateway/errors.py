@@ -131,6 +131,10 @@ class UpstreamUnavailable(UpstreamError):
     error_type = "upstream_unavailable"
 
 
+class UpstreamUnreachable(UpstreamUnavailable):
+    """No connection to fal could be opened: nothing of the call was sent."""
+
+
 class UpstreamTimeout(UpstreamError):
     status_code = 504
     error_type = "upstream_timeout"

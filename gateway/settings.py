@@ -113,7 +113,23 @@ class Settings(BaseSettings):
     redis_pool_size: Annotated[int, Field(ge=1)] = 100
     redis_timeout: Annotated[float, Field(gt=0)] = 2.0
     fal_key: Annotated[tuple[SecretStr, ...], NoDecode] = ()
-    """One or more upstream fal keys (comma-separated), used in turn."""
+    """fal keys (comma-separated; ``name=key`` names the account, else ``fal-<n>``) that seed
+    the pool of fal accounts at start; more are added at run time (``/admin/v1/upstreams``)."""
+    account_secret: SecretStr | None = None
+    """Seals the fal keys of the account pool in Redis, so a copy of Redis alone does not
+    reveal them; the same on every replica. Unset: the link secret (or the admin token)."""
+    upstream_cooldown: Annotated[float, Field(gt=0)] = 30.0
+    """How long an account takes no new job after fal answered it 429 (fal's ``Retry-After``
+    when it gives one)."""
+    upstream_probe_interval: Annotated[float, Field(gt=0)] = 60.0
+    """How often an account fal refused is tried again (by one process of the fleet), to
+    enable it once fal accepts its key (a locked account topped up)."""
+    upstream_refresh_interval: Annotated[float, Field(gt=0)] = 1.0
+    """How often each process reads the pool's accounts and state (for calls on a job's
+    account, ``/readyz`` and the metrics); choosing an account always reads Redis."""
+    upstream_assumed_job_seconds: Annotated[float, Field(gt=0)] = 30.0
+    """Mean time a job holds its account, until one was measured (``Retry-After`` when every
+    account is at a hard limit)."""
     upstream_queue_url: str = "https://queue.fal.run"
     upstream_run_url: str = "https://fal.run"
     upstream_rest_url: str = "https://rest.fal.ai"
@@ -240,6 +256,12 @@ class Settings(BaseSettings):
     @classmethod
     def _split(cls, value: Any) -> Any:
         return _split_commas(value)
+
+    def account_sealing_key(self) -> bytes:
+        """The secret that seals the pool's fal keys: ``account_secret``, else the link's."""
+        if self.account_secret is not None:
+            return self.account_secret.get_secret_value().encode()
+        return self.link_signing_key()
 
     def link_signing_key(self) -> bytes:
         """The secret that seals file links: ``link_secret``, else the admin token."""

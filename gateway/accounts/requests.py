@@ -32,6 +32,9 @@ class OwnedRequest:
     """The caller asked for a webhook; its URL is on the reservation (``finish.lua`` reads it)."""
     final_status: dict[str, Any] | None
     """What fal's status said once the request was COMPLETED, when the gateway has learnt it."""
+    account: str = ""
+    """The fal account that took the request, which serves every later call for it (empty:
+    recorded before the pool of accounts, the first account of ``GATEWAY_FAL_KEY``)."""
 
 
 class RequestRegistry:
@@ -48,9 +51,11 @@ class RequestRegistry:
         request_id: str,
         endpoint: Endpoint,
         reservation_id: str,
+        account: str,
         webhook_url: str | None = None,
     ) -> None:
-        """Remember who owns ``request_id``, and bind its reservation to it (one round trip)."""
+        """Remember who owns ``request_id`` and the fal account it is on, and bind its
+        reservation to it (one round trip)."""
         name = redis_keys.request_record(team_id, request_id)
         fields: dict[str, str] = {
             "key_id": key_id,
@@ -59,6 +64,7 @@ class RequestRegistry:
             "created_at": repr(time.time()),
             "reservation": reservation_id,
             "settled": "0",
+            "account": account,
         }
         if webhook_url:
             fields["webhook"] = "1"
@@ -76,6 +82,8 @@ class RequestRegistry:
                         request_id,
                         "webhook_url",
                         webhook_url or "",
+                        "account",
+                        account,
                     ),
                     ("EXEC",),
                 ]
@@ -127,6 +135,7 @@ def _owned(request_id: str, team_id: str, fields: dict[str, str]) -> OwnedReques
         # Records written before the URL moved to the reservation only (issue 14) hold it.
         webhook=fields.get("webhook") == "1" or bool(fields.get("webhook_url")),
         final_status=_final_status(request_id, fields.get("final_status")),
+        account=fields.get("account", ""),
     )
 
 

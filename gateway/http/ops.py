@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -19,20 +20,33 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Redis (a primary: a replica refuses writes) and fal are both reachable and no background
-    loop is stalled; 503 names whichever is not: ``redis`` ``down`` or ``replica``, ``upstream``
-    ``down``, ``loops``: the stalled ones."""
+    """Redis (a primary: a replica refuses writes) reachable, at least one fal account usable
+    and no background loop stalled; 503 otherwise. ``redis``: ``ok``, ``down`` or
+    ``replica``; ``upstream``: ``ok``, ``down`` (fal's host does not answer) or
+    ``unavailable`` (no account usable); ``accounts``: how many fal
+    accounts are usable, and every one that is not with why; ``loops``: the stalled ones."""
     gateway = services(request)
-    redis, upstream_up = await asyncio.gather(
+    redis, reachable = await asyncio.gather(
         redis_state(gateway.redis, gateway.store), gateway.upstream.reachable()
     )
+    now = time.time()
+    views = gateway.accounts.views()
+    usable = sum(view.usable(now) for view in views)
+    not_usable = {
+        view.account.name: ": ".join(part for part in view.state(now) if part)
+        if view.state(now)[0] != "active"
+        else "weight 0"
+        for view in views
+        if not view.usable(now)
+    }
     stalled = gateway.background.stalled()
     checks: dict[str, object] = {
         "redis": redis,
-        "upstream": "ok" if upstream_up else "down",
+        "upstream": "down" if not reachable else "ok" if usable else "unavailable",
+        "accounts": {"usable": usable, "not_usable": not_usable},
         "loops": dict.fromkeys(stalled, "stalled") or "ok",
     }
-    ready = redis == "ok" and upstream_up and not stalled
+    ready = redis == "ok" and reachable and usable > 0 and not stalled
     return JSONResponse(
         {"status": "ok" if ready else "unavailable", **checks}, 200 if ready else 503
     )

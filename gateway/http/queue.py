@@ -139,7 +139,7 @@ async def status_stream(request: Request) -> Response:
     watch = await svc.streams.watch(owned, logs)
     if watch.refused is not None:
         response, body = watch.refused
-        svc.upstream.check("status_stream", response)
+        svc.upstream.check("status_stream", response, owned.account)
         return relay(response, svc.links.rewrite(body))
     return EventSourceResponse(
         watch.events, headers={REQUEST_ID_HEADER: owned.id}, background=BackgroundTask(watch.close)
@@ -148,16 +148,18 @@ async def status_stream(request: Request) -> Response:
 
 async def result(request: Request) -> Response:
     svc, owned = await _owned(request)
-    response = await svc.upstream.result(owned.app_id, owned.id)
-    svc.upstream.check("result", response)
+    credential = await svc.accounts.credential(owned.account)
+    response = await svc.upstream.result(credential, owned.app_id, owned.id)
+    svc.upstream.check("result", response, credential.account)
     await svc.job_status.result_seen(owned, response)
     return relay(response, svc.links.rewrite(json_body(response)))
 
 
 async def cancel(request: Request) -> Response:
     svc, owned = await _owned(request)
-    response = await svc.upstream.cancel(owned.app_id, owned.id)
-    svc.upstream.check("cancel", response)
+    credential = await svc.accounts.credential(owned.account)
+    response = await svc.upstream.cancel(credential, owned.app_id, owned.id)
+    svc.upstream.check("cancel", response, credential.account)
     body = json_body(response)
     await svc.job_status.cancelled(owned, response.status_code, body)
     return relay(response, svc.links.rewrite(body))

@@ -26,6 +26,7 @@ from gateway.telemetry.loops import Supervisor
 from gateway.telemetry.metrics import Metrics
 from gateway.upstream import FalUpstream
 from gateway.upstream.links import Links
+from gateway.upstream.pool import AccountPool
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Services:
     teams: TeamStore
     requests: RequestRegistry
     upstream: FalUpstream
+    accounts: AccountPool
     links: Links
     metrics: Metrics
     scripts: Scripts

@@ -22,6 +22,7 @@ from gateway.errors import FalError, Forbidden, NotFound, PayloadTooLarge, Upstr
 from gateway.http.access import check_browser_origin
 from gateway.http.services import Services, services
 from gateway.upstream.client import json_body
+from gateway.upstream.failover import on_some_account
 from gateway.upstream.links import UPLOAD_GRANT
 from gateway.web.jsoncodec import JSONResponse
 
@@ -40,8 +41,13 @@ async def initiate(request: Request) -> Response:
     if quota is not None and key.uploaded_bytes >= quota:
         raise _quota_exceeded()
     storage_type = request.query_params.get("storage_type", "fal-cdn-v3")
-    response = await gateway.upstream.initiate_upload(storage_type, await request.body())
-    gateway.upstream.check("upload_initiate", response)
+    content = await request.body()
+    credential, response = await on_some_account(
+        gateway.accounts,
+        "",
+        lambda credential: gateway.upstream.initiate_upload(credential, storage_type, content),
+    )
+    gateway.upstream.check("upload_initiate", response, credential.account)
     body = json_body(response)
     if not response.is_success or not isinstance(body, dict) or "upload_url" not in body:
         return JSONResponse(body, status_code=response.status_code)
@@ -49,6 +55,7 @@ async def initiate(request: Request) -> Response:
         url=body["upload_url"],
         team=key.team_id,
         key=key.id,
+        account=credential.account,
         expires=time.time() + UPLOAD_TOKEN_LIFETIME,
     )
     token = gateway.links.seal(grant.model_dump_json().encode(), purpose=UPLOAD_GRANT)
@@ -59,13 +66,15 @@ async def initiate(request: Request) -> Response:
 
 
 class UploadGrant(BaseModel):
-    """What an upload URL's token holds: fal's upload URL and the key the bytes count against."""
+    """What an upload URL's token holds: fal's upload URL, the key the bytes count against and
+    the fal account that handed the URL out (the bytes go to its storage)."""
 
     model_config = ConfigDict(frozen=True)
 
     url: str
     team: str
     key: str
+    account: str = ""
     expires: float
 
 
@@ -108,7 +117,7 @@ async def put(request: Request) -> Response:
 
     try:
         async with gateway.upstream.upload(
-            grant.url, content(), request.headers.get("content-type")
+            grant.account, grant.url, content(), request.headers.get("content-type")
         ) as response:
             await response.aread()
     except BaseException as exc:

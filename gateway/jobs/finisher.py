@@ -34,6 +34,7 @@ from gateway.telemetry.metrics import Metrics
 from gateway.upstream import FalUpstream
 from gateway.upstream.client import REQUEST_ID_HEADER, json_body
 from gateway.upstream.links import Links
+from gateway.upstream.pool import AccountPool
 from gateway.web import jsoncodec
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ class Job:
     webhook_url: str | None = None
     """Where the caller asked its webhook to go (``?fal_webhook=``);
     ``WEBHOOK_ON_RESERVATION`` when only the reservation holds it."""
+    account: str = ""
+    """The fal account the job is on (empty: not chosen yet, or recorded before the pool)."""
 
     @classmethod
     def of(cls, owned: OwnedRequest) -> Job:
@@ -63,6 +66,7 @@ class Job:
             owned.id,
             owned.endpoint_id,
             store.WEBHOOK_ON_RESERVATION if owned.webhook else None,
+            owned.account,
         )
 
     @property
@@ -126,16 +130,23 @@ def from_result(request_id: str, response: httpx.Response) -> Ending:
 
 class Finisher:
     def __init__(
-        self, scripts: Scripts, upstream: FalUpstream, links: Links, metrics: Metrics
+        self,
+        scripts: Scripts,
+        upstream: FalUpstream,
+        accounts: AccountPool,
+        links: Links,
+        metrics: Metrics,
     ) -> None:
         self._scripts = scripts
         self._upstream = upstream
+        self._accounts = accounts
         self._links = links
         self._metrics = metrics
         self._fetching: dict[str, asyncio.Task[None]] = {}
 
     async def finish(self, job: Job, ending: Ending) -> Finished:
-        """Record ``ending`` (one round trip); parts already recorded stay as they were."""
+        """Record ``ending`` (one round trip), and give back the slot the job held on its fal
+        account (another); parts already recorded stay as they were."""
         list_cost = images = pixels = 0
         if ending.outcome == CHARGED:
             list_cost, images, pixels = actual_list_cost(job.endpoint_id, ending.output)
@@ -169,6 +180,9 @@ class Finisher:
                     job.request_id,
                     finished.overrun,
                 )
+        # Every time, not only when settled by this call: a finish that crashed after settling
+        # would otherwise leave the slot held until it lapses.
+        await self._accounts.release(job.account, job.reservation_id)
         return finished
 
     async def fetch_and_finish(
@@ -177,7 +191,8 @@ class Finisher:
         """For a job fal says has finished (with ``status``, when a poll saw it): fetch its
         result and record the ending (refunded as lost when fal no longer knows the request).
         None when fal's answer says neither."""
-        response = await self._upstream.result(job.app_id, job.request_id)
+        credential = await self._accounts.credential(job.account)
+        response = await self._upstream.result(credential, job.app_id, job.request_id)
         if response.status_code == 404 and REQUEST_ID_HEADER not in response.headers:
             return await self.finish(job, Ending(LOST))
         if response.status_code == 200 or REQUEST_ID_HEADER in response.headers:
@@ -185,7 +200,7 @@ class Finisher:
             if status is not None:
                 ending = dataclasses.replace(ending, final_status=status)
             return await self.finish(job, ending)
-        self._upstream.check("result", response)
+        self._upstream.check("result", response, credential.account)
         return None
 
     def completed_seen(self, owned: OwnedRequest, status: Any) -> None:

@@ -58,6 +58,7 @@ from gateway.store.retention import Retention
 from gateway.store.scripts import Scripts, schedule_team
 from gateway.telemetry.metrics import Metrics
 from gateway.upstream import FalUpstream
+from gateway.upstream.pool import AccountPool
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ class Reconciler:
         scripts: Scripts,
         finisher: Finisher,
         upstream: FalUpstream,
+        accounts: AccountPool,
         settings: Settings,
         metrics: Metrics,
     ) -> None:
@@ -95,6 +97,7 @@ class Reconciler:
         self._scripts = scripts
         self._finisher = finisher
         self._upstream = upstream
+        self._accounts = accounts
         self._settings = settings
         self._metrics = metrics
         self._retention = Retention.of(settings)
@@ -155,6 +158,7 @@ class Reconciler:
                 fields.get("request_id", ""),
                 fields["endpoint"],
                 fields.get("webhook_url") or None,
+                fields.get("account", ""),
             )
             jobs.append((job, fields))
         await self._pipelined(gone)
@@ -178,8 +182,11 @@ class Reconciler:
             running_until = float(fields.get("unbound_until") or 0)
             if now > max(created + self._settings.bind_grace, running_until):
                 await self._finisher.finish(job, Ending(ABANDONED))
+                # Its account was never recorded: give back whichever slot it may hold.
+                await self._accounts.release_everywhere(job.reservation_id)
             return
-        response = await self._upstream.status(job.app_id, job.request_id, logs=False)
+        credential = await self._accounts.credential(job.account)
+        response = await self._upstream.status(credential, job.app_id, job.request_id, logs=False)
         if response.status_code == 404 or (
             response.is_success and response.json().get("status") == "COMPLETED"
         ):

@@ -50,7 +50,7 @@ class JobStatus:
         known = self.known(owned, logs)
         if known is not None:
             return StatusView(known, 200, {REQUEST_ID_HEADER: owned.id})
-        answer, shared = await self._statuses.status(owned.app_id, owned.id, logs)
+        answer, shared = await self._statuses.status(owned.account, owned.app_id, owned.id, logs)
         self._metrics.status_answers.labels("shared" if shared else "upstream").inc()
         return StatusView(self.seen(owned, answer.body), answer.status_code, answer.headers)
 

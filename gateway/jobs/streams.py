@@ -26,6 +26,7 @@ from gateway.jobs.status import JobStatus
 from gateway.limits.in_flight import PerKeyInFlight
 from gateway.upstream import FalUpstream
 from gateway.upstream.client import json_body
+from gateway.upstream.pool import AccountPool
 from gateway.web import jsoncodec
 
 logger = logging.getLogger(__name__)
@@ -69,8 +70,11 @@ class Watch:
 
 
 class StatusStreams:
-    def __init__(self, upstream: FalUpstream, job_status: JobStatus, per_key: int) -> None:
+    def __init__(
+        self, upstream: FalUpstream, accounts: AccountPool, job_status: JobStatus, per_key: int
+    ) -> None:
         self._upstream = upstream
+        self._accounts = accounts
         self._job_status = job_status
         self._channels: dict[ChannelKey, _Channel] = {}
         self._open = PerKeyInFlight(
@@ -136,7 +140,9 @@ class StatusStreams:
         self, channel_key: ChannelKey, channel: _Channel, owned: OwnedRequest, logs: bool
     ) -> None:
         try:
-            async with self._upstream.status_stream(owned.app_id, owned.id, logs) as upstream:
+            credential = await self._accounts.credential(owned.account)
+            stream = self._upstream.status_stream(credential, owned.app_id, owned.id, logs)
+            async with stream as upstream:
                 if not upstream.is_success:
                     await upstream.aread()
                     channel.opened.set_result(upstream)

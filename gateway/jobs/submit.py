@@ -33,7 +33,9 @@ from gateway.relay.targets import TargetPolicy, TargetRefused
 from gateway.settings import Settings
 from gateway.upstream import FalUpstream
 from gateway.upstream.client import REQUEST_ID_HEADER, json_body
+from gateway.upstream.failover import on_some_account
 from gateway.upstream.links import Links
+from gateway.upstream.pool import AccountPool
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,16 @@ class HungUp(Exception):
     """The caller of a sync run hung up before fal answered; the run was dropped."""
 
 
+@dataclass
+class _Held:
+    """A job and the fal account it holds a slot on, as the account is chosen."""
+
+    job: Job
+
+    def chosen(self, account: str) -> None:
+        self.job = dataclasses.replace(self.job, account=account)
+
+
 class Submitter:
     def __init__(
         self,
@@ -73,6 +85,7 @@ class Submitter:
         policies: PolicyCache,
         admitter: Admitter,
         upstream: FalUpstream,
+        accounts: AccountPool,
         links: Links,
         requests: RequestRegistry,
         finisher: Finisher,
@@ -84,6 +97,7 @@ class Submitter:
         self._policies = policies
         self._admitter = admitter
         self._upstream = upstream
+        self._accounts = accounts
         self._links = links
         self._requests = requests
         self._finisher = finisher
@@ -99,14 +113,21 @@ class Submitter:
         token, endpoint = call.token, call.endpoint
         submission, admission, job = await self._admit(call)
         relay_url = f"{self._links.public_url}/webhooks/fal?{urlencode({'team': token.team_id})}"
+        held = _Held(job)
         try:
-            response = await self._upstream.submit(
-                endpoint.id, submission.body, call.headers, relay_url
+            credential, response = await on_some_account(
+                self._accounts,
+                job.reservation_id,
+                lambda credential: self._upstream.submit(
+                    credential, endpoint.id, submission.body, call.headers, relay_url
+                ),
+                held.chosen,
             )
-            self._upstream.check("submit", response)
+            job = held.job
+            self._upstream.check("submit", response, credential.account)
             body = json_body(response)
         except FalError:
-            await self._finisher.finish(job, Ending(REFUSED))
+            await self._finisher.finish(held.job, Ending(REFUSED))
             raise
         if not response.is_success:
             await self._finisher.finish(job, Ending(REFUSED))
@@ -117,6 +138,7 @@ class Submitter:
                 body["request_id"],
                 endpoint,
                 admission.reservation_id,
+                credential.account,
                 webhook_url,
             )
         return Accepted(response, body, submission, admission)
@@ -129,8 +151,16 @@ class Submitter:
         # fal names a sync run only when it answers: never count it abandoned before then.
         unbound_for = self._settings.upstream_sync_timeout + SYNC_SETTLE_MARGIN
         submission, admission, job = await self._admit(call, unbound_for)
+        held = _Held(job)
         running = asyncio.ensure_future(
-            self._upstream.run(call.endpoint.id, submission.body, call.headers)
+            on_some_account(
+                self._accounts,
+                job.reservation_id,
+                lambda credential: self._upstream.run(
+                    credential, call.endpoint.id, submission.body, call.headers
+                ),
+                held.chosen,
+            )
         )
         gone = asyncio.ensure_future(hung_up)
         await asyncio.wait({running, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -140,16 +170,17 @@ class Submitter:
             await asyncio.gather(running, return_exceptions=True)
             team = await self._teams.get(job.team_id)
             refund = team is not None and team.sync_hangup == "refund"
-            await self._finisher.finish(job, Ending(CANCELLED if refund else HUNG_UP))
+            await self._finisher.finish(held.job, Ending(CANCELLED if refund else HUNG_UP))
             raise HungUp
         try:
-            response = running.result()
-            self._upstream.check("run", response)
+            credential, response = running.result()
+            self._upstream.check("run", response, credential.account)
             body = json_body(response)
         except FalError:
-            await self._finisher.finish(job, Ending(REFUSED))
+            await self._finisher.finish(held.job, Ending(REFUSED))
             raise
-        job = dataclasses.replace(job, request_id=response.headers.get(REQUEST_ID_HEADER, ""))
+        request_id = response.headers.get(REQUEST_ID_HEADER, "")
+        job = dataclasses.replace(held.job, request_id=request_id)
         if response.status_code == 200:
             await self._finisher.finish(job, Ending(CHARGED, body))
         else:

@@ -217,3 +217,29 @@ def key_deliveries(team_id: str, key_id: str) -> str:
 def delivery_lock(team_id: str, delivery_id: str) -> str:
     """STRING: held by the process attempting the delivery; expires after the attempt timeout."""
     return f"{PREFIX}:{{{team_id}}}:delivery-lock:{delivery_id}"
+
+
+UPSTREAM_ACCOUNTS = f"{PREFIX}:{{upstreams}}:accounts"
+"""HASH account name → the fal account, JSON: its key sealed (``upstream.accounts``), the key's
+fingerprint, weight, limit, switches and times. Every ``{upstreams}`` key shares one slot, so
+one script sees the whole pool. Lives until the account is deleted."""
+
+UPSTREAM_HEALTH = f"{PREFIX}:{{upstreams}}:health"
+"""HASH account name → what fal's answers said of it, JSON: refused (disabled with fal's
+reason) or cooling until a time; no field: healthy. Fields live until cleared."""
+
+UPSTREAM_IN_FLIGHT = f"{PREFIX}:{{upstreams}}:in-flight"
+"""HASH account name → jobs holding one of its slots (kept equal to its members in
+``UPSTREAM_SLOTS`` by the scripts)."""
+
+UPSTREAM_SLOTS = f"{PREFIX}:{{upstreams}}:slots"
+"""ZSET ``<account>|<reservation id>`` → when the slot lapses (ms): released when the job
+ends, or dropped by the next choice after ``lease_ttl`` if its end is never seen."""
+
+UPSTREAM_DURATIONS = f"{PREFIX}:{{upstreams}}:durations"
+"""HASH account name → mean time its jobs held a slot (ms), for an honest ``Retry-After``."""
+
+
+def upstream_probe_turn(account: str) -> str:
+    """STRING held by the process that probes ``account`` for one probe interval (its TTL)."""
+    return f"{PREFIX}:{{upstreams}}:probe:{account}"

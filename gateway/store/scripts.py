@@ -33,7 +33,20 @@ from gateway.telemetry.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
-NAMES = ("admit", "finish", "credit", "claim", "release", "promote", "unlock", "forget")
+NAMES = (
+    "admit",
+    "finish",
+    "credit",
+    "claim",
+    "release",
+    "promote",
+    "unlock",
+    "forget",
+    "pick_account",
+    "release_account",
+    "account_health",
+    "account_edit",
+)
 
 WEBHOOK_ON_RESERVATION = "*"
 """``Ending.webhook_url`` for "the URL the reservation holds" (request records do not repeat
@@ -161,7 +174,7 @@ class Scripts:
         A process dying between the two leaves a reservation the audit finds."""
         t, k = a.team_id, a.key_id
         schedule = schedule_team(t, time.time())
-        reply = await self._run(
+        reply = await self.run(
             "admit",
             keys=[
                 redis_keys.key_record(t, k),
@@ -218,7 +231,7 @@ class Scripts:
     async def _finish(self, e: Ending, day: str) -> list[Any]:
         t = e.team_id
         reservation = redis_keys.reservation(t, e.reservation_id)
-        return await self._run(
+        return await self.run(
             "finish",
             keys=[
                 reservation,
@@ -262,7 +275,7 @@ class Scripts:
         """Change a team's balance and write its ledger entry; the new balance and the entry's
         id, or None when the team does not exist. ``BalanceOutOfRange`` (nothing written) when
         the balance would pass ``max_balance`` either way, moving away from zero."""
-        reply = await self._run(
+        reply = await self.run(
             "credit",
             keys=[redis_keys.team_record(team_id), redis_keys.ledger(team_id)],
             args=[amount_micros, note, max_balance, self._retention.ledger],
@@ -284,7 +297,7 @@ class Scripts:
 
     async def unlock(self, lock: str, token: str) -> bool:
         """Delete ``lock`` if ``token`` still holds it."""
-        reply = await self._run("unlock", keys=[lock], args=[token])
+        reply = await self.run("unlock", keys=[lock], args=[token])
         return bool(reply[0])
 
     async def claim_due_teams(
@@ -326,14 +339,14 @@ class Scripts:
         ``moved`` pairs a key's index in ``keys`` with an entry id or member), then delete the
         keys once all are empty (``forget.lua``); how many entries are left."""
         args = [str(part) for index, member in moved for part in (index + 1, member)]
-        reply = await self._run("forget", keys=keys, args=args)
+        reply = await self.run("forget", keys=keys, args=args)
         return int(reply[0])
 
     async def _store_call(self, commands: Sequence[Command]) -> list[Any]:
         async with store_errors():
             return await self._store.execute(commands)
 
-    async def _run(
+    async def run(
         self,
         name: str,
         keys: Sequence[str],

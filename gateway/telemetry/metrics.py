@@ -58,9 +58,36 @@ class Metrics:
         )
         self.upstream_errors = Counter(
             "gateway_upstream_errors_total",
-            "Upstream calls that failed, by operation and kind.",
-            ["operation", "kind"],
+            "Upstream calls that failed, by operation, kind and fal account (empty for calls "
+            "that need no key: file transfers).",
+            ["operation", "kind", "account"],
             registry=self.registry,
+        )
+        self.upstream_calls = Counter(
+            "gateway_upstream_calls_total",
+            "Calls to fal, by fal account and operation.",
+            ["account", "operation"],
+            registry=self.registry,
+        )
+        self.account_in_flight = Gauge(
+            "gateway_upstream_account_jobs_in_flight",
+            "Jobs holding a slot on each fal account of the pool.",
+            ["account"],
+            registry=self.registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.account_state = Gauge(
+            "gateway_upstream_account_state",
+            "1 for the state each fal account of the pool is in (active, cooling, disabled).",
+            ["account", "state"],
+            registry=self.registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.accounts_usable = Gauge(
+            "gateway_upstream_accounts_usable",
+            "fal accounts that may take new jobs; 0 means every submit fails (alert on it).",
+            registry=self.registry,
+            multiprocess_mode="mostrecent",
         )
 
         self.redis_seconds = Histogram(

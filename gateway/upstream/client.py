@@ -8,19 +8,24 @@ under concurrency (encode/httpx#3215). Transport failures become ``UpstreamError
 from __future__ import annotations
 
 import contextlib
-import itertools
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
-from pydantic import SecretStr
 
-from gateway.errors import FalError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from gateway.errors import (
+    FalError,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    UpstreamUnreachable,
+)
 from gateway.settings import Settings
 from gateway.telemetry.metrics import Metrics
+from gateway.upstream.pool import REFUSED_STATUSES, Credential
 from gateway.web import jsoncodec
 
 USER_AGENT = "fal-gateway/0.1"
@@ -70,16 +75,24 @@ def _timed_out(exc: BaseException) -> bool:
     return isinstance(exc, httpx.TimeoutException)
 
 
-class KeyPool:
-    """The reseller's fal keys, used in turn."""
+def _not_connected(exc: BaseException) -> bool:
+    """Whether a transport failure happened before any of the request was sent: no
+    connection could be opened (refused, unresolvable host, failed TLS handshake)."""
+    cause = exc.__cause__ if isinstance(exc, httpx.TransportError) else exc
+    if isinstance(cause, aiohttp.ClientError):
+        return isinstance(cause, aiohttp.ClientConnectorError)
+    return isinstance(exc, httpx.ConnectError)
 
-    def __init__(self, keys: tuple[SecretStr, ...]) -> None:
-        if not keys:
-            raise ValueError("no upstream fal key configured (GATEWAY_FAL_KEY)")
-        self._keys: Iterator[SecretStr] = itertools.cycle(keys)
 
-    def authorization(self) -> str:
-        return f"Key {next(self._keys).get_secret_value()}"
+class HealthObserver(Protocol):
+    """Told of fal's answers that say something of an account's health (``AccountPool``)."""
+
+    async def observe(
+        self, credential: Credential, status: int, body: bytes, headers: Mapping[str, str]
+    ) -> None: ...
+
+
+OBSERVED_STATUSES = REFUSED_STATUSES | {429}
 
 
 def forwarded_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -94,8 +107,8 @@ def forwarded_headers(headers: Mapping[str, str]) -> dict[str, str]:
 class FalUpstream:
     """fal's queue API and file hosts."""
 
-    def __init__(self, settings: Settings, metrics: Metrics) -> None:
-        self._keys = KeyPool(settings.fal_key)
+    def __init__(self, settings: Settings, metrics: Metrics, health: HealthObserver) -> None:
+        self._health = health
         self._queue = settings.upstream_queue_url.rstrip("/")
         self._run = settings.upstream_run_url.rstrip("/")
         self._rest = settings.upstream_rest_url.rstrip("/")
@@ -132,16 +145,19 @@ class FalUpstream:
         await self._long_session.close()
         await self._session.close()
 
-    def _headers(self, headers: Mapping[str, str] | None, content: bytes | None) -> dict[str, str]:
+    def _headers(
+        self, credential: Credential, headers: Mapping[str, str] | None, content: bytes | None
+    ) -> dict[str, str]:
         return {
             "Accept": "application/json",
             **(headers or {}),
-            "Authorization": self._keys.authorization(),
+            "Authorization": credential.authorization,
             **({"Content-Type": "application/json"} if content is not None else {}),
         }
 
     def _request(
         self,
+        credential: Credential,
         method: str,
         path: str,
         *,
@@ -150,11 +166,15 @@ class FalUpstream:
     ) -> httpx.Request:
         """A request for a streamed answer, sent with ``_send``."""
         return self._client.build_request(
-            method, f"{self._queue}/{path}", params=params, headers=self._headers(headers, None)
+            method,
+            f"{self._queue}/{path}",
+            params=params,
+            headers=self._headers(credential, headers, None),
         )
 
     async def _call(
         self,
+        credential: Credential,
         operation: str,
         method: str,
         url: str,
@@ -168,46 +188,62 @@ class FalUpstream:
         """A call whose answer is read whole (JSON), over the pool directly; ``limits``
         replaces the usual timeouts, ``long`` takes the pool of long calls."""
         session = self._long_session if long else self._session
-        with self._observed(operation):
+        with self._observed(operation, credential.account):
             async with session.request(
                 method,
                 url,
                 data=content,
                 params=params,
-                headers=self._headers(headers, content),
+                headers=self._headers(credential, headers, content),
                 timeout=limits or self._timeout,
             ) as response:
                 body = await response.read()
-                return httpx.Response(response.status, headers=response.raw_headers, content=body)
+                answer = httpx.Response(response.status, headers=response.raw_headers, content=body)
+        if answer.status_code in OBSERVED_STATUSES:
+            await self._health.observe(credential, answer.status_code, body, answer.headers)
+        return answer
 
     async def _send(
-        self, operation: str, request: httpx.Request, stream: bool = False
+        self,
+        operation: str,
+        request: httpx.Request,
+        stream: bool = False,
+        credential: Credential | None = None,
+        account: str = "",
     ) -> httpx.Response:
-        with self._observed(operation):
-            return await self._client.send(request, stream=stream)
+        """Send a built request; ``credential`` when it carries a key (its answer then tells
+        of the account's health), ``account`` names the account of a call without one."""
+        with self._observed(operation, credential.account if credential else account):
+            response = await self._client.send(request, stream=stream)
+        if credential is not None and response.status_code in OBSERVED_STATUSES:
+            await self._health.observe(credential, response.status_code, b"", response.headers)
+        return response
 
     @contextlib.contextmanager
-    def _observed(self, operation: str) -> Iterator[None]:
-        """Time an upstream call and map its transport failures."""
+    def _observed(self, operation: str, account: str) -> Iterator[None]:
+        """Count and time an upstream call, and map its transport failures."""
         started = time.perf_counter()
+        self._metrics.upstream_calls.labels(account, operation).inc()
         try:
-            with self._errors(operation):
+            with self._errors(operation, account):
                 yield
         finally:
             self._metrics.upstream_seconds.labels(operation).observe(time.perf_counter() - started)
 
     @contextlib.contextmanager
-    def _errors(self, operation: str) -> Iterator[None]:
+    def _errors(self, operation: str, account: str = "") -> Iterator[None]:
         try:
             yield
         except (httpx.TransportError, aiohttp.ClientError, TimeoutError) as exc:
             if _timed_out(exc):
-                self._metrics.upstream_errors.labels(operation, "timeout").inc()
+                self._metrics.upstream_errors.labels(operation, "timeout", account).inc()
                 raise UpstreamTimeout("fal did not answer in time") from exc
-            self._metrics.upstream_errors.labels(operation, "unavailable").inc()
+            self._metrics.upstream_errors.labels(operation, "unavailable", account).inc()
+            if _not_connected(exc):
+                raise UpstreamUnreachable("fal could not be reached") from exc
             raise UpstreamUnavailable("fal could not be reached") from exc
 
-    def check(self, operation: str, response: httpx.Response) -> None:
+    def check(self, operation: str, response: httpx.Response, account: str = "") -> None:
         """Raise for fal answers the caller must not see as they are: infrastructure failures and
         our key being refused. 2xx, the caller's own 4xx (bad body, unknown request, ...) and a
         job's own error outcome (a 5xx carrying ``x-fal-request-id``, e.g. a failed or timed-out
@@ -218,16 +254,22 @@ class FalUpstream:
         if code >= 500 and REQUEST_ID_HEADER in response.headers:
             return
         kind = "server_error" if code >= 500 else "refused"
-        self._metrics.upstream_errors.labels(operation, kind).inc()
-        if code in (401, 403):
+        self._metrics.upstream_errors.labels(operation, kind, account).inc()
+        if code in REFUSED_STATUSES:
             raise UpstreamError("fal refused the gateway's credentials", error_type="upstream_auth")
         raise UpstreamError(f"fal answered {code}")
 
     async def submit(
-        self, endpoint_id: str, body: bytes, headers: Mapping[str, str], webhook_url: str | None
+        self,
+        credential: Credential,
+        endpoint_id: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        webhook_url: str | None,
     ) -> httpx.Response:
         params = {"fal_webhook": webhook_url} if webhook_url else None
         return await self._call(
+            credential,
             "submit",
             "POST",
             f"{self._queue}/{endpoint_id}",
@@ -237,10 +279,11 @@ class FalUpstream:
         )
 
     async def run(
-        self, endpoint_id: str, body: bytes, headers: Mapping[str, str]
+        self, credential: Credential, endpoint_id: str, body: bytes, headers: Mapping[str, str]
     ) -> httpx.Response:
         """``fal.run``: the model output, once the job has run (the connection is held)."""
         return await self._call(
+            credential,
             "run",
             "POST",
             f"{self._run}/{endpoint_id}",
@@ -250,9 +293,13 @@ class FalUpstream:
             long=True,
         )
 
-    async def initiate_upload(self, storage_type: str, body: bytes) -> httpx.Response:
-        """fal storage: where to PUT a file, and where it will be served."""
+    async def initiate_upload(
+        self, credential: Credential, storage_type: str, body: bytes
+    ) -> httpx.Response:
+        """fal storage: where to PUT a file, and where it will be served (also what tells
+        whether fal accepts a key for billable work: a locked account is refused here)."""
         return await self._call(
+            credential,
             "upload_initiate",
             "POST",
             f"{self._rest}/storage/upload/initiate",
@@ -262,40 +309,46 @@ class FalUpstream:
 
     @contextlib.asynccontextmanager
     async def upload(
-        self, url: str, content: AsyncIterator[bytes], content_type: str | None
+        self, account: str, url: str, content: AsyncIterator[bytes], content_type: str | None
     ) -> AsyncIterator[httpx.Response]:
-        """PUT a file's bytes, streamed, to an upload URL fal handed out (it needs no key)."""
+        """PUT a file's bytes, streamed, to an upload URL fal handed out to ``account`` (it
+        needs no key)."""
         headers = {"Content-Type": content_type} if content_type else {}
         request = self._client.build_request("PUT", url, content=content, headers=headers)
-        response = await self._send("upload", request)
+        response = await self._send("upload", request, account=account)
         try:
             yield response
         finally:
             await response.aclose()
 
-    async def status(self, app_id: str, request_id: str, logs: bool) -> httpx.Response:
+    async def status(
+        self, credential: Credential, app_id: str, request_id: str, logs: bool
+    ) -> httpx.Response:
         url = f"{self._queue}/{app_id}/requests/{request_id}/status"
-        return await self._call("status", "GET", url, params={"logs": "1" if logs else "0"})
+        params = {"logs": "1" if logs else "0"}
+        return await self._call(credential, "status", "GET", url, params=params)
 
-    async def result(self, app_id: str, request_id: str) -> httpx.Response:
-        return await self._call("result", "GET", f"{self._queue}/{app_id}/requests/{request_id}")
+    async def result(self, credential: Credential, app_id: str, request_id: str) -> httpx.Response:
+        url = f"{self._queue}/{app_id}/requests/{request_id}"
+        return await self._call(credential, "result", "GET", url)
 
-    async def cancel(self, app_id: str, request_id: str) -> httpx.Response:
+    async def cancel(self, credential: Credential, app_id: str, request_id: str) -> httpx.Response:
         url = f"{self._queue}/{app_id}/requests/{request_id}/cancel"
-        return await self._call("cancel", "PUT", url)
+        return await self._call(credential, "cancel", "PUT", url)
 
     @contextlib.asynccontextmanager
     async def status_stream(
-        self, app_id: str, request_id: str, logs: bool
+        self, credential: Credential, app_id: str, request_id: str, logs: bool
     ) -> AsyncIterator[httpx.Response]:
         """The upstream SSE status stream, open while the context lasts."""
         request = self._request(
+            credential,
             "GET",
             f"{app_id}/requests/{request_id}/status/stream",
             params={"logs": "1" if logs else "0"},
             headers={"Accept": "text/event-stream"},
         )
-        response = await self._send("status_stream", request, stream=True)
+        response = await self._send("status_stream", request, stream=True, credential=credential)
         try:
             yield response
         finally:

@@ -11,24 +11,17 @@ upstream host cannot be read from it) and unforgeable (no open proxy).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import fnmatch
-import hashlib
-import hmac
-import os
 from collections.abc import Iterable, Iterator
 from typing import Any, get_args, get_origin
 from urllib.parse import quote, urlsplit
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import BaseModel
 
 from gateway.catalog.files import FileField
 from gateway.catalog.outputs import EditOutput, OutputImage
+from gateway.web.sealing import Sealer
 
-_NONCE_BYTES = 12
 _CONTEXT = b"fal-gateway file link v1"
 FILE_LINK = b""
 """The purpose of a file link's token (an empty one: links made before purposes existed)."""
@@ -51,14 +44,6 @@ WEBHOOK_FILES = tuple(FileField(("payload", *field.path)) for field in OUTPUT_FI
 """The same in a webhook event, which carries the output as its ``payload``."""
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 def origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}".lower()
@@ -77,8 +62,7 @@ class Links:
         self.public_url = public_url.rstrip("/")
         self._upstream_origins = frozenset(origin(u) for u in upstream_urls)
         self._media_hosts = tuple(h.lower() for h in media_hosts)
-        self._cipher = AESGCM(hashlib.sha256(_CONTEXT + secret).digest())
-        self._nonce_key = hashlib.sha256(b"nonce:" + _CONTEXT + secret).digest()
+        self._sealer = Sealer(secret, _CONTEXT)
 
     def request_urls(self, app_id: str, request_id: str) -> dict[str, str]:
         base = f"{self.public_url}/{app_id}/requests/{request_id}"
@@ -98,25 +82,12 @@ class Links:
         return any(fnmatch.fnmatchcase(host, pattern) for pattern in self._media_hosts)
 
     def seal(self, data: bytes, *, purpose: bytes = FILE_LINK, deterministic: bool = False) -> str:
-        """``data`` encrypted and authenticated under the link secret, URL-safe; only ``unseal``
-        with the same ``purpose`` opens it, so a token of one kind never passes for another.
-        Deterministic sealing derives the nonce from the data (with its own key), so equal data
-        gives equal tokens while different data never shares a nonce."""
-        if deterministic:
-            nonce = hmac.new(self._nonce_key, data, hashlib.sha256).digest()[:_NONCE_BYTES]
-        else:
-            nonce = os.urandom(_NONCE_BYTES)
-        return _b64(nonce + self._cipher.encrypt(nonce, data, _CONTEXT + purpose))
+        """``data`` sealed under the link secret for ``purpose`` (``Sealer.seal``)."""
+        return self._sealer.seal(data, purpose=purpose, deterministic=deterministic)
 
     def unseal(self, token: str, *, purpose: bytes = FILE_LINK) -> bytes | None:
         """What ``seal`` sealed for ``purpose``, or None for anything else."""
-        try:
-            sealed = _unb64(token)
-            return self._cipher.decrypt(
-                sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], _CONTEXT + purpose
-            )
-        except (binascii.Error, ValueError, InvalidTag):
-            return None
+        return self._sealer.unseal(token, purpose=purpose)
 
     def file_link(self, url: str) -> str:
         name = urlsplit(url).path.rsplit("/", 1)[-1] or "file"

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.upstream.client import FalUpstream, json_body, relayed_headers
+from gateway.upstream.pool import AccountPool
 
 _SWEEP_EVERY = 1024
 """Stale answers are dropped every this many fetches (they are never served: they are old)."""
@@ -32,15 +33,19 @@ class StatusAnswer:
 class StatusCoalescer:
     """Upstream status calls shared by the polls of one request."""
 
-    def __init__(self, upstream: FalUpstream, interval: float) -> None:
+    def __init__(self, upstream: FalUpstream, accounts: AccountPool, interval: float) -> None:
         self._upstream = upstream
+        self._accounts = accounts
         self._interval = interval
         self._answers: dict[tuple[str, str, bool], StatusAnswer] = {}
         self._in_flight: dict[tuple[str, str, bool], asyncio.Task[StatusAnswer]] = {}
         self._fetches = 0
 
-    async def status(self, app_id: str, request_id: str, logs: bool) -> tuple[StatusAnswer, bool]:
-        """fal's status of a request, and whether this poll shared another poll's call."""
+    async def status(
+        self, account: str, app_id: str, request_id: str, logs: bool
+    ) -> tuple[StatusAnswer, bool]:
+        """fal's status of a request (on the fal ``account`` that took it), and whether this
+        poll shared another poll's call."""
         key = (app_id, request_id, logs)
         answer = self._answers.get(key)
         if answer is not None and time.monotonic() - answer.fetched_at < self._interval:
@@ -49,7 +54,7 @@ class StatusCoalescer:
         shared = call is not None
         if call is None:
             # A task of its own, so a poller hanging up does not cancel the others' call.
-            call = asyncio.create_task(self._fetch(app_id, request_id, logs))
+            call = asyncio.create_task(self._fetch(account, app_id, request_id, logs))
             self._in_flight[key] = call
             call.add_done_callback(lambda done: self._finished(key, done))
         return await asyncio.shield(call), shared
@@ -59,9 +64,10 @@ class StatusCoalescer:
         for logs in (False, True):
             self._answers.pop((app_id, request_id, logs), None)
 
-    async def _fetch(self, app_id: str, request_id: str, logs: bool) -> StatusAnswer:
-        response = await self._upstream.status(app_id, request_id, logs)
-        self._upstream.check("status", response)
+    async def _fetch(self, account: str, app_id: str, request_id: str, logs: bool) -> StatusAnswer:
+        credential = await self._accounts.credential(account)
+        response = await self._upstream.status(credential, app_id, request_id, logs)
+        self._upstream.check("status", response, credential.account)
         return StatusAnswer(
             response.status_code, relayed_headers(response), json_body(response), time.monotonic()
         )

@@ -14,7 +14,13 @@ def test_healthz_and_readyz(gateway: Gateway) -> None:
     assert httpx.get(f"{gateway.url}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{gateway.url}/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ok", "redis": "ok", "upstream": "ok", "loops": "ok"}
+    assert ready.json() == {
+        "status": "ok",
+        "redis": "ok",
+        "upstream": "ok",
+        "accounts": {"usable": 1, "not_usable": {}},
+        "loops": "ok",
+    }
 
 
 def test_metrics_count_routes_without_secrets_or_ids(
@@ -63,6 +69,7 @@ def test_readyz_reports_an_unreachable_upstream(redis_server: RedisServer) -> No
             "status": "unavailable",
             "redis": "ok",
             "upstream": "down",
+            "accounts": {"usable": 1, "not_usable": {}},
             "loops": "ok",
         }
 

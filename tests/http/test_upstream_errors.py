@@ -15,12 +15,13 @@ from tests.servers import Emulator, Gateway, RedisServer, free_port
 
 
 def _counter(gateway_url: str, operation: str, kind: str) -> float:
+    """The errors counted for ``operation`` and ``kind``, over every fal account."""
     text = httpx.get(f"{gateway_url}/metrics").text
     pattern = (
-        rf'gateway_upstream_errors_total\{{kind="{kind}",operation="{operation}"\}} ([0-9.e+]+)'
+        r'gateway_upstream_errors_total\{account="[^"]*",'
+        rf'kind="{kind}",operation="{operation}"\}} ([0-9.e+]+)'
     )
-    match = re.search(pattern, text)
-    return float(match.group(1)) if match else 0.0
+    return sum(float(found) for found in re.findall(pattern, text))
 
 
 def _submit_with_new_key(gateway: Gateway) -> httpx.Response:
@@ -69,14 +70,22 @@ def test_upstream_5xx_is_502(gateway: Gateway, knobs: SetKnobs, status: int) -> 
     assert _counter(gateway.url, "submit", "server_error") == before + 1
 
 
-def test_refused_upstream_key_is_502_and_never_shown(
-    redis_server: RedisServer, emulator: Emulator
-) -> None:
-    with Gateway(redis_server.url, emulator.url, {"fal_key": "not-the-right-key"}) as gateway:
+def test_refused_upstream_key_disables_its_account_and_is_never_shown(emulator: Emulator) -> None:
+    """The only account's key refused: the account is disabled with fal's reason, the caller
+    gets a 503 saying no account can take jobs (not fal's 401), and the key shows nowhere. A
+    Redis of its own: the pool is shared by every gateway on a Redis."""
+    with (
+        RedisServer() as redis,
+        Gateway(redis.url, emulator.url, {"fal_key": "not-the-right-key"}) as gateway,
+    ):
         response = _submit_with_new_key(gateway)
-        assert response.status_code == 502
-        assert response.json()["error_type"] == "upstream_auth"
-        assert "not-the-right-key" not in response.text
+        assert response.status_code == 503
+        assert response.json()["error_type"] == "upstream_unavailable"
+        assert int(response.headers["retry-after"]) >= 1
+        ready = httpx.get(f"{gateway.url}/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["accounts"]["not_usable"] == {"fal-1": "disabled: Invalid API key"}
+        assert "not-the-right-key" not in response.text + ready.text
         assert "not-the-right-key" not in gateway.output()
 
 

@@ -1,0 +1,92 @@
+"""The account pool's scripts, as typed methods (``lua/pick_account.lua``, ``release_account``,
+``account_health``, ``account_edit``). Every key is one of ``redis_keys.UPSTREAM_*``: the
+``{upstreams}`` hash tag, so the whole pool is in one slot on Redis Cluster."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from gateway.store import redis_keys
+from gateway.store.scripts import Scripts
+
+POOL_KEYS = (
+    redis_keys.UPSTREAM_ACCOUNTS,
+    redis_keys.UPSTREAM_HEALTH,
+    redis_keys.UPSTREAM_IN_FLIGHT,
+    redis_keys.UPSTREAM_SLOTS,
+    redis_keys.UPSTREAM_DURATIONS,
+)
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """The account a job goes to, and its key as stored (sealed)."""
+
+    name: str
+    sealed_key: str
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """No account takes the job now: ``full`` (every usable one at a hard limit) or ``none``
+    (none usable); ``retry_after_ms`` is when to try again (0: unknown)."""
+
+    reason: str
+    retry_after_ms: int
+
+
+@dataclass(frozen=True)
+class Edited:
+    """What ``account_edit.lua`` did: ``created``, ``updated``, ``deleted``, ``exists``,
+    ``missing`` or ``busy``; the account as now stored (``updated``) or its jobs in flight
+    (``busy``)."""
+
+    outcome: str
+    detail: str = ""
+
+
+class AccountScripts:
+    """The pool's scripts on the hot path's connection."""
+
+    def __init__(self, scripts: Scripts, slot_ttl: float, assumed_duration: float) -> None:
+        self._scripts = scripts
+        self._slot_ttl = str(max(1, round(slot_ttl)))
+        self._assumed_ms = str(round(assumed_duration * 1000))
+
+    async def pick(self, reservation_id: str, exclude: Collection[str]) -> Chosen | Unavailable:
+        """Choose an account for a job and hold one of its slots for ``reservation_id`` (no
+        slot when it is empty), never one of ``exclude``."""
+        draw = repr(random.random())  # noqa: S311 (load spreading, not security)
+        args = [reservation_id, self._slot_ttl, draw, self._assumed_ms, *exclude]
+        reply = await self._scripts.run("pick_account", keys=POOL_KEYS, args=args)
+        if reply[0] == "ok":
+            return Chosen(str(reply[1]), str(reply[2]))
+        return Unavailable(str(reply[0]), int(reply[1]))
+
+    async def release(self, account: str, reservation_id: str) -> bool:
+        """Give back the slot ``reservation_id`` held on ``account``; False when it held none."""
+        reply = await self._scripts.run(
+            "release_account",
+            keys=POOL_KEYS[2:],
+            args=[account, reservation_id, self._slot_ttl],
+        )
+        return reply == [1]
+
+    async def health(self, change: str, account: str, fingerprint: str, detail: str) -> bool:
+        """Record what fal said of ``account``'s key (``account_health.lua``); True when its
+        state changed."""
+        reply = await self._scripts.run(
+            "account_health", keys=POOL_KEYS[:2], args=[change, account, fingerprint, detail]
+        )
+        return reply == [1]
+
+    async def edit(
+        self, action: str, account: str, value: str = "", clears_health: bool = False
+    ) -> Edited:
+        """Create, update or delete an account (``account_edit.lua``)."""
+        args = [action, account, value, "1" if clears_health else "0"]
+        keys = (*POOL_KEYS[:3], redis_keys.UPSTREAM_DURATIONS)
+        reply = await self._scripts.run("account_edit", keys=keys, args=args)
+        return Edited(str(reply[0]), str(reply[1]) if len(reply) > 1 else "")

@@ -1,0 +1,245 @@
+"""The pool of fal accounts at run time: which account a new job goes to, the key of the
+account a job is on, and what fal's answers say of an account's health.
+
+Choosing is one script in Redis (``pick_account.lua``), so limits hold across every replica.
+Everything else reads a copy of the pool each process refreshes every
+``upstream_refresh_interval`` (and at once when it meets an account it does not know).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+
+from gateway.errors import FalError, RateLimited, ServiceUnavailable
+from gateway.settings import Settings
+from gateway.store.account_scripts import AccountScripts, Unavailable
+from gateway.store.multiplexed import Store
+from gateway.store.scripts import Scripts
+from gateway.telemetry.metrics import Metrics
+from gateway.upstream.accounts import (
+    KEY_CONTEXT,
+    AccountStore,
+    AccountView,
+    env_accounts,
+    fingerprint,
+)
+from gateway.web import jsoncodec
+from gateway.web.sealing import Sealer
+
+logger = logging.getLogger(__name__)
+
+REFUSED_STATUSES = frozenset({401, 402, 403})
+"""fal refusing the key itself: invalid, revoked, or the account locked (exhausted balance)."""
+_REASON_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A fal account's name and the ``Authorization`` header its calls carry."""
+
+    account: str
+    fingerprint: str
+    authorization: str = field(repr=False)
+
+
+class AccountsFull(RateLimited):
+    """Every usable account is at a hard limit."""
+
+
+class NoUsableAccount(ServiceUnavailable):
+    """No account may take a job: all disabled, cooling down or drained."""
+
+    error_type = "upstream_unavailable"
+
+
+class AccountGone(FalError):
+    """The account a job ran on was deleted from the pool."""
+
+    status_code = 410
+    error_type = "upstream_account_removed"
+
+
+def refusal_reason(status: int, body: bytes) -> str:
+    """fal's own words for refusing a key (its ``detail``), short; else its status."""
+    try:
+        detail = jsoncodec.loads(body).get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    if isinstance(detail, str) and detail.strip():
+        return detail.strip()[:_REASON_LIMIT]
+    return f"fal answered {status}"
+
+
+class AccountPool:
+    """Each process's view of the pool, and the calls that change it."""
+
+    def __init__(
+        self,
+        accounts: AccountStore,
+        scripts: AccountScripts,
+        settings: Settings,
+        metrics: Metrics,
+    ) -> None:
+        self._accounts = accounts
+        self._scripts = scripts
+        self._settings = settings
+        self._metrics = metrics
+        self._views: dict[str, AccountView] = {}
+        self._credentials: dict[str, Credential] = {}
+        """By sealed key: opening one costs an AES-GCM decryption, done once per key."""
+        seeded = env_accounts(settings.fal_key)
+        self._default = seeded[0][0] if seeded else ""
+
+    @property
+    def accounts(self) -> AccountStore:
+        return self._accounts
+
+    async def start(self) -> None:
+        """Seed the accounts ``GATEWAY_FAL_KEY`` names and read the pool."""
+        await self._accounts.seed(self._settings.fal_key)
+        await self.refresh()
+
+    async def refresh(self) -> None:
+        """Read the pool again, and show it in the metrics."""
+        views = await self._accounts.views()
+        self._views = {view.account.name: view for view in views}
+        if len(self._credentials) > 4 * len(views) + 16:
+            self._credentials.clear()
+        now = time.time()
+        usable = 0
+        for view in views:
+            name = view.account.name
+            state = view.state(now)[0]
+            usable += view.usable(now)
+            self._metrics.account_in_flight.labels(name).set(view.in_flight)
+            for known in ("active", "cooling", "disabled"):
+                self._metrics.account_state.labels(name, known).set(1 if known == state else 0)
+        self._metrics.accounts_usable.set(usable)
+
+    def views(self) -> list[AccountView]:
+        """The pool as last read."""
+        return list(self._views.values())
+
+    async def lease(self, reservation_id: str, exclude: Collection[str] = ()) -> Credential:
+        """The account a job goes to, holding one of its slots until the job ends
+        (``release``); ``AccountsFull`` (429) or ``NoUsableAccount`` (503) when none may."""
+        chosen = await self._scripts.pick(reservation_id, exclude)
+        if isinstance(chosen, Unavailable):
+            raise self._unavailable(chosen)
+        return self._credential(chosen.name, chosen.sealed_key)
+
+    async def choose(self, exclude: Collection[str] = ()) -> Credential:
+        """An account for a call that is not a job (an upload), without holding a slot."""
+        return await self.lease("", exclude)
+
+    async def release(self, account: str, reservation_id: str) -> None:
+        """Give back the slot a job held on ``account`` (nothing when it held none)."""
+        if account:
+            await self._scripts.release(account, reservation_id)
+
+    async def release_everywhere(self, reservation_id: str) -> None:
+        """Give back a slot held for ``reservation_id`` on any account (a job whose account
+        was never recorded: its process died between choosing and binding)."""
+        for name in list(self._views):
+            await self._scripts.release(name, reservation_id)
+
+    async def credential(self, account: str) -> Credential:
+        """The key of the account a job is on; jobs recorded before the pool existed are on
+        the first account of ``GATEWAY_FAL_KEY``."""
+        name = account or self._default
+        view = self._views.get(name)
+        if view is None:
+            await self.refresh()
+            view = self._views.get(name)
+        if view is None:
+            raise AccountGone(
+                f"The fal account this request ran on ({name or 'none'}) was removed from the "
+                "gateway"
+            )
+        return self._credential(name, view.account.key)
+
+    async def observe(
+        self, credential: Credential, status: int, body: bytes, headers: Mapping[str, str]
+    ) -> None:
+        """What fal's answer says of the account: a refused key disables it, a 429 cools it."""
+        if status in REFUSED_STATUSES:
+            reason = refusal_reason(status, body)
+            changed = await self._scripts.health(
+                "refused", credential.account, credential.fingerprint, reason
+            )
+            if changed:
+                logger.warning(
+                    "upstream account %s disabled: fal refused its key (%s)",
+                    credential.account,
+                    reason,
+                )
+                await self.refresh()
+        elif status == 429:
+            until = time.time() + _retry_after(headers, self._settings.upstream_cooldown)
+            changed = await self._scripts.health(
+                "cooling", credential.account, credential.fingerprint, f"{until:.3f}"
+            )
+            if changed:
+                logger.warning(
+                    "upstream account %s cooling down until %s: fal answered 429",
+                    credential.account,
+                    time.strftime("%H:%M:%S", time.gmtime(until)),
+                )
+                await self.refresh()
+
+    async def restored(self, credential: Credential) -> bool:
+        """A probe saw fal accept the key of a refused account again: enable it."""
+        changed = await self._scripts.health(
+            "restored", credential.account, credential.fingerprint, ""
+        )
+        if changed:
+            logger.warning(
+                "upstream account %s enabled again: fal accepts its key", credential.account
+            )
+            await self.refresh()
+        return changed
+
+    def _credential(self, name: str, sealed: str) -> Credential:
+        found = self._credentials.get(sealed)
+        if found is None or found.account != name:
+            key = self._accounts.open_key(name, sealed)
+            found = Credential(name, fingerprint(key), f"Key {key}")
+            self._credentials[sealed] = found
+        return found
+
+    def _unavailable(self, reply: Unavailable) -> FalError:
+        seconds = max(1, -(-reply.retry_after_ms // 1000))
+        if reply.reason == "full":
+            return AccountsFull(
+                "Every fal account of the gateway is at its limit of jobs in flight; try again "
+                "later",
+                headers={"Retry-After": str(seconds)},
+            )
+        retry = seconds if reply.retry_after_ms else round(self._settings.upstream_probe_interval)
+        return NoUsableAccount(
+            "No fal account of the gateway can take jobs now", headers={"Retry-After": str(retry)}
+        )
+
+
+def account_pool(
+    settings: Settings, store: Store, scripts: Scripts, metrics: Metrics
+) -> AccountPool:
+    """The pool as a gateway process uses it, on the hot path's connection."""
+    account_scripts = AccountScripts(
+        scripts, settings.lease_ttl, settings.upstream_assumed_job_seconds
+    )
+    sealer = Sealer(settings.account_sealing_key(), KEY_CONTEXT)
+    return AccountPool(
+        AccountStore(store, account_scripts, sealer), account_scripts, settings, metrics
+    )
+
+
+def _retry_after(headers: Mapping[str, str], default: float) -> float:
+    try:
+        seconds = float(headers.get("retry-after", ""))
+    except ValueError:
+        return default
+    return seconds if 0 < seconds <= 3600 else default
