@@ -148,6 +148,10 @@ class SilentServer:
         self._thread.start()
         return self
 
+    def connections(self) -> list[socket.socket]:
+        """The connections accepted so far."""
+        return list(self._held)
+
     def __exit__(self, *exc: object) -> None:
         self._socket.close()
         for connection in self._held:

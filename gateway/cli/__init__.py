@@ -1,8 +1,8 @@
 """``fal-gateway`` (also ``python -m gateway``): the product's command line.
 
 The commands live in modules by subject: ``servers`` (``serve``, ``emulator``, ``dev``), and the
-admin API's ``keys``, ``teams``, ``usage``, ``deliveries`` and ``maintenance``; ``main`` gathers
-them.
+admin API's ``keys``, ``teams``, ``usage``, ``deliveries``, ``maintenance`` and
+``upstreams``; ``main`` gathers them.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import logging
 
 import click
 
-from gateway.cli import deliveries, keys, maintenance, servers, teams, usage
+from gateway.cli import deliveries, keys, maintenance, servers, teams, upstreams, usage
 
 
 @click.group()
@@ -33,5 +33,6 @@ for _command in (
     usage.usage,
     deliveries.group,
     maintenance.group,
+    upstreams.group,
 ):
     main.add_command(_command)

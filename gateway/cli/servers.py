@@ -114,7 +114,11 @@ def serve(**flags: Any) -> None:
         raise click.UsageError(str(exc)) from exc
     _check_tls(settings)
     if not settings.fal_key:
-        raise click.UsageError("set GATEWAY_FAL_KEY to the fal key(s) the gateway calls fal with")
+        click.echo(
+            "GATEWAY_FAL_KEY is not set: jobs go only to the fal accounts already in Redis "
+            "(add one with `fal-gateway upstreams add`)",
+            err=True,
+        )
     if settings.workers == 1:
         _serve_settings(settings, create_app(settings))
         return

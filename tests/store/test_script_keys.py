@@ -4,9 +4,11 @@ usage hash of another day included)."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 from gateway.store import redis_keys
+from gateway.store.account_scripts import AccountScripts, Chosen
 from gateway.store.scripts import NAMES
 from tests.servers import RedisServer
 from tests.store.slots import Monitor
@@ -38,6 +40,13 @@ async def _every_script(s: Scene) -> None:
     legacy = [redis_keys.LEGACY_DELIVERY_STREAM, redis_keys.LEGACY_DELIVERY_RETRIES]
     await s.store.call("ZADD", legacy[1], 1, "t d")
     assert await s.scripts.forget_moved(legacy, [(1, "t d")]) == 0
+    pool = AccountScripts(s.scripts, 60, 30)
+    account = {"key": "sealed", "fingerprint": "f", "weight": 1, "enabled": True}
+    assert (await pool.edit("create", "a", json.dumps(account))).outcome == "created"
+    assert await pool.pick("r9", ()) == Chosen("a", "sealed")
+    assert await pool.health("cooling", "a", "f", "1")
+    assert await pool.release("a", "r9")
+    assert (await pool.edit("delete", "a")).outcome == "deleted"
 
 
 def test_every_script_touches_only_the_keys_it_is_passed_all_in_one_slot() -> None:
