@@ -65,7 +65,8 @@ def test_hard_limits_refuse_with_a_wait_and_a_released_slot_is_free_again(
         held = Counter([await _chosen(pool, f"r{n}") for n in range(3)])
         assert held == {"a": 2, "b": 1}
         full = await pool.pick("r3", ())
-        assert isinstance(full, Unavailable) and full.reason == "full"
+        assert isinstance(full, Unavailable)
+        assert full.reason == "full"
         # Nothing measured yet: 30 s assumed per job, a slot every 30 / 2 s on "a".
         assert full.retry_after_ms == 15_000
         a_jobs = [r for r in ("r0", "r1", "r2") if await pool.release("a", r)]
@@ -77,7 +78,8 @@ def test_hard_limits_refuse_with_a_wait_and_a_released_slot_is_free_again(
         # Jobs that ended at once: the wait shrinks with the measured duration.
         await _chosen(pool, "r5")
         full = await pool.pick("r6", ())
-        assert isinstance(full, Unavailable) and full.retry_after_ms < 15_000
+        assert isinstance(full, Unavailable)
+        assert full.retry_after_ms < 15_000
 
     _pool(redis_server, body)
 
@@ -105,7 +107,8 @@ def test_cooling_and_refused_accounts_are_skipped_until_restored(
         assert await pool.health("cooling", "a", "fp-a", f"{until:.3f}")
         assert not await pool.health("cooling", "a", "fp-a", f"{until - 10:.3f}")  # no shorter
         none = await pool.pick("", ())
-        assert isinstance(none, Unavailable) and none.reason == "none"
+        assert isinstance(none, Unavailable)
+        assert none.reason == "none"
         assert 28_000 < none.retry_after_ms <= 30_000
         # A key replaced since fal answered is not judged by that answer.
         assert not await pool.health("refused", "a", "fp-old", "Invalid API key")

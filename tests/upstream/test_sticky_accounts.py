@@ -68,7 +68,8 @@ def test_a_locked_account_fails_over_unseen_and_comes_back_after_a_top_up() -> N
                 refused = [e for e in emulator_log(emulator)[seen:] if e["status"] == 403]
                 if refused:
                     break
-            assert len(refused) == 1 and refused[0]["key_fingerprint"] == ONE
+            assert len(refused) == 1
+            assert refused[0]["key_fingerprint"] == ONE
             one = accounts(gateway)["one"]
             assert one["state"] == "disabled"
             assert one["reason"].startswith("User is locked. Reason: Exhausted balance")
