@@ -224,6 +224,7 @@ class Gateway(ServerProcess):
         tls: tuple[Path, Path, str] | None = None,
     ) -> None:
         self.port = free_port()
+        self.redis_url = redis_url
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.verify: ssl.SSLContext | bool = True
         args = ["serve", "--port", str(self.port)]
@@ -280,12 +281,15 @@ class Gateway(ServerProcess):
         created: dict[str, object] = response.json()
         return str(created["secret"]), created
 
-    def cli(self, *args: str, token: str = ADMIN_TOKEN) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, token: str = ADMIN_TOKEN, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """``python -m gateway <args>`` as an operator would run it against this gateway."""
         env = {**os.environ, "GATEWAY_ADMIN_TOKEN": token, "GATEWAY_PUBLIC_URL": self.url}
         return subprocess.run(
             [sys.executable, "-m", "gateway", *args],
             env=env,
+            input=stdin,
             capture_output=True,
             text=True,
             timeout=60,
