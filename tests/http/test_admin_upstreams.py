@@ -120,7 +120,7 @@ def test_the_cli_manages_accounts_reading_the_key_from_stdin() -> None:
 
 
 def test_account_keys_never_appear_in_answers_logs_metrics_or_redis() -> None:
-    with pool_stack(1, {"run_time": 0.2}) as (emulator, (gateway,)):
+    with pool_stack(1, {"run_time": 0.2}) as (_, (gateway,)):
         with gateway.admin() as admin:
             answers = [
                 admin.post("/admin/v1/upstreams", json={"name": "three", "key": NEW_KEY}),
