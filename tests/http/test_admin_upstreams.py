@@ -67,7 +67,7 @@ def test_accounts_are_managed_at_run_time_and_shared_by_replicas() -> None:
 
 def test_bad_input_is_refused_in_fals_shape_and_nothing_is_stored() -> None:
     with pool_stack() as (_, (gateway,)), gateway.admin() as admin:
-        bad = [
+        bad: list[dict[str, object]] = [
             {"name": "Bad Name", "key": NEW_KEY},
             {"name": "three"},
             {"name": "three", "key": ""},
