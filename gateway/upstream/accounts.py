@@ -27,6 +27,8 @@ from gateway.web.sealing import Sealer
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 KEY_CONTEXT = b"fal-gateway upstream key v1"
 OPERATOR_DISABLED = "disabled by the operator"
+STATES = ("active", "cooling", "disabled")
+"""What an account can be: taking jobs, resting after fal's 429, or taking none."""
 ENV_SOURCE = "env"
 
 

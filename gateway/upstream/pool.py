@@ -21,6 +21,7 @@ from gateway.store.scripts import Scripts
 from gateway.telemetry.metrics import Metrics
 from gateway.upstream.accounts import (
     KEY_CONTEXT,
+    STATES,
     AccountStore,
     AccountView,
     env_accounts,
@@ -88,6 +89,7 @@ class AccountPool:
         self._settings = settings
         self._metrics = metrics
         self._views: dict[str, AccountView] = {}
+        self._shown: set[str] = set()
         self._credentials: dict[str, Credential] = {}
         """By sealed key: opening one costs an AES-GCM decryption, done once per key."""
         seeded = env_accounts(settings.fal_key)
@@ -115,9 +117,14 @@ class AccountPool:
             state = view.state(now)[0]
             usable += view.usable(now)
             self._metrics.account_in_flight.labels(name).set(view.in_flight)
-            for known in ("active", "cooling", "disabled"):
+            for known in STATES:
                 self._metrics.account_state.labels(name, known).set(1 if known == state else 0)
         self._metrics.accounts_usable.set(usable)
+        for gone in self._shown - self._views.keys():  # deleted: their series go too
+            self._metrics.account_in_flight.remove(gone)
+            for known in STATES:
+                self._metrics.account_state.remove(gone, known)
+        self._shown = set(self._views)
 
     def views(self) -> list[AccountView]:
         """The pool as last read."""
