@@ -8,12 +8,13 @@ Everything else reads a copy of the pool each process refreshes every
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
-from gateway.errors import FalError, RateLimited, ServiceUnavailable
+from gateway.errors import FalError, RateLimited, ServiceUnavailable, StoreUnavailable
 from gateway.settings import Settings
 from gateway.store.account_scripts import AccountScripts, Unavailable
 from gateway.store.multiplexed import Store
@@ -90,6 +91,7 @@ class AccountPool:
         self._metrics = metrics
         self._views: dict[str, AccountView] = {}
         self._shown: set[str] = set()
+        self._seeded = False
         self._credentials: dict[str, Credential] = {}
         """By sealed key: opening one costs an AES-GCM decryption, done once per key."""
         seeded = env_accounts(settings.fal_key)
@@ -100,12 +102,16 @@ class AccountPool:
         return self._accounts
 
     async def start(self) -> None:
-        """Seed the accounts ``GATEWAY_FAL_KEY`` names and read the pool."""
-        await self._accounts.seed(self._settings.fal_key)
-        await self.refresh()
+        """Seed the accounts ``GATEWAY_FAL_KEY`` names and read the pool; with Redis down,
+        the refresh loop does both once it is back."""
+        with contextlib.suppress(StoreUnavailable):
+            await self.refresh()
 
     async def refresh(self) -> None:
-        """Read the pool again, and show it in the metrics."""
+        """Read the pool again (seeding it first, once), and show it in the metrics."""
+        if not self._seeded:
+            await self._accounts.seed(self._settings.fal_key)
+            self._seeded = True
         views = await self._accounts.views()
         self._views = {view.account.name: view for view in views}
         if len(self._credentials) > 4 * len(views) + 16:
