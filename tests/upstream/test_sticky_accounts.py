@@ -145,3 +145,28 @@ def test_a_request_recorded_before_the_pool_is_served_by_the_first_account(
     wait_status(caller, job["status_url"])
     assert caller.get(job["response_url"]).status_code == 200
     assert ONE_KEY not in gateway.output()
+
+
+def test_sync_runs_and_uploads_fail_over_a_locked_account() -> None:
+    with pool_stack(1, {"run_time": 0.1}) as (emulator, (gateway,)):
+        with gateway.admin() as admin:  # "one" first, nearly always
+            admin.patch("/admin/v1/upstreams/one", json={"weight": 1000}).raise_for_status()
+        set_knobs(emulator, locked_keys=[ONE])
+        token, _ = gateway.new_key()
+        with gateway.client(token) as client:
+            ran = client.post(f"/sync/{INPAINTING}", json=valid_body(INPAINTING))
+            assert ran.status_code == 200, ran.text
+            assert accounts(gateway)["one"]["state"] == "disabled"
+            with gateway.admin() as admin:  # the operator enables it: fal's refusal is cleared
+                admin.patch("/admin/v1/upstreams/one", json={"enabled": True}).raise_for_status()
+            assert accounts(gateway)["one"]["state"] == "active"
+            spec = {"content_type": "image/png", "file_name": "in.png"}
+            initiated = client.post("/storage/upload/initiate", json=spec)
+            assert initiated.status_code == 200, initiated.text
+            assert accounts(gateway)["one"]["state"] == "disabled"
+        refused = [e for e in emulator_log(emulator) if e["status"] == 403]
+        assert [e["path"] for e in refused] == [f"/sync/{INPAINTING}", "/storage/upload/initiate"]
+        metrics = httpx.get(f"{gateway.url}/metrics").text
+        assert 'gateway_upstream_account_state{account="one",state="disabled"} 1.0' in metrics
+        assert "gateway_upstream_accounts_usable 1.0" in metrics
+        assert 'gateway_upstream_calls_total{account="two",operation="run"} 1.0' in metrics
