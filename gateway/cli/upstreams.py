@@ -122,22 +122,18 @@ def set_account(
     show(admin_call(ctx, "PATCH", f"/upstreams/{name}", body), as_json, _one)
 
 
-@group.command("disable")
-@click.argument("name")
-@json_option
-@click.pass_context
-def disable(ctx: click.Context, name: str, as_json: bool) -> None:
-    """Send no new job to an account (jobs on it are still served)."""
-    show(admin_call(ctx, "PATCH", f"/upstreams/{name}", {"enabled": False}), as_json, _one)
+def _switch(name: str, enabled: bool, summary: str) -> None:
+    @group.command(name, help=summary)
+    @click.argument("account")
+    @json_option
+    @click.pass_context
+    def switch(ctx: click.Context, account: str, as_json: bool) -> None:
+        body = {"enabled": enabled}
+        show(admin_call(ctx, "PATCH", f"/upstreams/{account}", body), as_json, _one)
 
 
-@group.command("enable")
-@click.argument("name")
-@json_option
-@click.pass_context
-def enable(ctx: click.Context, name: str, as_json: bool) -> None:
-    """Let an account take jobs again (also clears a refusal by fal)."""
-    show(admin_call(ctx, "PATCH", f"/upstreams/{name}", {"enabled": True}), as_json, _one)
+_switch("disable", False, "Send no new job to an account (jobs on it are still served).")
+_switch("enable", True, "Let an account take jobs again (also clears a refusal by fal).")
 
 
 @group.command("remove")

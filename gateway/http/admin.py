@@ -7,6 +7,7 @@ shares (the token check and body parsing).
 from __future__ import annotations
 
 import hmac
+import re
 import time
 from typing import Annotated, Any, TypeVar
 
@@ -73,6 +74,15 @@ def query(request: Request, model: type[Body]) -> Body:
         return model.model_validate(dict(request.query_params))
     except ValidationError as exc:
         raise RequestValidationFailed.from_pydantic(exc, root="query") from exc
+
+
+def path_name(request: Request, param: str, pattern: str, missing: str) -> str:
+    """The path parameter ``param``; a 404 saying ``missing`` when it cannot match
+    ``pattern`` (so no such record exists)."""
+    value = str(request.path_params[param])
+    if not re.fullmatch(pattern, value):
+        raise NotFound(missing)
+    return value
 
 
 def _key_or_404(key: ApiKey | None) -> ApiKey:

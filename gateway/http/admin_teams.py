@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, date, datetime
 from typing import Annotated
 
@@ -13,8 +12,8 @@ from starlette.routing import Route
 
 from gateway.accounts.teams import TeamId
 from gateway.accounts.tokens import TEAM_ID_PATTERN, new_id
-from gateway.errors import BadRequest, FalError, NotFound
-from gateway.http.admin import admin, body, query
+from gateway.errors import BadRequest, FalError
+from gateway.http.admin import admin, body, path_name, query
 from gateway.limits.credits import add_credit
 from gateway.limits.usage import GROUPS, usage_rows
 from gateway.policy.limits import MAX_MICROS, TeamLimits
@@ -49,10 +48,7 @@ class LedgerQuery(BaseModel):
 
 def team_id_of(request: Request) -> str:
     """The path's team id (404 when it cannot be one)."""
-    team_id = str(request.path_params["team_id"])
-    if not re.fullmatch(TEAM_ID_PATTERN, team_id):
-        raise NotFound("Team not found")
-    return team_id
+    return path_name(request, "team_id", TEAM_ID_PATTERN, "Team not found")
 
 
 async def create_team(request: Request) -> Response:

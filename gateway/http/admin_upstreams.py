@@ -4,24 +4,19 @@ fal key is write-only: answers show its fingerprint."""
 
 from __future__ import annotations
 
-import re
 import time
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.errors import NotFound
-from gateway.http.admin import admin, body
+from gateway.http.admin import admin, body, path_name
 from gateway.upstream.accounts import NAME_PATTERN, AccountChange, AccountCreate
 from gateway.web.jsoncodec import JSONResponse
 
 
 def _name(request: Request) -> str:
-    name = str(request.path_params["name"])
-    if not re.fullmatch(NAME_PATTERN, name):
-        raise NotFound("Upstream account not found")
-    return name
+    return path_name(request, "name", NAME_PATTERN, "Upstream account not found")
 
 
 async def create_account(request: Request) -> Response:
