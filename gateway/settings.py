@@ -9,11 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Seconds = Annotated[float, Field(ge=0)]
 Rate = Annotated[float, Field(ge=0, le=1)]
+KeyFingerprint = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{12}$")]
+"""``sha256(key).hexdigest()[:12]``: how the emulator names a fal key without showing it."""
 
 
 class EmulatorKnobs(BaseModel):
@@ -40,6 +42,17 @@ class EmulatorKnobs(BaseModel):
     """Multiplier on fal's retry schedule (10 retries over about 2 hours); 0.001 makes it ~7 s."""
     webhook_timeout: Annotated[float, Field(gt=0)] = 15.0
     """How long a receiver may take to answer one delivery."""
+    key_concurrency: Annotated[int, Field(ge=0)] = 0
+    """Jobs of one key IN_PROGRESS at once (0: no limit); its others wait IN_QUEUE while other
+    keys' jobs run, as a fal account's concurrency limit does."""
+    locked_keys: Annotated[tuple[KeyFingerprint, ...], NoDecode] = ()
+    """Fingerprints of keys whose account is locked (comma-separated in the environment): their
+    submits, sync runs and upload initiations answer 403; reads keep working."""
+
+    @field_validator("locked_keys", mode="before")
+    @classmethod
+    def _split_locked(cls, value: Any) -> Any:
+        return _split_commas(value)
 
 
 class EmulatorSettings(BaseSettings, EmulatorKnobs):

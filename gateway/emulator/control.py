@@ -11,7 +11,6 @@ These need a key the emulator accepts, like every fal call.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections import deque
 from typing import Any
@@ -22,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.emulator.auth import credential
+from gateway.emulator.auth import credential, fingerprint
 from gateway.emulator.routes_queue import emulator_of
 from gateway.errors import BadRequest, RequestValidationFailed
 from gateway.settings import EmulatorKnobs
@@ -96,7 +95,7 @@ def _entry(scope: Scope, body: bytes, status: int | None, started: float) -> dic
         "query": scope["query_string"].decode("latin-1"),
         "status": status,
         "body": body.decode("utf-8", errors="replace"),
-        "key_fingerprint": None if key is None else hashlib.sha256(key.encode()).hexdigest()[:12],
+        "key_fingerprint": None if key is None else fingerprint(key),
     }
 
 
@@ -126,11 +125,12 @@ async def patch_knobs(request: Request) -> Response:
         changes = await request.json()
         if not isinstance(changes, dict):
             raise BadRequest("Body must be a JSON object of knob values")
-        emulator.knobs = EmulatorKnobs.model_validate({**emulator.knobs.model_dump(), **changes})
+        knobs = EmulatorKnobs.model_validate({**emulator.knobs.model_dump(), **changes})
     except ValidationError as exc:
         raise RequestValidationFailed.from_pydantic(exc) from exc
     except ValueError as exc:
         raise BadRequest("Body must be JSON") from exc
+    await emulator.set_knobs(knobs)
     return JSONResponse(emulator.knobs.model_dump())
 
 

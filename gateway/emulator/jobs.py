@@ -12,7 +12,8 @@ import contextlib
 import enum
 import itertools
 import time
-from collections import deque
+from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -48,6 +49,9 @@ class Job:
     request: ImageEditInput
     base_url: str
     """Where the caller reached the emulator; every URL returned for this job starts with it."""
+    account: str = ""
+    """Fingerprint of the key that submitted it: only that key can see it, and its runs count
+    against that key's concurrency."""
     webhook_url: str | None = None
     start_deadline: float | None = None
     """Monotonic time after which a job still queued fails (``X-Fal-Request-Timeout``)."""
@@ -99,12 +103,19 @@ class Job:
 
 
 class JobQueue:
-    """Jobs waiting for a runner, first in first out; positions are real."""
+    """Jobs waiting for a runner, first in first out; positions are real.
 
-    def __init__(self) -> None:
+    With a per-key limit (``limit()`` > 0), a runner passes over the jobs of a key that has that
+    many running and takes the first job of another key, as fal's per-account concurrency limit
+    holds an account's excess requests IN_QUEUE without holding up other accounts.
+    """
+
+    def __init__(self, limit: Callable[[], int] = lambda: 0) -> None:
         self._pending: deque[Job] = deque()
         self._wakeup = asyncio.Condition()
         self._joined = itertools.count(1)
+        self._limit = limit
+        self._running: Counter[str] = Counter()
 
     def position(self, job: Job) -> int:
         """How many jobs are ahead of ``job`` (0: next). Jobs wait in submission order, so a
@@ -130,20 +141,47 @@ class JobQueue:
             return True
 
     async def take(self) -> Job:
-        """The next job, once its queue delay has passed."""
+        """The next job whose key has a free slot, once its queue delay has passed; call
+        ``release`` when it is done."""
         async with self._wakeup:
             while True:
-                if self._pending:
-                    wait = self._pending[0].eligible_at - time.monotonic()
-                    if wait <= 0:
-                        job = self._pending.popleft()
-                        # Other runners may be waiting without a timeout: let them see what is left.
-                        self._wakeup.notify_all()
-                        return job
-                    # Not wait_for: cancelled at shutdown it can leave the lock released under
-                    # the condition (CPython 3.11, "Lock is not acquired").
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(wait):
-                            await self._wakeup.wait()
-                else:
+                index, wait = self._next()
+                if index is not None:
+                    job = self._pending[index]
+                    del self._pending[index]
+                    self._running[job.account] += 1
+                    # Other runners may be waiting without a timeout: let them see what is left.
+                    self._wakeup.notify_all()
+                    return job
+                if wait is None:
                     await self._wakeup.wait()
+                    continue
+                # Not wait_for: cancelled at shutdown it can leave the lock released under
+                # the condition (CPython 3.11, "Lock is not acquired").
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await self._wakeup.wait()
+
+    def _next(self) -> tuple[int | None, float | None]:
+        """The index of the job to run now, else how long until one may be (None: no such job
+        until something changes)."""
+        limit = self._limit()
+        for index, job in enumerate(self._pending):
+            if limit and self._running[job.account] >= limit:
+                continue
+            wait = job.eligible_at - time.monotonic()
+            return (index, None) if wait <= 0 else (None, wait)
+        return None, None
+
+    async def release(self, job: Job) -> None:
+        """A job ``take`` gave out is done: its key's slot is free again."""
+        async with self._wakeup:
+            self._running[job.account] -= 1
+            if self._running[job.account] <= 0:
+                del self._running[job.account]
+            self._wakeup.notify_all()
+
+    async def wake(self) -> None:
+        """Make waiting runners look again (the per-key limit changed)."""
+        async with self._wakeup:
+            self._wakeup.notify_all()

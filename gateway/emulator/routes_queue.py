@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.catalog import Endpoint, find_endpoint
-from gateway.emulator.auth import require_key
+from gateway.emulator.auth import fingerprint, require_key, require_unlocked
 from gateway.emulator.jobs import Job, JobState
 from gateway.emulator.protocol import status_body, submit_body
 from gateway.emulator.service import Emulator
@@ -25,10 +25,24 @@ REQUEST_ID_HEADER = "X-Fal-Request-Id"
 _TRUE = {"1", "true"}
 
 
-def emulator_of(request: Request) -> Emulator:
+def caller(request: Request) -> tuple[Emulator, str]:
+    """The emulator and the fingerprint of the caller's key (401 unless the key is accepted)."""
     emulator: Emulator = request.app.state.emulator
-    require_key(request.headers.get("authorization"), emulator.settings.keys)
-    return emulator
+    key = require_key(request.headers.get("authorization"), emulator.settings.keys)
+    return emulator, fingerprint(key)
+
+
+def emulator_of(request: Request) -> Emulator:
+    """The emulator, for a caller whose key it accepts."""
+    return caller(request)[0]
+
+
+def paying_caller(request: Request) -> tuple[Emulator, str]:
+    """``caller`` for a billable call (submit, run, upload): 403 when the key's account is
+    locked."""
+    emulator, account = caller(request)
+    require_unlocked(account, emulator.knobs.locked_keys)
+    return emulator, account
 
 
 def base_url(request: Request, emulator: Emulator) -> str:
@@ -56,9 +70,13 @@ def _start_timeout(request: Request) -> float | None:
     return seconds
 
 
-def _job(request: Request, emulator: Emulator) -> Job:
+def _job(request: Request) -> tuple[Emulator, Job]:
+    """The caller's job named in the path (404 if unknown or another key's)."""
+    emulator, account = caller(request)
     params = request.path_params
-    return emulator.find(f"{params['owner']}/{params['app']}", params["request_id"])
+    return emulator, emulator.find(
+        f"{params['owner']}/{params['app']}", params["request_id"], account
+    )
 
 
 def _wants_logs(request: Request) -> bool:
@@ -67,11 +85,12 @@ def _wants_logs(request: Request) -> bool:
 
 async def _new_job(request: Request, *, queued: bool) -> tuple[Emulator, Job]:
     """A job for the submitted body; queued jobs have status and result URLs, sync ones not."""
-    emulator = emulator_of(request)
+    emulator, account = paying_caller(request)
     job = await emulator.submit(
         _endpoint(request.path_params["endpoint"]),
         await request.body(),
         base_url(request, emulator),
+        account=account,
         webhook_url=request.query_params.get("fal_webhook") if queued else None,
         start_timeout=_start_timeout(request),
         register=queued,
@@ -90,8 +109,7 @@ def _status(emulator: Emulator, job: Job, logs: list[dict[str, Any]] | None) -> 
 
 
 async def status(request: Request) -> Response:
-    emulator = emulator_of(request)
-    job = _job(request, emulator)
+    emulator, job = _job(request)
     body = _status(emulator, job, list(job.logs) if _wants_logs(request) else None)
     code = 200 if job.state is JobState.COMPLETED else 202
     return JSONResponse(body, status_code=code, headers={REQUEST_ID_HEADER: job.id})
@@ -103,8 +121,7 @@ async def status_stream(request: Request) -> Response:
     Each event carries the full status; with ``logs=1`` its ``logs`` hold only the lines added
     since the previous event, as fal-js accumulates them across events.
     """
-    emulator = emulator_of(request)
-    job = _job(request, emulator)
+    emulator, job = _job(request)
     with_logs = _wants_logs(request)
 
     async def events() -> AsyncIterator[dict[str, str]]:
@@ -122,8 +139,7 @@ async def status_stream(request: Request) -> Response:
 
 
 async def result(request: Request) -> Response:
-    emulator = emulator_of(request)
-    job = _job(request, emulator)
+    _, job = _job(request)
     if job.outcome is None:
         raise BadRequest("Request is still in progress", error_type="request_in_progress")
     return outcome_response(job)
@@ -139,8 +155,7 @@ def outcome_response(job: Job) -> Response:
 
 
 async def cancel(request: Request) -> Response:
-    emulator = emulator_of(request)
-    job = _job(request, emulator)
+    emulator, job = _job(request)
     code, body = await emulator.cancel(job)
     return JSONResponse(body, status_code=code, headers={REQUEST_ID_HEADER: job.id})
 

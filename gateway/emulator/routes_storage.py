@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.emulator.routes_queue import base_url, emulator_of
+from gateway.emulator.routes_queue import base_url, paying_caller
 from gateway.emulator.service import Emulator
 from gateway.errors import BadRequest, NotFound, PayloadTooLarge
 
@@ -22,9 +22,9 @@ async def initiate_upload(request: Request) -> Response:
     """``POST /storage/upload/initiate``: answer where to PUT the bytes and where they will live.
 
     Both storage types fal's clients ask for (``fal-cdn-v3`` from fal-js, ``gcs`` from fal-client)
-    are served the same way.
+    are served the same way. A locked account is refused, as fal refuses it.
     """
-    emulator = emulator_of(request)
+    emulator, _ = paying_caller(request)
     try:
         spec = json.loads(await request.body() or b"{}")
     except ValueError as exc:  # not JSON, or not UTF-8

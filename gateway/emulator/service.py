@@ -60,7 +60,7 @@ class Emulator:
             self.files.pin(f"demo/{name}", content, "image/png")
         self.uploads = Uploads(self.files, settings.result_retention)
         self.webhooks = WebhookSender(client, signer, lambda: self.knobs)
-        self.queue = JobQueue()
+        self.queue = JobQueue(lambda: self.knobs.key_concurrency)
         self._client = client
         self._jobs: dict[tuple[str, str], Job] = {}
         self._rng = random.Random(settings.fault_seed)  # noqa: S311 (fault draws, not security)
@@ -71,6 +71,11 @@ class Emulator:
         async with asyncio.TaskGroup() as group:
             for _ in range(self.settings.runners):
                 group.create_task(self._runner())
+
+    async def set_knobs(self, knobs: EmulatorKnobs) -> None:
+        """Change the knobs live; runners waiting on a key's limit look again."""
+        self.knobs = knobs
+        await self.queue.wake()
 
     async def close(self) -> None:
         for task in list(self._background):
@@ -85,11 +90,13 @@ class Emulator:
         raw_body: bytes,
         base_url: str,
         *,
+        account: str,
         webhook_url: str | None = None,
         start_timeout: float | None = None,
         register: bool = True,
     ) -> Job:
-        """Validate and enqueue a job; ``register=False`` for sync runs, which have no status."""
+        """Validate and enqueue a job of the key fingerprinted ``account``; ``register=False`` for
+        sync runs, which have no status."""
         request = endpoint.parse_input(raw_body)
         knobs = self.knobs
         if self._rng.random() < knobs.fail_submit_rate:
@@ -102,6 +109,7 @@ class Emulator:
             endpoint=endpoint,
             request=request,
             base_url=base_url,
+            account=account,
             webhook_url=webhook_url,
             start_deadline=None if start_timeout is None else now + start_timeout,
             eligible_at=now + knobs.queue_delay,
@@ -111,10 +119,12 @@ class Emulator:
         await self.queue.put(job)
         return job
 
-    def find(self, app_id: str, request_id: str) -> Job:
-        """The job ``request_id`` of ``owner/app``, whichever subpath created it."""
+    def find(self, app_id: str, request_id: str, account: str) -> Job:
+        """The job ``request_id`` of ``owner/app``, whichever subpath created it, if the key
+        fingerprinted ``account`` submitted it (another key's request is as unknown as a
+        made-up id, like at fal)."""
         job = self._jobs.get((app_id, request_id))
-        if job is None:
+        if job is None or job.account != account:
             raise NotFound("Request not found")
         return job
 
@@ -139,6 +149,8 @@ class Emulator:
                 logger.exception("job %s crashed in the emulator", job.id)
                 if job.state is not JobState.COMPLETED:
                     self._finish(job, INJECTED_FAILURE)
+            finally:
+                await self.queue.release(job)
 
     async def _run(self, job: Job) -> None:
         if job.start_deadline is not None and time.monotonic() > job.start_deadline:

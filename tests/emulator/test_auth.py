@@ -49,9 +49,13 @@ def test_missing_malformed_or_unknown_keys_get_401_in_fal_shape(
 
 def test_any_non_empty_key_is_accepted_when_no_keys_are_configured() -> None:
     with Emulator({"keys": ""}) as open_emulator, open_emulator.client("whatever") as client:
-        assert client.post(f"/{INPAINTING}", json=valid_body(INPAINTING)).status_code == 200
+        submitted = client.post(f"/{INPAINTING}", json=valid_body(INPAINTING))
+        assert submitted.status_code == 200
         with open_emulator.client(None) as anonymous:
             assert anonymous.post(f"/{INPAINTING}", json=valid_body(INPAINTING)).status_code == 401
+        # Each key is still its own account: another key cannot see this request.
+        with open_emulator.client("another") as other:
+            assert other.get(submitted.json()["status_url"]).status_code == 404
 
 
 def test_several_keys_can_be_configured() -> None:
