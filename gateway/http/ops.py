@@ -24,7 +24,8 @@ async def readyz(request: Request) -> Response:
     and no background loop stalled; 503 otherwise. ``redis``: ``ok``, ``down`` or
     ``replica``; ``upstream``: ``ok``, ``down`` (fal's host does not answer) or
     ``unavailable`` (no account usable); ``accounts``: how many fal
-    accounts are usable, and every one that is not with why; ``loops``: the stalled ones."""
+    accounts are usable, and every one that is not (``disabled``, ``cooling``, or ``drained``:
+    weight 0); ``loops``: the stalled ones."""
     gateway = services(request)
     redis, reachable = await asyncio.gather(
         redis_state(gateway.redis, gateway.store), gateway.upstream.reachable()
@@ -32,10 +33,9 @@ async def readyz(request: Request) -> Response:
     now = time.time()
     views = gateway.accounts.views()
     usable = sum(view.usable(now) for view in views)
+    # States only: the reasons (fal's words about the reseller's account) are for the admin API.
     not_usable = {
-        view.account.name: ": ".join(part for part in view.state(now) if part)
-        if view.state(now)[0] != "active"
-        else "weight 0"
+        view.account.name: state if (state := view.state(now)[0]) != "active" else "drained"
         for view in views
         if not view.usable(now)
     }
