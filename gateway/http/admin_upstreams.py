@@ -52,8 +52,7 @@ async def update_account(request: Request) -> Response:
 async def delete_account(request: Request) -> Response:
     gateway = admin(request)
     name = _name(request)
-    await gateway.accounts.accounts.delete(name)
-    await gateway.accounts.refresh()
+    await gateway.accounts.delete(name)
     return JSONResponse({"name": name, "deleted": True})
 
 

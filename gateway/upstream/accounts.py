@@ -84,14 +84,14 @@ class Account:
     key: str
     """The fal key, sealed."""
     fingerprint: str
-    weight: int
-    max_concurrent: int
-    hard_limit: bool
-    enabled: bool
-    source: str
+    weight: int = 1
+    max_concurrent: int = 0
+    hard_limit: bool = False
+    enabled: bool = True
+    source: str = "admin"
     """``env`` (seeded from ``GATEWAY_FAL_KEY``) or ``admin``."""
-    created_at: float
-    updated_at: float
+    created_at: float = 0.0
+    updated_at: float = 0.0
 
     @classmethod
     def from_json(cls, name: str, text: str) -> Account:

@@ -91,11 +91,11 @@ class AccountPool:
         self._metrics = metrics
         self._views: dict[str, AccountView] = {}
         self._shown: set[str] = set()
-        self._seeded = False
         self._credentials: dict[str, Credential] = {}
         """By sealed key: opening one costs an AES-GCM decryption, done once per key."""
-        seeded = env_accounts(settings.fal_key)
-        self._default = seeded[0][0] if seeded else ""
+        seeded = [name for name, _ in env_accounts(settings.fal_key)]
+        self._env_names = frozenset(seeded)
+        self._default = seeded[0] if seeded else ""
 
     @property
     def accounts(self) -> AccountStore:
@@ -103,16 +103,18 @@ class AccountPool:
 
     async def start(self) -> None:
         """Seed the accounts ``GATEWAY_FAL_KEY`` names and read the pool; with Redis down,
-        the refresh loop does both once it is back."""
+        the refresh loop does both once it is back (and seeds again any it finds missing)."""
         with contextlib.suppress(StoreUnavailable):
             await self.refresh()
 
     async def refresh(self) -> None:
-        """Read the pool again (seeding it first, once), and show it in the metrics."""
-        if not self._seeded:
-            await self._accounts.seed(self._settings.fal_key)
-            self._seeded = True
+        """Read the pool again, seeding the accounts of ``GATEWAY_FAL_KEY`` that are missing,
+        and show it in the metrics."""
         views = await self._accounts.views()
+        if not self._env_names <= {view.account.name for view in views}:
+            # First time, or Redis lost them (a flush, a failover that lost writes).
+            await self._accounts.seed(self._settings.fal_key)
+            views = await self._accounts.views()
         self._views = {view.account.name: view for view in views}
         if len(self._credentials) > 4 * len(views) + 16:
             self._credentials.clear()
@@ -147,6 +149,19 @@ class AccountPool:
     async def choose(self, exclude: Collection[str] = ()) -> Credential:
         """An account for a call that is not a job (an upload), without holding a slot."""
         return await self.lease("", exclude)
+
+    async def delete(self, name: str) -> None:
+        """Delete an account, unless this replica's ``GATEWAY_FAL_KEY`` seeds it (it would come
+        back at once)."""
+        if name in self._env_names:
+            raise FalError(
+                f"Account {name} is seeded from GATEWAY_FAL_KEY: take it out of that setting on "
+                "every replica first, or disable it",
+                status_code=409,
+                error_type="conflict",
+            )
+        await self._accounts.delete(name)
+        await self.refresh()
 
     async def release(self, account: str, reservation_id: str) -> None:
         """Give back the slot a job held on ``account`` (nothing when it held none)."""

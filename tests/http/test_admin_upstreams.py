@@ -147,3 +147,19 @@ def test_account_keys_never_appear_in_answers_logs_metrics_or_redis() -> None:
         for key in (ONE_KEY, TWO_KEY, NEW_KEY):
             for part in key.split(":"):
                 assert part not in seen
+
+
+def test_accounts_of_the_environment_cannot_be_deleted_and_come_back_if_redis_loses_them() -> None:
+    with pool_stack(1, gateway_settings={"upstream_refresh_interval": 0.2}) as (_, (gateway,)):
+        with gateway.admin() as admin:
+            refused = admin.delete("/admin/v1/upstreams/one")
+        assert refused.status_code == 409
+        assert "GATEWAY_FAL_KEY" in refused.json()["detail"]
+        redis.Redis.from_url(gateway.redis_url).flushall()
+        deadline = time.monotonic() + 10
+        while _names(gateway) != ["one", "two"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        token, _ = gateway.new_key()  # the keys went with the flush
+        with gateway.client(token) as client:
+            submit(client, INPAINTING, valid_body(INPAINTING))
