@@ -171,6 +171,8 @@ class Submitter:
             team = await self._teams.get(job.team_id)
             refund = team is not None and team.sync_hangup == "refund"
             await self._finisher.finish(held.job, Ending(CANCELLED if refund else HUNG_UP))
+            if not held.job.account:  # cut off while choosing: a slot may have been taken
+                await self._accounts.release_everywhere(job.reservation_id)
             raise HungUp
         try:
             credential, response = running.result()
