@@ -291,7 +291,8 @@ class AccountStore:
 
     async def seed(self, keys: tuple[SecretStr, ...]) -> None:
         """Create the accounts ``GATEWAY_FAL_KEY`` names, and give those that exist the key
-        it holds now (a key rotated through the environment)."""
+        it holds now (a key rotated through the environment), sealed under this process's
+        secret."""
         existing = {view.account.name: view.account for view in await self.views()}
         for name, key in env_accounts(keys):
             account = existing.get(name)
@@ -301,5 +302,7 @@ class AccountStore:
                 except FalError as exc:
                     if exc.status_code != 409:  # another replica seeded it first
                         raise
-            elif account.source == ENV_SOURCE and account.fingerprint != fingerprint(key):
+            elif account.source == ENV_SOURCE and (
+                account.fingerprint != fingerprint(key) or self._sealer.unseal(account.key) is None
+            ):  # a key rotated, or sealed under another secret (the admin token, rotated)
                 await self.update(name, AccountChange(key=SecretStr(key)))

@@ -142,7 +142,11 @@ class AccountPool:
         chosen = await self._scripts.pick(reservation_id, exclude)
         if isinstance(chosen, Unavailable):
             raise self._unavailable(chosen)
-        return self._credential(chosen.name, chosen.sealed_key)
+        try:
+            return self._credential(chosen.name, chosen.sealed_key)
+        except FalError:  # its key cannot be opened here: the job never holds the slot
+            await self.release(chosen.name, reservation_id)
+            raise
 
     async def choose(self, exclude: Collection[str] = ()) -> Credential:
         """An account for a call that is not a job (an upload), without holding a slot."""
