@@ -147,3 +147,18 @@ def test_account_keys_never_appear_in_answers_logs_metrics_or_redis() -> None:
         for key in (ONE_KEY, TWO_KEY, NEW_KEY):
             for part in key.split(":"):
                 assert part not in seen
+
+
+def test_a_key_no_http_header_can_carry_is_refused_and_nothing_is_stored() -> None:
+    """FAILS ON main (b9a7a1c): such keys were stored (201/200), and every submit that chose the
+    account then answered 500 (aiohttp refuses the header: a traceback in the gateway's log)."""
+    with pool_stack() as (_, (gateway,)), gateway.admin() as admin:
+        for key in ("three:sec\u0000ret", "three:s\u00e9cret", "three:sec\u007fret"):
+            created = admin.post("/admin/v1/upstreams", json={"name": "three", "key": key})
+            assert created.status_code == 422, (key, created.text)
+            assert created.json()["detail"][0]["loc"] == ["body", "key"]
+            changed = admin.patch("/admin/v1/upstreams/one", json={"key": key})
+            assert changed.status_code == 422, (key, changed.text)
+        pool = accounts(gateway)
+        assert sorted(pool) == ["one", "two"]
+        assert pool["one"]["key_fingerprint"] == fingerprint(ONE_KEY)
