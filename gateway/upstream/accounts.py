@@ -39,8 +39,10 @@ def fingerprint(key: str) -> str:
 
 def _key_value(value: SecretStr) -> SecretStr:
     text = value.get_secret_value()
-    if not text or len(text) > 512 or any(c.isspace() for c in text):
-        raise ValueError("key must be a fal key: 1 to 512 characters, no spaces")
+    # Printable ASCII only: what an Authorization header can carry (a NUL or an accent fails
+    # every call on the account, a 500, not a refusal by fal).
+    if not text or len(text) > 512 or not all("!" <= c <= "~" for c in text):
+        raise ValueError("key must be a fal key: 1 to 512 printable ASCII characters, no spaces")
     return value
 
 

@@ -149,7 +149,7 @@ class AccountPool:
             raise
 
     async def choose(self, exclude: Collection[str] = ()) -> Credential:
-        """An account for a call that is not a job (an upload), without holding a slot."""
+        """An account for a call that is not a job (an upload): no slot held, no limit applies."""
         return await self.lease("", exclude)
 
     async def release(self, account: str, reservation_id: str) -> None:
