@@ -127,8 +127,12 @@ class AccountPool:
                 self._metrics.account_state.labels(name, known).set(1 if known == state else 0)
         self._metrics.accounts_usable.set(usable)
         for gone in self._shown - self._views.keys():  # deleted: their series go too
+            # Zeroed first: with several workers a removed series keeps its last value in the
+            # multiprocess directory, so a deleted account would still show in its state.
+            self._metrics.account_in_flight.labels(gone).set(0)
             self._metrics.account_in_flight.remove(gone)
             for known in STATES:
+                self._metrics.account_state.labels(gone, known).set(0)
                 self._metrics.account_state.remove(gone, known)
         self._shown = set(self._views)
 
