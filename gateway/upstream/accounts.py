@@ -39,8 +39,10 @@ def fingerprint(key: str) -> str:
 
 def _key_value(value: SecretStr) -> SecretStr:
     text = value.get_secret_value()
-    if not text or len(text) > 512 or any(c.isspace() for c in text):
-        raise ValueError("key must be a fal key: 1 to 512 characters, no spaces")
+    # Printable ASCII only: what an Authorization header can carry (a NUL or an accent fails
+    # every call on the account, a 500, not a refusal by fal).
+    if not text or len(text) > 512 or not all("!" <= c <= "~" for c in text):
+        raise ValueError("key must be a fal key: 1 to 512 printable ASCII characters, no spaces")
     return value
 
 
@@ -291,7 +293,8 @@ class AccountStore:
 
     async def seed(self, keys: tuple[SecretStr, ...]) -> None:
         """Create the accounts ``GATEWAY_FAL_KEY`` names, and give those that exist the key
-        it holds now (a key rotated through the environment)."""
+        it holds now (a key rotated through the environment), sealed under this process's
+        secret."""
         existing = {view.account.name: view.account for view in await self.views()}
         for name, key in env_accounts(keys):
             account = existing.get(name)
@@ -301,5 +304,7 @@ class AccountStore:
                 except FalError as exc:
                     if exc.status_code != 409:  # another replica seeded it first
                         raise
-            elif account.source == ENV_SOURCE and account.fingerprint != fingerprint(key):
+            elif account.source == ENV_SOURCE and (
+                account.fingerprint != fingerprint(key) or self._sealer.unseal(account.key) is None
+            ):  # a key rotated, or sealed under another secret (the admin token, rotated)
                 await self.update(name, AccountChange(key=SecretStr(key)))

@@ -129,8 +129,12 @@ class AccountPool:
                 self._metrics.account_state.labels(name, known).set(1 if known == state else 0)
         self._metrics.accounts_usable.set(usable)
         for gone in self._shown - self._views.keys():  # deleted: their series go too
+            # Zeroed first: with several workers a removed series keeps its last value in the
+            # multiprocess directory, so a deleted account would still show in its state.
+            self._metrics.account_in_flight.labels(gone).set(0)
             self._metrics.account_in_flight.remove(gone)
             for known in STATES:
+                self._metrics.account_state.labels(gone, known).set(0)
                 self._metrics.account_state.remove(gone, known)
         self._shown = set(self._views)
 
@@ -144,10 +148,14 @@ class AccountPool:
         chosen = await self._scripts.pick(reservation_id, exclude)
         if isinstance(chosen, Unavailable):
             raise self._unavailable(chosen)
-        return self._credential(chosen.name, chosen.sealed_key)
+        try:
+            return self._credential(chosen.name, chosen.sealed_key)
+        except FalError:  # its key cannot be opened here: the job never holds the slot
+            await self.release(chosen.name, reservation_id)
+            raise
 
     async def choose(self, exclude: Collection[str] = ()) -> Credential:
-        """An account for a call that is not a job (an upload), without holding a slot."""
+        """An account for a call that is not a job (an upload): no slot held, no limit applies."""
         return await self.lease("", exclude)
 
     async def delete(self, name: str) -> None:

@@ -163,3 +163,39 @@ def test_accounts_of_the_environment_cannot_be_deleted_and_come_back_if_redis_lo
         token, _ = gateway.new_key()  # the keys went with the flush
         with gateway.client(token) as client:
             submit(client, INPAINTING, valid_body(INPAINTING))
+
+
+def test_a_key_no_http_header_can_carry_is_refused_and_nothing_is_stored() -> None:
+    """FAILS ON main (b9a7a1c): such keys were stored (201/200), and every submit that chose the
+    account then answered 500 (aiohttp refuses the header: a traceback in the gateway's log)."""
+    with pool_stack() as (_, (gateway,)), gateway.admin() as admin:
+        for key in ("three:sec\u0000ret", "three:s\u00e9cret", "three:sec\u007fret"):
+            created = admin.post("/admin/v1/upstreams", json={"name": "three", "key": key})
+            assert created.status_code == 422, (key, created.text)
+            assert created.json()["detail"][0]["loc"] == ["body", "key"]
+            changed = admin.patch("/admin/v1/upstreams/one", json={"key": key})
+            assert changed.status_code == 422, (key, changed.text)
+        pool = accounts(gateway)
+        assert sorted(pool) == ["one", "two"]
+        assert pool["one"]["key_fingerprint"] == fingerprint(ONE_KEY)
+
+
+def test_a_deleted_account_is_not_shown_in_a_state_by_the_metrics_of_several_workers() -> None:
+    """FAILS ON main (b9a7a1c): with ``workers`` > 1 (the multiprocess metrics directory),
+    removing a series leaves its last value in the directory: a deleted account stayed
+    ``active`` (1.0) in ``/metrics`` until the restart."""
+    settings = {"workers": 2, "upstream_refresh_interval": 0.2}
+    with pool_stack(1, None, settings) as (_, (gateway,)), gateway.admin() as admin:
+        admin.post("/admin/v1/upstreams", json={"name": "three", "key": NEW_KEY}).raise_for_status()
+        shown = 'gateway_upstream_account_state{account="three",state="active"} 1.0'
+        deadline = time.monotonic() + 10
+        while shown not in httpx.get(f"{gateway.url}/metrics").text:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        admin.delete("/admin/v1/upstreams/three").raise_for_status()
+        time.sleep(1)  # several refreshes of every worker
+        for _ in range(4):  # whichever worker answers
+            lines = httpx.get(f"{gateway.url}/metrics").text.splitlines()
+            assert [
+                line for line in lines if 'account="three"' in line and line.endswith(" 1.0")
+            ] == []

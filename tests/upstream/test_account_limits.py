@@ -104,3 +104,19 @@ def test_new_jobs_spread_by_weight() -> None:
         spread = _submit_fingerprints(emulator_log(emulator))
         assert sum(spread.values()) == 80
         assert 45 <= spread[ONE] <= 75, spread
+
+
+def test_uploads_take_no_slot_and_are_not_refused_by_full_hard_limits() -> None:
+    """FAILS ON main (b9a7a1c): with every account at its hard limit, an upload (which holds no
+    slot and costs fal no concurrency) answered 429 "at its limit of jobs in flight"."""
+    with pool_stack(1, {"run_time": 5, "runners": 4}, FAST_POOL) as (_, (gateway,)):
+        _configure(gateway, max_concurrent=1, hard_limit=True)
+        token, _ = gateway.new_key()
+        with gateway.client(token) as client:
+            for _ in range(2):
+                submit(client, INPAINTING, valid_body(INPAINTING))
+            assert client.post(f"/{INPAINTING}", json=valid_body(INPAINTING)).status_code == 429
+            spec = {"content_type": "image/png", "file_name": "in.png"}
+            initiated = client.post("/storage/upload/initiate", json=spec)
+            assert initiated.status_code == 200, initiated.text
+        assert {n: a["in_flight"] for n, a in accounts(gateway).items()} == {"one": 1, "two": 1}

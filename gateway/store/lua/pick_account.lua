@@ -7,7 +7,7 @@
 -- KEYS[3] jobs in flight per account (name -> count)
 -- KEYS[4] slots held (member 'name|reservation' -> lapse time, ms)
 -- KEYS[5] mean job duration per account (name -> ms)
--- ARGV[1] reservation id ('': choose without taking a slot, e.g. for an upload)
+-- ARGV[1] reservation id ('': choose without taking a slot nor minding limits: an upload)
 -- ARGV[2] seconds a slot is held at most   ARGV[3] a uniform random number in [0, 1)
 -- ARGV[4] mean job duration to assume before one was measured (ms)
 -- ARGV[5..] accounts not to choose (already tried for this job)
@@ -58,7 +58,8 @@ for i = 1, #flat, 2 do
         count = tonumber(redis.call('HGET', KEYS[3], name)) or 0,
       }
       table.insert(usable, entry)
-      if entry.limit == 0 or entry.count < entry.limit then
+      -- A call without a slot (an upload) takes none of fal's concurrency: never full.
+      if entry.limit == 0 or entry.count < entry.limit or ARGV[1] == '' then
         table.insert(free, entry)
         total_weight = total_weight + weight
       end

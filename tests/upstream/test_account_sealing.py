@@ -1,0 +1,43 @@
+"""Accounts whose fal key this process cannot open (sealed under another
+``GATEWAY_ACCOUNT_SECRET``, or under the admin token before it was rotated, its default)."""
+
+from __future__ import annotations
+
+from tests.jobs import INPAINTING, submit, valid_body
+from tests.servers import Emulator, Gateway, RedisServer
+from tests.upstream.pool_stack import ONE_KEY, TWO_KEY, accounts
+
+
+def test_a_new_sealing_secret_reseals_the_accounts_the_environment_names() -> None:
+    """FAILS ON main (b9a7a1c): every submit answered 503 upstream_account_unreadable
+    after the secret (by default the admin token) changed, though the key is in the env."""
+    with Emulator({"keys": f"{ONE_KEY},{TWO_KEY}"}) as emulator, RedisServer() as redis:
+        settings = {"fal_key": f"one={ONE_KEY}", "account_secret": "old-secret"}
+        with Gateway(redis.url, emulator.url, settings):
+            pass
+        with Gateway(redis.url, emulator.url, {**settings, "account_secret": "new"}) as gateway:
+            token, _ = gateway.new_key()
+            with gateway.client(token) as client:
+                submit(client, INPAINTING, valid_body(INPAINTING))
+
+
+def test_an_account_whose_key_cannot_be_opened_keeps_no_slot() -> None:
+    """FAILS ON main (b9a7a1c): the slot taken for the job stayed held (until ``lease_ttl``,
+    an hour), so a hard limit of 1 refused every later job with 429 on every replica."""
+    with Emulator({"keys": f"{ONE_KEY},{TWO_KEY}"}) as emulator, RedisServer() as redis:
+        settings = {"fal_key": f"one={ONE_KEY}", "account_secret": "first"}
+        with Gateway(redis.url, emulator.url, settings) as first:
+            with first.admin() as admin:
+                admin.patch("/admin/v1/upstreams/one", json={"weight": 0}).raise_for_status()
+                spec = {"name": "two", "key": TWO_KEY, "max_concurrent": 1, "hard_limit": True}
+                admin.post("/admin/v1/upstreams", json=spec).raise_for_status()
+            other = {**settings, "account_secret": "second"}
+            with Gateway(redis.url, emulator.url, other) as second:
+                token, _ = first.new_key()
+                with second.client(token) as client:
+                    refused = client.post(f"/{INPAINTING}", json=valid_body(INPAINTING))
+                assert refused.status_code == 503, refused.text
+                assert refused.json()["error_type"] == "upstream_account_unreadable"
+            assert accounts(first)["two"]["in_flight"] == 0
+            with first.client(token) as client:
+                submit(client, INPAINTING, valid_body(INPAINTING))
