@@ -179,13 +179,14 @@ def _health(text: str | None) -> Health | None:
 
 def env_accounts(keys: tuple[SecretStr, ...]) -> list[tuple[str, str]]:
     """``(name, key)`` of each ``GATEWAY_FAL_KEY`` entry: ``name=key``, or a bare key named
-    ``fal-<n>`` by its place."""
+    ``fal-<first 8 hex of its fingerprint>``: by the key, never by its place in the list, so
+    taking one key out never hands its account's name (and jobs) to another key."""
     found = []
-    for place, entry in enumerate(keys, start=1):
+    for entry in keys:
         text = entry.get_secret_value()
         name, sep, key = text.partition("=")
         if not sep or not _is_name(name):
-            name, key = f"fal-{place}", text
+            name, key = f"fal-{fingerprint(text)[:8]}", text
         found.append((name, key))
     return found
 

@@ -12,6 +12,7 @@ from tests.conftest import SetKnobs
 from tests.jobs import INPAINTING, run, valid_body
 from tests.peer import SilentServer
 from tests.servers import Emulator, Gateway, RedisServer, free_port
+from tests.upstream.pool_stack import env_name
 
 
 def _counter(gateway_url: str, operation: str, kind: str) -> float:
@@ -84,7 +85,7 @@ def test_refused_upstream_key_disables_its_account_and_is_never_shown(emulator: 
         assert int(response.headers["retry-after"]) >= 1
         ready = httpx.get(f"{gateway.url}/readyz")
         assert ready.status_code == 503
-        assert ready.json()["accounts"]["not_usable"] == {"fal-1": "disabled"}
+        assert ready.json()["accounts"]["not_usable"] == {env_name("not-the-right-key"): "disabled"}
         assert "gateway_upstream_accounts_usable 0.0" in httpx.get(f"{gateway.url}/metrics").text
         assert "not-the-right-key" not in response.text + ready.text
         assert "not-the-right-key" not in gateway.output()

@@ -25,6 +25,11 @@ def fingerprint(key: str) -> str:
 ONE, TWO = fingerprint(ONE_KEY), fingerprint(TWO_KEY)
 
 
+def env_name(key: str) -> str:
+    """The name ``GATEWAY_FAL_KEY`` gives a bare key's account."""
+    return f"fal-{fingerprint(key)[:8]}"
+
+
 @contextlib.contextmanager
 def pool_stack(
     gateways: int = 1,

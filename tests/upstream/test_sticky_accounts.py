@@ -14,7 +14,7 @@ import redis
 from gateway.store import redis_keys
 from tests.jobs import INPAINTING, submit, valid_body, wait_status
 from tests.peer import SilentServer
-from tests.servers import Gateway, RedisServer, free_port
+from tests.servers import Emulator, Gateway, RedisServer, free_port
 from tests.upstream.pool_stack import (
     ACCOUNTS,
     ONE,
@@ -22,6 +22,7 @@ from tests.upstream.pool_stack import (
     TWO,
     accounts,
     emulator_log,
+    env_name,
     pool_stack,
     set_knobs,
 )
@@ -140,7 +141,7 @@ def test_a_request_recorded_before_the_pool_is_served_by_the_first_account(
     job = submit(caller, INPAINTING, valid_body(INPAINTING))
     store = redis.Redis.from_url(redis_url)
     record = redis_keys.request_record("default", job["request_id"])
-    assert store.hget(record, "account") == b"fal-1"
+    assert store.hget(record, "account") == env_name(Emulator.KEY).encode()
     store.hdel(record, "account")
     wait_status(caller, job["status_url"])
     assert caller.get(job["response_url"]).status_code == 200
