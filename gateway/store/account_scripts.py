@@ -40,8 +40,9 @@ class Unavailable:
 @dataclass(frozen=True)
 class Edited:
     """What ``account_edit.lua`` did: ``created``, ``updated``, ``deleted``, ``exists``,
-    ``missing`` or ``busy``; the account as now stored (``updated``) or its jobs in flight
-    (``busy``)."""
+    ``missing`` or ``busy``; the account as now stored (``updated``), its jobs in flight
+    (``busy``), or when a deleted account's name is free again (``exists``; empty: a live
+    account holds it)."""
 
     outcome: str
     detail: str = ""
@@ -83,10 +84,16 @@ class AccountScripts:
         return reply == [1]
 
     async def edit(
-        self, action: str, account: str, value: str = "", clears_health: bool = False
+        self,
+        action: str,
+        account: str,
+        value: str = "",
+        clears_health: bool = False,
+        keep_name_for: float = 0,
     ) -> Edited:
-        """Create, update or delete an account (``account_edit.lua``)."""
-        args = [action, account, value, "1" if clears_health else "0"]
+        """Create, update, delete (to a tombstone) or purge an account (``account_edit.lua``);
+        ``keep_name_for``: seconds a deleted account keeps its name."""
+        args = [action, account, value, "1" if clears_health else "0", str(round(keep_name_for))]
         keys = (*POOL_KEYS[:3], redis_keys.UPSTREAM_DURATIONS)
         reply = await self._scripts.run("account_edit", keys=keys, args=args)
         return Edited(str(reply[0]), str(reply[1]) if len(reply) > 1 else "")

@@ -94,6 +94,8 @@ class Account:
     """``env`` (seeded from ``GATEWAY_FAL_KEY``) or ``admin``."""
     created_at: float = 0.0
     updated_at: float = 0.0
+    deleted_at: float | None = None
+    """When it was deleted: a tombstone whose key serves only the reads of the jobs it ran."""
 
     @classmethod
     def from_json(cls, name: str, text: str) -> Account:
@@ -198,10 +200,14 @@ def _is_name(text: str) -> bool:
 class AccountStore:
     """The pool's accounts in Redis, shared by every replica."""
 
-    def __init__(self, store: Store, scripts: AccountScripts, sealer: Sealer) -> None:
+    def __init__(
+        self, store: Store, scripts: AccountScripts, sealer: Sealer, keep_deleted: float
+    ) -> None:
         self._store = store
         self._scripts = scripts
         self._sealer = sealer
+        self._keep_deleted = keep_deleted
+        """How long a deleted account's key serves its jobs' reads (their records' lifetime)."""
 
     def open_key(self, name: str, sealed: str) -> str:
         """The fal key sealed in an account; an error when another secret sealed it."""
@@ -215,8 +221,9 @@ class AccountStore:
             )
         return key.decode()
 
-    async def views(self) -> list[AccountView]:
-        """Every account with its live state, by name (one round trip)."""
+    async def views(self, deleted: bool = False) -> list[AccountView]:
+        """Every account with its live state, by name (one round trip); with ``deleted``, the
+        tombstones of deleted accounts too."""
         async with store_errors():
             accounts, health, counts = await self._store.execute(
                 [
@@ -226,7 +233,7 @@ class AccountStore:
                 ]
             )
         health_of, count_of = hash_reply(health), hash_reply(counts)
-        return [
+        found = [
             AccountView(
                 Account.from_json(name, text),
                 _health(health_of.get(name)),
@@ -234,6 +241,7 @@ class AccountStore:
             )
             for name, text in sorted(hash_reply(accounts).items())
         ]
+        return [view for view in found if deleted or view.account.deleted_at is None]
 
     async def view(self, name: str) -> AccountView:
         """One account with its live state (404 when there is none)."""
@@ -243,7 +251,8 @@ class AccountStore:
         raise NotFound("Upstream account not found")
 
     async def create(self, spec: AccountCreate, source: str = "admin") -> AccountView:
-        """A new account (409 when the name is taken)."""
+        """A new account (409 when the name is taken, also by a deleted account whose jobs'
+        results may still be fetched; the environment's accounts take their names back)."""
         key = spec.key.get_secret_value()
         now = time.time()
         account = Account(
@@ -258,11 +267,19 @@ class AccountStore:
             created_at=now,
             updated_at=now,
         )
-        edited = await self._scripts.edit("create", spec.name, account.to_json())
+        keep = 0 if source == ENV_SOURCE else self._keep_deleted
+        edited = await self._scripts.edit(
+            "create", spec.name, account.to_json(), keep_name_for=keep
+        )
         if edited.outcome == "exists":
-            raise FalError(
-                "An upstream account with this name exists", status_code=409, error_type="conflict"
-            )
+            detail = "An upstream account with this name exists"
+            if edited.detail:
+                free = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(edited.detail)))
+                detail = (
+                    "A deleted upstream account keeps this name while the results of its jobs "
+                    f"may be fetched, until {free}"
+                )
+            raise FalError(detail, status_code=409, error_type="conflict")
         return await self.view(spec.name)
 
     async def update(self, name: str, change: AccountChange) -> AccountView:
@@ -280,7 +297,8 @@ class AccountStore:
         return await self.view(name)
 
     async def delete(self, name: str) -> None:
-        """Remove an account once no job holds a slot on it (409 before)."""
+        """Remove an account once no job holds a slot on it (409 before); its key still serves
+        the reads of its jobs until their records expire."""
         edited = await self._scripts.edit("delete", name)
         if edited.outcome == "missing":
             raise NotFound("Upstream account not found")
@@ -291,6 +309,15 @@ class AccountStore:
                 status_code=409,
                 error_type="conflict",
             )
+
+    async def purge(self, views: list[AccountView], now: float) -> None:
+        """Drop the tombstones of accounts deleted longer ago than their jobs' records live."""
+        for view in views:
+            deleted_at = view.account.deleted_at
+            if deleted_at is not None and deleted_at + self._keep_deleted <= now:
+                await self._scripts.edit(
+                    "purge", view.account.name, keep_name_for=self._keep_deleted
+                )
 
     async def seed(self, keys: tuple[SecretStr, ...]) -> None:
         """Create the accounts ``GATEWAY_FAL_KEY`` names, and give those that exist the key

@@ -90,6 +90,9 @@ class AccountPool:
         self._settings = settings
         self._metrics = metrics
         self._views: dict[str, AccountView] = {}
+        """Every account as last read, deleted ones included (their keys serve their jobs)."""
+        self._live: dict[str, AccountView] = {}
+        self._seeded = False
         self._shown: set[str] = set()
         self._credentials: dict[str, Credential] = {}
         """By sealed key: opening one costs an AES-GCM decryption, done once per key."""
@@ -110,15 +113,23 @@ class AccountPool:
     async def refresh(self) -> None:
         """Read the pool again, seeding the accounts of ``GATEWAY_FAL_KEY`` that are missing,
         and show it in the metrics."""
-        views = await self._accounts.views()
-        if not self._env_names <= {view.account.name for view in views}:
-            # First time, or Redis lost them (a flush, a failover that lost writes).
+        every = await self._accounts.views(deleted=True)
+        views = [view for view in every if view.account.deleted_at is None]
+        if not self._seeded or not self._env_names <= {view.account.name for view in views}:
+            # At start (keys rotated in the setting, or sealed under another secret, are
+            # replaced then, not at every read: replicas of a rolling change would take turns),
+            # and whenever Redis lost them (a flush, a failover that lost writes).
             await self._accounts.seed(self._settings.fal_key)
-            views = await self._accounts.views()
-        self._views = {view.account.name: view for view in views}
-        if len(self._credentials) > 4 * len(views) + 16:
-            self._credentials.clear()
+            self._seeded = True
+            every = await self._accounts.views(deleted=True)
+            views = [view for view in every if view.account.deleted_at is None]
         now = time.time()
+        await self._accounts.purge(every, now)
+        # Deleted accounts are kept for their jobs' reads (``credential``), never shown.
+        self._views = {view.account.name: view for view in every}
+        self._live = {view.account.name: view for view in views}
+        if len(self._credentials) > 4 * len(every) + 16:
+            self._credentials.clear()
         usable = 0
         for view in views:
             name = view.account.name
@@ -128,7 +139,7 @@ class AccountPool:
             for known in STATES:
                 self._metrics.account_state.labels(name, known).set(1 if known == state else 0)
         self._metrics.accounts_usable.set(usable)
-        for gone in self._shown - self._views.keys():  # deleted: their series go too
+        for gone in self._shown - self._live.keys():  # deleted: their series go too
             # Zeroed first: with several workers a removed series keeps its last value in the
             # multiprocess directory, so a deleted account would still show in its state.
             self._metrics.account_in_flight.labels(gone).set(0)
@@ -136,11 +147,11 @@ class AccountPool:
             for known in STATES:
                 self._metrics.account_state.labels(gone, known).set(0)
                 self._metrics.account_state.remove(gone, known)
-        self._shown = set(self._views)
+        self._shown = set(self._live)
 
     def views(self) -> list[AccountView]:
-        """The pool as last read."""
-        return list(self._views.values())
+        """The pool's accounts as last read (not the deleted ones)."""
+        return list(self._live.values())
 
     async def lease(self, reservation_id: str, exclude: Collection[str] = ()) -> Credential:
         """The account a job goes to, holding one of its slots until the job ends
@@ -268,9 +279,8 @@ def account_pool(
         scripts, settings.lease_ttl, settings.upstream_assumed_job_seconds
     )
     sealer = Sealer(settings.account_sealing_key(), KEY_CONTEXT)
-    return AccountPool(
-        AccountStore(store, account_scripts, sealer), account_scripts, settings, metrics
-    )
+    accounts = AccountStore(store, account_scripts, sealer, settings.request_retention)
+    return AccountPool(accounts, account_scripts, settings, metrics)
 
 
 def _retry_after(headers: Mapping[str, str], default: float) -> float:

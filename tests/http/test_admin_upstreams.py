@@ -166,8 +166,8 @@ def test_accounts_of_the_environment_cannot_be_deleted_and_come_back_if_redis_lo
 
 
 def test_a_key_no_http_header_can_carry_is_refused_and_nothing_is_stored() -> None:
-    """FAILS ON main (b9a7a1c): such keys were stored (201/200), and every submit that chose the
-    account then answered 500 (aiohttp refuses the header: a traceback in the gateway's log)."""
+    """Keys an ``Authorization`` header cannot carry are refused (stored, every submit on the
+    account would answer 500)."""
     with pool_stack() as (_, (gateway,)), gateway.admin() as admin:
         for key in ("three:sec\u0000ret", "three:s\u00e9cret", "three:sec\u007fret"):
             created = admin.post("/admin/v1/upstreams", json={"name": "three", "key": key})
@@ -181,9 +181,8 @@ def test_a_key_no_http_header_can_carry_is_refused_and_nothing_is_stored() -> No
 
 
 def test_a_deleted_account_is_not_shown_in_a_state_by_the_metrics_of_several_workers() -> None:
-    """FAILS ON main (b9a7a1c): with ``workers`` > 1 (the multiprocess metrics directory),
-    removing a series leaves its last value in the directory: a deleted account stayed
-    ``active`` (1.0) in ``/metrics`` until the restart."""
+    """With ``workers`` > 1 (the multiprocess metrics directory) a removed series keeps its
+    last value there: a deleted account's state series are zeroed first."""
     settings = {"workers": 2, "upstream_refresh_interval": 0.2}
     with pool_stack(1, None, settings) as (_, (gateway,)), gateway.admin() as admin:
         admin.post("/admin/v1/upstreams", json={"name": "three", "key": NEW_KEY}).raise_for_status()

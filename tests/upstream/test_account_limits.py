@@ -107,8 +107,8 @@ def test_new_jobs_spread_by_weight() -> None:
 
 
 def test_uploads_take_no_slot_and_are_not_refused_by_full_hard_limits() -> None:
-    """FAILS ON main (b9a7a1c): with every account at its hard limit, an upload (which holds no
-    slot and costs fal no concurrency) answered 429 "at its limit of jobs in flight"."""
+    """An upload holds no slot and costs fal no concurrency: accounts at their hard limits do
+    not refuse it."""
     with pool_stack(1, {"run_time": 5, "runners": 4}, FAST_POOL) as (_, (gateway,)):
         _configure(gateway, max_concurrent=1, hard_limit=True)
         token, _ = gateway.new_key()

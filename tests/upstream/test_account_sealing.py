@@ -9,8 +9,8 @@ from tests.upstream.pool_stack import ONE_KEY, TWO_KEY, accounts
 
 
 def test_a_new_sealing_secret_reseals_the_accounts_the_environment_names() -> None:
-    """FAILS ON main (b9a7a1c): every submit answered 503 upstream_account_unreadable
-    after the secret (by default the admin token) changed, though the key is in the env."""
+    """After the sealing secret changed (by default the admin token), the accounts the
+    environment names are sealed again at start: submits keep working."""
     with Emulator({"keys": f"{ONE_KEY},{TWO_KEY}"}) as emulator, RedisServer() as redis:
         settings = {"fal_key": f"one={ONE_KEY}", "account_secret": "old-secret"}
         with Gateway(redis.url, emulator.url, settings):
@@ -22,8 +22,8 @@ def test_a_new_sealing_secret_reseals_the_accounts_the_environment_names() -> No
 
 
 def test_an_account_whose_key_cannot_be_opened_keeps_no_slot() -> None:
-    """FAILS ON main (b9a7a1c): the slot taken for the job stayed held (until ``lease_ttl``,
-    an hour), so a hard limit of 1 refused every later job with 429 on every replica."""
+    """A replica that cannot open an account's key answers 503 and gives the slot back at
+    once (held, it would refuse every later job of a hard limit of 1 for ``lease_ttl``)."""
     with Emulator({"keys": f"{ONE_KEY},{TWO_KEY}"}) as emulator, RedisServer() as redis:
         settings = {"fal_key": f"one={ONE_KEY}", "account_secret": "first"}
         with Gateway(redis.url, emulator.url, settings) as first:
