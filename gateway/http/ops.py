@@ -20,12 +20,13 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Redis (a primary: a replica refuses writes) reachable, at least one fal account usable
-    and no background loop stalled; 503 otherwise. ``redis``: ``ok``, ``down`` or
+    """Redis (a primary: a replica refuses writes) reachable, a fal account that can take jobs
+    now or soon, and no background loop stalled; 503 otherwise. ``redis``: ``ok``, ``down`` or
     ``replica``; ``upstream``: ``ok``, ``down`` (fal's host does not answer) or
-    ``unavailable`` (no account usable); ``accounts``: how many fal
-    accounts are usable, and every one that is not (``disabled``, ``cooling``, or ``drained``:
-    weight 0); ``loops``: the stalled ones."""
+    ``unavailable`` (every account disabled or drained); ``accounts``: how many accounts take
+    jobs now, and every one that does not (``disabled``, ``drained``: weight 0, or ``cooling``
+    after fal's 429, which ends by itself and so leaves the process ready); ``loops``: the
+    stalled ones."""
     gateway = services(request)
     redis, reachable = await asyncio.gather(
         redis_state(gateway.redis, gateway.store), gateway.upstream.reachable()
@@ -39,14 +40,15 @@ async def readyz(request: Request) -> Response:
         for view in views
         if not view.usable(now)
     }
+    serving = usable + sum(state == "cooling" for state in not_usable.values())
     stalled = gateway.background.stalled()
     checks: dict[str, object] = {
         "redis": redis,
-        "upstream": "down" if not reachable else "ok" if usable else "unavailable",
+        "upstream": "down" if not reachable else "ok" if serving else "unavailable",
         "accounts": {"usable": usable, "not_usable": not_usable},
         "loops": dict.fromkeys(stalled, "stalled") or "ok",
     }
-    ready = redis == "ok" and reachable and usable > 0 and not stalled
+    ready = redis == "ok" and reachable and serving > 0 and not stalled
     return JSONResponse(
         {"status": "ok" if ready else "unavailable", **checks}, 200 if ready else 503
     )

@@ -9,6 +9,7 @@ SHA-256, as fal's and the emulator's logs can show) is ever displayed. Accounts 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import time
 from dataclasses import asdict, dataclass
@@ -24,12 +25,25 @@ from gateway.store.pool import store_errors
 from gateway.web import jsoncodec
 from gateway.web.sealing import Sealer
 
+logger = logging.getLogger(__name__)
+
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 KEY_CONTEXT = b"fal-gateway upstream key v1"
 OPERATOR_DISABLED = "disabled by the operator"
 STATES = ("active", "cooling", "disabled")
 """What an account can be: taking jobs, resting after fal's 429, or taking none."""
 ENV_SOURCE = "env"
+
+
+class AccountUnreadable(FalError):
+    """This process cannot open an account's key (sealed under another secret)."""
+
+    status_code = 503
+    error_type = "upstream_account_unreadable"
+
+    def __init__(self, account: str) -> None:
+        super().__init__("The gateway cannot use one of its fal accounts now; try again later")
+        self.account = account
 
 
 def fingerprint(key: str) -> str:
@@ -210,15 +224,16 @@ class AccountStore:
         """How long a deleted account's key serves its jobs' reads (their records' lifetime)."""
 
     def open_key(self, name: str, sealed: str) -> str:
-        """The fal key sealed in an account; an error when another secret sealed it."""
+        """The fal key sealed in an account; ``AccountUnreadable`` when another secret sealed
+        it (the operator is told in the log, the caller only that the account is unusable)."""
         key = self._sealer.unseal(sealed)
         if key is None:
-            raise FalError(
-                f"The fal key of upstream account {name} cannot be opened: it was stored under "
-                "another GATEWAY_ACCOUNT_SECRET; set the key again",
-                status_code=503,
-                error_type="upstream_account_unreadable",
+            logger.warning(
+                "the fal key of upstream account %s cannot be opened: it was sealed under another "
+                "GATEWAY_ACCOUNT_SECRET; set the key again",
+                name,
             )
+            raise AccountUnreadable(name)
         return key.decode()
 
     async def views(self, deleted: bool = False) -> list[AccountView]:

@@ -92,7 +92,9 @@ class HealthObserver(Protocol):
     ) -> None: ...
 
 
-OBSERVED_STATUSES = REFUSED_STATUSES | {429}
+STARTS_WORK = frozenset({"submit", "run", "upload_initiate"})
+"""Calls whose 429 says the account is rate-limited for new work (it cools down); a 429 on a
+read (a status poll) is passed to its caller and changes nothing."""
 
 
 def forwarded_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -199,7 +201,9 @@ class FalUpstream:
             ) as response:
                 body = await response.read()
                 answer = httpx.Response(response.status, headers=response.raw_headers, content=body)
-        if answer.status_code in OBSERVED_STATUSES:
+        if answer.status_code in REFUSED_STATUSES or (
+            answer.status_code == 429 and operation in STARTS_WORK
+        ):
             await self._health.observe(credential, answer.status_code, body, answer.headers)
         return answer
 
@@ -215,7 +219,7 @@ class FalUpstream:
         of the account's health), ``account`` names the account of a call without one."""
         with self._observed(operation, credential.account if credential else account):
             response = await self._client.send(request, stream=stream)
-        if credential is not None and response.status_code in OBSERVED_STATUSES:
+        if credential is not None and response.status_code in REFUSED_STATUSES:
             await self._health.observe(credential, response.status_code, b"", response.headers)
         return response
 

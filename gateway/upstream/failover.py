@@ -1,7 +1,8 @@
 """Sending a call that starts work at fal to an account of the pool, and to another when fal
 accepted nothing: the account's key refused (401/402/403: the account is disabled), the
-account rate-limited (429: it cools down), or no connection opened. A call that failed after
-its body was sent (a timeout, a broken connection) is never sent again: fal may have queued it.
+account rate-limited (429: it cools down), no connection opened, or its key not readable here.
+A call that failed after its body was sent (a timeout, a broken connection) is never sent
+again: fal may have queued it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 
 from gateway.errors import FalError, UpstreamUnreachable
+from gateway.upstream.accounts import AccountUnreadable
 from gateway.upstream.pool import REFUSED_STATUSES, AccountPool, Credential
 
 SENT_ELSEWHERE = REFUSED_STATUSES | {429}
@@ -30,14 +32,21 @@ async def on_some_account(
     tried: list[str] = []
     rate_limited: tuple[Credential, httpx.Response] | None = None
     unreachable: UpstreamUnreachable | None = None
+    unreadable: AccountUnreadable | None = None
     while True:
         try:
             credential = await accounts.lease(reservation_id, tried)
+        except AccountUnreadable as exc:  # its slot was given back: another account may do
+            tried.append(exc.account)
+            unreadable = exc
+            continue
         except FalError:
             if rate_limited is not None:
                 return rate_limited
             if unreachable is not None:
                 raise unreachable from None
+            if unreadable is not None:
+                raise unreadable from None
             raise
         chosen(credential.account)
         try:

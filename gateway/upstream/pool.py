@@ -265,7 +265,12 @@ class AccountPool:
                 "later",
                 headers={"Retry-After": str(seconds)},
             )
-        retry = seconds if reply.retry_after_ms else round(self._settings.upstream_probe_interval)
+        if reply.retry_after_ms:  # every usable account is resting after fal's 429
+            return RateLimited(
+                "fal is rate-limiting every account of the gateway; try again later",
+                headers={"Retry-After": str(seconds)},
+            )
+        retry = round(self._settings.upstream_probe_interval)
         return NoUsableAccount(
             "No fal account of the gateway can take jobs now", headers={"Retry-After": str(retry)}
         )

@@ -41,3 +41,19 @@ def test_an_account_whose_key_cannot_be_opened_keeps_no_slot() -> None:
             assert accounts(first)["two"]["in_flight"] == 0
             with first.client(token) as client:
                 submit(client, INPAINTING, valid_body(INPAINTING))
+
+
+def test_a_submit_goes_on_to_an_account_whose_key_this_replica_can_open() -> None:
+    with Emulator({"keys": f"{ONE_KEY},{TWO_KEY}"}) as emulator, RedisServer() as redis:
+        settings = {"fal_key": f"one={ONE_KEY}", "account_secret": "first"}
+        with Gateway(redis.url, emulator.url, settings) as first, first.admin() as admin:
+            spec = {"name": "two", "key": TWO_KEY, "weight": 1000}  # nearly always chosen
+            admin.post("/admin/v1/upstreams", json=spec).raise_for_status()
+            token, _ = first.new_key()
+        # Another secret: "one" (of its environment) is sealed again, "two" stays unreadable.
+        with Gateway(redis.url, emulator.url, {**settings, "account_secret": "second"}) as other:
+            with other.client(token) as client:
+                for _ in range(3):
+                    submit(client, INPAINTING, valid_body(INPAINTING))
+            assert accounts(other)["two"]["in_flight"] == 0
+            assert accounts(other)["one"]["in_flight"] == 3

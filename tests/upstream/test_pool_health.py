@@ -9,6 +9,7 @@ import time
 import pytest
 from pydantic import SecretStr
 
+from gateway.errors import RateLimited
 from gateway.settings import Settings
 from gateway.telemetry.metrics import Metrics
 from gateway.upstream.accounts import AccountChange, AccountView
@@ -49,12 +50,17 @@ def test_fal_answers_cool_disable_and_restore_an_account() -> None:
         assert 3 < until.until - time.time() <= 5
         assert (await pool.lease("r1")).account == "spare"
         await pool.release("spare", "r1")
+        spare = await pool.credential("spare")
+        await pool.observe(spare, 429, b"", {})  # UPSTREAM_COOLDOWN: 30 s
+        with pytest.raises(RateLimited) as resting:  # fal rate-limits all: a 429, not a 503
+            await pool.lease("r1")
+        assert resting.value.status_code == 429
+        assert resting.value.headers["Retry-After"] in {"4", "5"}  # the soonest back: main
         await pool.observe(main, 403, LOCKED, {})
         assert _state(pool, "main") == (
             "disabled",
             "User is locked. Reason: Exhausted balance. Top up your balance.",
         )
-        spare = await pool.credential("spare")
         await pool.observe(spare, 401, b"not json", {})
         assert _state(pool, "spare") == ("disabled", "fal answered 401")
         with pytest.raises(NoUsableAccount) as none:
