@@ -60,6 +60,10 @@ def _key_value(value: SecretStr) -> SecretStr:
     return value
 
 
+Weight = Annotated[int, Field(ge=0, le=1000)]
+MaxConcurrent = Annotated[int, Field(ge=0, le=100_000)]
+
+
 class AccountChange(BaseModel):
     """Fields of an account an operator may change (every one optional)."""
 
@@ -67,9 +71,9 @@ class AccountChange(BaseModel):
 
     key: SecretStr | None = None
     """The fal key (``key_id:key_secret``); write-only."""
-    weight: Annotated[int, Field(ge=0, le=1000)] | None = None
+    weight: Weight | None = None
     """Share of new jobs among accounts with free slots; 0 takes no new job (draining)."""
-    max_concurrent: Annotated[int, Field(ge=0, le=100_000)] | None = None
+    max_concurrent: MaxConcurrent | None = None
     """Jobs in flight on the account before it counts as full (0: no limit)."""
     hard_limit: bool | None = None
     """At its limit, refuse new jobs (429) instead of letting fal queue them."""
@@ -86,8 +90,8 @@ class AccountChange(BaseModel):
 class AccountCreate(AccountChange):
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     key: SecretStr
-    weight: Annotated[int, Field(ge=0, le=1000)] = 1
-    max_concurrent: Annotated[int, Field(ge=0, le=100_000)] = 0
+    weight: Weight = 1
+    max_concurrent: MaxConcurrent = 0
     hard_limit: bool = False
     enabled: bool = True
 
