@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 JS     := tests/js
 JS_STAMP := $(JS)/node_modules/.installed
 
-.PHONY: install serve emulator test lint typecheck format bench clean nginx-installed
+.PHONY: install serve emulator test lint typecheck format bench clean nginx-installed chromium-installed
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required (set PYTHON=...)")'
@@ -47,7 +47,14 @@ nginx-installed:
 			&& apt-get update -qq && apt-get install -y -qq nginx; } \
 		|| { echo "make test needs nginx (apt-get install nginx)"; exit 1; }
 
-test: lint typecheck $(JS_STAMP) nginx-installed
+# Debian's Chromium, for the console's and portal's browser tests (Playwright drives it).
+chromium-installed:
+	@{ command -v chromium || test -x /usr/bin/chromium; } >/dev/null \
+		|| { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] \
+			&& apt-get update -qq && apt-get install -y -qq chromium; } \
+		|| { echo "make test needs Chromium (apt-get install chromium)"; exit 1; }
+
+test: lint typecheck $(JS_STAMP) nginx-installed chromium-installed
 	$(BIN)/pytest
 
 format: install

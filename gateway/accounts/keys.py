@@ -279,6 +279,17 @@ class KeyStore:
         async with store_errors():
             await self._redis.hincrby(redis_keys.key_record(team_id, key_id), "uploaded", -size)
 
+    async def by_secret_hash(self, team_id: str, key_id: str, secret_hash: str) -> ApiKey | None:
+        """The key, if it is still usable and still has the secret whose hash is given (a
+        portal session, which keeps only that hash)."""
+        async with store_errors():
+            fields = fields_of(await self._redis.hgetall(redis_keys.key_record(team_id, key_id)))
+        stored = fields.get("secret_hash") or ""
+        if not stored or not hmac.compare_digest(stored, secret_hash):
+            return None
+        key = ApiKey.from_record(key_id, fields)
+        return key if key.team_id == team_id and key.usable(time.time()) else None
+
     async def authenticate(self, authorization: str | None) -> ApiKey:
         """The usable key behind an ``Authorization`` header (one round trip), or 401."""
         token = parse_authorization(authorization)

@@ -243,3 +243,9 @@ UPSTREAM_DURATIONS = f"{PREFIX}:{{upstreams}}:durations"
 def upstream_probe_turn(account: str) -> str:
     """STRING held by the process that probes ``account`` for one probe interval (its TTL)."""
     return f"{PREFIX}:{{upstreams}}:probe:{account}"
+
+
+def signin_attempts(role: str, client: str) -> str:
+    """STRING: sign-in attempts to the console or portal from one client address in the
+    current window; expires with the window (``console.signin``)."""
+    return f"{PREFIX}:signin:{role}:{client}"

@@ -1,0 +1,54 @@
+"""The customers' portal (``/portal``): sign in with a gateway key; what that key may see."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.console.pages import page
+from gateway.console.sessions import PORTAL, Session
+from gateway.errors import NotFound
+from gateway.http.console import money
+from gateway.http.pages import AREA_TITLES, sign_in, sign_in_form, sign_out, signed_in, static
+from gateway.http.services import Services
+
+NAV = (("/portal", "Overview"),)
+
+
+def area(session: Session, here: str) -> dict[str, Any]:
+    """What every portal page's layout needs."""
+    return {
+        "area": PORTAL,
+        "area_title": AREA_TITLES[PORTAL],
+        "session": session,
+        "nav": NAV,
+        "here": here,
+        "money": money,
+    }
+
+
+async def home(request: Request, gateway: Services, session: Session) -> Response:
+    key = await gateway.keys.get(session.key_id)
+    team = await gateway.teams.get(session.team_id)
+    if key is None or team is None:
+        raise NotFound("Key not found")
+    return page(
+        "portal/home.html",
+        title="Overview",
+        **area(session, "/portal"),
+        key=key.public()
+        | {"spent_micros": key.spent_micros, "reserved_micros": key.reserved_micros},
+        team=team.public(),
+    )
+
+
+ROUTES = [
+    Route("/portal", signed_in(PORTAL, home), methods=["GET"]),
+    Route("/portal/signin", sign_in_form(PORTAL), methods=["GET"]),
+    Route("/portal/signin", sign_in(PORTAL), methods=["POST"]),
+    Route("/portal/signout", sign_out(PORTAL), methods=["POST"]),
+    Route("/portal/static/{name}", static(PORTAL), methods=["GET"]),
+]
