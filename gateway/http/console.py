@@ -23,8 +23,16 @@ from gateway.http.pages import (
 )
 from gateway.http.services import Services
 from gateway.limits.usage import days, usage_rows
+from gateway.relay.queue import DeliveryQueue
 
-NAV = (("/console", "Overview"),)
+NAV = (
+    ("/console", "Overview"),
+    ("/console/teams", "Teams"),
+    ("/console/keys", "Keys"),
+    ("/console/usage", "Usage"),
+    ("/console/jobs", "Jobs"),
+    ("/console/accounts", "fal accounts"),
+)
 DAYS = 14
 
 
@@ -58,6 +66,7 @@ async def overview(request: Request, gateway: Services, session: Session) -> Res
     spend = [(day, by_day.get(day, {}).get("cost_micros", 0) / 1_000_000) for day in span]
     now = time.time()
     accounts = [view.public(now) for view in await gateway.accounts.accounts.views()]
+    backlog, oldest = await DeliveryQueue(gateway.store, gateway.outbox, "console", 0).depth()
     return page(
         "console/overview.html",
         title="Overview",
@@ -72,6 +81,8 @@ async def overview(request: Request, gateway: Services, session: Session) -> Res
         spend_chart=bar_chart(spend, "Spend per day"),
         accounts=accounts,
         usable=sum(1 for account in accounts if account["state"] == "active"),
+        backlog=backlog,
+        oldest_minutes=int(oldest // 60),
     )
 
 

@@ -1,0 +1,125 @@
+"""The console's teams: the list with balances and caps, creating one, a team's page with its
+ledger, credit and debit with a note, and its limits and price multiplier. Forms are read with
+the admin API's own models (``TeamCreate``, ``Credit``, ``TeamLimits``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.accounts.teams import Team
+from gateway.accounts.tokens import new_id
+from gateway.console.forms import form_fields
+from gateway.console.sessions import CONSOLE, Session
+from gateway.errors import FalError, RequestValidationFailed
+from gateway.http.admin_teams import Credit, TeamCreate, team_id_of
+from gateway.http.console_view import back, posted, view
+from gateway.http.pages import signed_in
+from gateway.http.services import Services
+from gateway.limits.credits import add_credit
+from gateway.policy.limits import TeamLimits
+
+LEDGER_SHOWN = 50
+
+
+def limit_values(team: Team) -> dict[str, Any]:
+    """The team's limits as ``TeamLimits`` names them."""
+    public = team.public()
+    return {
+        **team.limits,
+        "price_multiplier": public["price_multiplier"],
+        "sync_hangup": team.sync_hangup,
+    }
+
+
+async def _list(request: Request, gateway: Services, session: Session, **context: Any) -> Response:
+    form = context.pop("form", {})
+    return view(
+        request,
+        session,
+        "/console/teams",
+        "console/teams.html",
+        title="Teams",
+        teams=[team.public() for team in await gateway.teams.all()],
+        create_fields=form_fields(TeamCreate, form, ["id", "name"])
+        + form_fields(TeamCreate, form, TeamLimits.model_fields),
+        **context,
+    )
+
+
+async def list_teams(request: Request, gateway: Services, session: Session) -> Response:
+    return await _list(request, gateway, session)
+
+
+async def create_team(request: Request, gateway: Services, session: Session) -> Response:
+    form, spec, error = await posted(request, session, TeamCreate)
+    if spec is None:
+        return await _list(request, gateway, session, form=form, error=error)
+    limits = TeamLimits.model_validate(spec.model_dump(include=set(TeamLimits.model_fields)))
+    team = await gateway.teams.create(spec.id or new_id(10), spec.name, limits)
+    if team is None:
+        return await _list(request, gateway, session, form=form, error="A team with this id exists")
+    return back(f"/console/teams/{team.id}", f"Team {team.name} created")
+
+
+async def _team_page(
+    request: Request, gateway: Services, session: Session, **context: Any
+) -> Response:
+    team = await gateway.teams.require(team_id_of(request))
+    limits_form = context.pop("limits_form", None)
+    keys = [key.public() for key in await gateway.keys.all() if key.team_id == team.id]
+    return view(
+        request,
+        session,
+        "/console/teams",
+        "console/team.html",
+        title=team.name,
+        team=team.public(),
+        keys=keys,
+        ledger=await gateway.teams.ledger(team.id, LEDGER_SHOWN),
+        credit_fields=form_fields(Credit, context.pop("credit_form", {})),
+        limit_fields=form_fields(TeamLimits, limits_form or limit_values(team)),
+        **context,
+    )
+
+
+async def show_team(request: Request, gateway: Services, session: Session) -> Response:
+    return await _team_page(request, gateway, session)
+
+
+async def credit_team(request: Request, gateway: Services, session: Session) -> Response:
+    form, spec, error = await posted(request, session, Credit)
+    team = await gateway.teams.require(team_id_of(request))
+    if spec is None:
+        return await _team_page(request, gateway, session, credit_form=form, error=error)
+    try:
+        entry = await add_credit(gateway.scripts, team, spec.amount_micros, spec.note)
+    except RequestValidationFailed as exc:
+        reason = "; ".join(str(item["msg"]) for item in exc.errors)
+        return await _team_page(request, gateway, session, credit_form=form, error=reason)
+    verb = "Credited" if spec.amount_micros > 0 else "Debited"
+    return back(f"/console/teams/{team.id}", f"{verb}; balance {entry['balance_micros'] / 1e6:.2f}")
+
+
+async def update_limits(request: Request, gateway: Services, session: Session) -> Response:
+    form, spec, error = await posted(request, session, TeamLimits, blank_is_none=True)
+    team_id = team_id_of(request)
+    if spec is None:
+        return await _team_page(request, gateway, session, limits_form=form, error=error)
+    try:
+        await gateway.teams.update_limits(team_id, spec.model_dump(exclude_unset=True))
+    except FalError as exc:
+        return await _team_page(request, gateway, session, limits_form=form, error=str(exc))
+    return back(f"/console/teams/{team_id}", "Limits saved")
+
+
+ROUTES = [
+    Route("/console/teams", signed_in(CONSOLE, list_teams), methods=["GET"]),
+    Route("/console/teams", signed_in(CONSOLE, create_team), methods=["POST"]),
+    Route("/console/teams/{team_id}", signed_in(CONSOLE, show_team), methods=["GET"]),
+    Route("/console/teams/{team_id}/credits", signed_in(CONSOLE, credit_team), methods=["POST"]),
+    Route("/console/teams/{team_id}/limits", signed_in(CONSOLE, update_limits), methods=["POST"]),
+]
