@@ -37,7 +37,10 @@ DAYS = 14
 
 
 def money(micros: int) -> str:
-    """Micro-units as currency units, two decimals."""
+    """Micro-units as currency units: two decimals, up to six under a cent (what one image
+    costs)."""
+    if 0 < abs(micros) < 10_000:
+        return f"{micros / 1_000_000:.6f}".rstrip("0")
     return f"{micros / 1_000_000:,.2f}"
 
 

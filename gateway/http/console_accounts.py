@@ -20,7 +20,9 @@ from gateway.http.services import Services
 from gateway.upstream.accounts import NAME_PATTERN, AccountChange
 
 
-async def _list(request: Request, gateway: Services, session: Session, **context: Any) -> Response:
+async def list_accounts(
+    request: Request, gateway: Services, session: Session, **context: Any
+) -> Response:
     now = time.time()
     accounts = [account.public(now) for account in await gateway.accounts.accounts.views()]
     return view(
@@ -34,19 +36,15 @@ async def _list(request: Request, gateway: Services, session: Session, **context
     )
 
 
-async def list_accounts(request: Request, gateway: Services, session: Session) -> Response:
-    return await _list(request, gateway, session)
-
-
 async def change_account(request: Request, gateway: Services, session: Session) -> Response:
     name = path_name(request, "name", NAME_PATTERN, "Upstream account not found")
     _, change, error = await posted(request, session, AccountChange)
     if change is None:
-        return await _list(request, gateway, session, error=f"{name}: {error}")
+        return await list_accounts(request, gateway, session, error=f"{name}: {error}")
     try:
         await gateway.accounts.accounts.update(name, change)
     except FalError as exc:
-        return await _list(request, gateway, session, error=f"{name}: {exc}")
+        return await list_accounts(request, gateway, session, error=f"{name}: {exc}")
     await gateway.accounts.refresh()
     said = "saved" if change.enabled is None else "enabled" if change.enabled else "disabled"
     return back("/console/accounts", f"{name} {said}")

@@ -5,13 +5,13 @@ one replayable."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.accounts.keys import rfc3339
 from gateway.accounts.requests import OwnedRequest
 from gateway.accounts.tokens import TEAM_ID_PATTERN
 from gateway.console.jobs import recent_jobs, settlement
@@ -79,7 +79,7 @@ async def show_job(request: Request, gateway: Services, session: Session) -> Res
     if job is not None:
         record |= {
             "endpoint": job.endpoint_id,
-            "submitted": datetime.fromtimestamp(job.created_at, UTC).isoformat(),
+            "submitted": (rfc3339(job.created_at) or "")[:19].replace("T", " "),
             "fal account": job.account or "(default)",
             "settled": "yes" if job.settled else "no",
             "webhook": "yes" if job.webhook else "no",

@@ -33,7 +33,9 @@ def state(key: ApiKey, now: float) -> str:
     return "active" if key.usable(now) else "expired"
 
 
-async def _list(request: Request, gateway: Services, session: Session, **context: Any) -> Response:
+async def list_keys(
+    request: Request, gateway: Services, session: Session, **context: Any
+) -> Response:
     team_id = request.query_params.get("team_id") or ""
     wanted = request.query_params.get("state") or ""
     now = time.time()
@@ -61,18 +63,14 @@ async def _list(request: Request, gateway: Services, session: Session, **context
     )
 
 
-async def list_keys(request: Request, gateway: Services, session: Session) -> Response:
-    return await _list(request, gateway, session)
-
-
 async def create_key(request: Request, gateway: Services, session: Session) -> Response:
     form, spec, error = await posted(request, session, KeyCreate)
     if spec is None:
-        return await _list(request, gateway, session, form=form, error=error)
+        return await list_keys(request, gateway, session, form=form, error=error)
     if spec.team_id == DEFAULT_TEAM:
         await gateway.teams.ensure(DEFAULT_TEAM)
     elif await gateway.teams.get(spec.team_id) is None:
-        return await _list(request, gateway, session, form=form, error="No such team")
+        return await list_keys(request, gateway, session, form=form, error="No such team")
     expires = spec.expires_at.timestamp() if spec.expires_at else None
     limits = spec.model_dump(include=set(KeyLimits.model_fields))
     key, secret, webhook_secret = await gateway.keys.create(
@@ -97,7 +95,7 @@ async def _key(request: Request, gateway: Services) -> ApiKey:
     return key
 
 
-async def _key_page(
+async def show_key(
     request: Request, gateway: Services, session: Session, **context: Any
 ) -> Response:
     key = await _key(request, gateway)
@@ -113,10 +111,6 @@ async def _key_page(
         deliveries=deliveries[:50],
         **context,
     )
-
-
-async def show_key(request: Request, gateway: Services, session: Session) -> Response:
-    return await _key_page(request, gateway, session)
 
 
 async def revoke_key(request: Request, gateway: Services, session: Session) -> Response:
@@ -151,7 +145,7 @@ async def rotate_webhook_secret(request: Request, gateway: Services, session: Se
 async def update_limits(request: Request, gateway: Services, session: Session) -> Response:
     form, spec, error = await posted(request, session, KeyLimits, blank_is_none=True)
     if spec is None:
-        return await _key_page(request, gateway, session, limits_form=form, error=error)
+        return await show_key(request, gateway, session, limits_form=form, error=error)
     key = await gateway.keys.update_limits(
         (await _key(request, gateway)).id, spec.model_dump(exclude_unset=True)
     )

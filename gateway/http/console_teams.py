@@ -35,7 +35,9 @@ def limit_values(team: Team) -> dict[str, Any]:
     }
 
 
-async def _list(request: Request, gateway: Services, session: Session, **context: Any) -> Response:
+async def list_teams(
+    request: Request, gateway: Services, session: Session, **context: Any
+) -> Response:
     form = context.pop("form", {})
     return view(
         request,
@@ -50,22 +52,20 @@ async def _list(request: Request, gateway: Services, session: Session, **context
     )
 
 
-async def list_teams(request: Request, gateway: Services, session: Session) -> Response:
-    return await _list(request, gateway, session)
-
-
 async def create_team(request: Request, gateway: Services, session: Session) -> Response:
     form, spec, error = await posted(request, session, TeamCreate)
     if spec is None:
-        return await _list(request, gateway, session, form=form, error=error)
+        return await list_teams(request, gateway, session, form=form, error=error)
     limits = TeamLimits.model_validate(spec.model_dump(include=set(TeamLimits.model_fields)))
     team = await gateway.teams.create(spec.id or new_id(10), spec.name, limits)
     if team is None:
-        return await _list(request, gateway, session, form=form, error="A team with this id exists")
+        return await list_teams(
+            request, gateway, session, form=form, error="A team with this id exists"
+        )
     return back(f"/console/teams/{team.id}", f"Team {team.name} created")
 
 
-async def _team_page(
+async def show_team(
     request: Request, gateway: Services, session: Session, **context: Any
 ) -> Response:
     team = await gateway.teams.require(team_id_of(request))
@@ -86,20 +86,16 @@ async def _team_page(
     )
 
 
-async def show_team(request: Request, gateway: Services, session: Session) -> Response:
-    return await _team_page(request, gateway, session)
-
-
 async def credit_team(request: Request, gateway: Services, session: Session) -> Response:
     form, spec, error = await posted(request, session, Credit)
     team = await gateway.teams.require(team_id_of(request))
     if spec is None:
-        return await _team_page(request, gateway, session, credit_form=form, error=error)
+        return await show_team(request, gateway, session, credit_form=form, error=error)
     try:
         entry = await add_credit(gateway.scripts, team, spec.amount_micros, spec.note)
     except RequestValidationFailed as exc:
         reason = "; ".join(str(item["msg"]) for item in exc.errors)
-        return await _team_page(request, gateway, session, credit_form=form, error=reason)
+        return await show_team(request, gateway, session, credit_form=form, error=reason)
     verb = "Credited" if spec.amount_micros > 0 else "Debited"
     return back(f"/console/teams/{team.id}", f"{verb}; balance {entry['balance_micros'] / 1e6:.2f}")
 
@@ -108,11 +104,11 @@ async def update_limits(request: Request, gateway: Services, session: Session) -
     form, spec, error = await posted(request, session, TeamLimits, blank_is_none=True)
     team_id = team_id_of(request)
     if spec is None:
-        return await _team_page(request, gateway, session, limits_form=form, error=error)
+        return await show_team(request, gateway, session, limits_form=form, error=error)
     try:
         await gateway.teams.update_limits(team_id, spec.model_dump(exclude_unset=True))
     except FalError as exc:
-        return await _team_page(request, gateway, session, limits_form=form, error=str(exc))
+        return await show_team(request, gateway, session, limits_form=form, error=str(exc))
     return back(f"/console/teams/{team_id}", "Limits saved")
 
 

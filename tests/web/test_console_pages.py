@@ -8,8 +8,10 @@ from __future__ import annotations
 import secrets
 import time
 
+import httpx
 from playwright.sync_api import expect
 
+from gateway.http.console import money
 from tests.jobs import INPAINTING, run, valid_body
 from tests.servers import Gateway
 from tests.web.conftest import WatchedPage
@@ -70,8 +72,13 @@ def test_team_key_job_and_revocation(watched: WatchedPage, gateway: Gateway) -> 
     page.get_by_label("Team", exact=True).select_option(team_id)
     page.get_by_role("button", name="Show").click()
     row = page.get_by_role("row").filter(has_text=INPAINTING)
-    expect(row).to_contain_text(f"{cost / 1_000_000:,.2f}")
+    expect(row).to_contain_text(money(cost))
     expect(page.get_by_role("img", name="Spend per day")).to_be_visible()
+    download = page.get_by_role("link", name="Download as CSV").get_attribute("href")
+    csv = page.request.get(f"{gateway.url}{download}")
+    assert csv.headers["content-type"].startswith("text/csv")
+    assert csv.text().splitlines()[1] == f"{team_id},{INPAINTING},1,1,0.003072,{cost}"
+    assert httpx.get(f"{gateway.url}{download}").status_code == 303  # signed in only
 
     go_to(page, "Jobs")
     page.get_by_label("Team", exact=True).select_option(team_id)
@@ -104,6 +111,14 @@ def test_bad_input_is_answered_on_the_page(watched: WatchedPage, gateway: Gatewa
     page.get_by_role("button", name="Save limits").click()
     expect(page.get_by_role("alert")).to_contain_text("Daily cap (currency units):")
     expect(page.get_by_label("Daily cap (currency units)")).to_have_value("lots")
+    page.get_by_label("Daily cap (currency units)").fill("12.5")
+    page.get_by_label("Price multiplier").fill("1.25")
+    page.get_by_role("button", name="Save limits").click()
+    expect(page.get_by_role("status")).to_have_text("Limits saved")
+    with gateway.admin() as admin:
+        team = admin.get("/admin/v1/teams/web-bad-input").json()
+    assert team["limits"]["daily_cap_micros"] == 12_500_000
+    assert team["price_multiplier"] == "1.25"
     with signed_in_client(gateway) as (client, csrf):
         answer = client.post("/console/keys", data={"csrf": csrf, "name": ""})
         assert answer.status_code == 200
