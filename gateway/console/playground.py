@@ -144,7 +144,7 @@ def snippets(public_url: str, endpoint: Endpoint, body: Mapping[str, Any]) -> di
             '  -H "Authorization: Key $FAL_KEY" -H "Content-Type: application/json" \\\n'
             f"  -d '{json.dumps(body)}'"
         ),
-        "Python": (
+        "Python (fal-client)": (
             "import os\n\n"
             'os.environ |= {"FAL_KEY": "fgw_...",  # your key\n'
             f'               "FAL_QUEUE_RUN_HOST": "{host}", "FAL_RUN_HOST": "{host}/sync"}}\n'
@@ -152,7 +152,7 @@ def snippets(public_url: str, endpoint: Endpoint, body: Mapping[str, Any]) -> di
             f'result = fal_client.subscribe("{endpoint.id}", arguments={python_args})\n'
             'print(result["images"][0]["url"])'
         ),
-        "JS": (
+        "JS (@fal-ai/client)": (
             'import { fal } from "@fal-ai/client";\n\n'
             'fal.config({ credentials: "fgw_...", // your key\n'
             f'  proxyUrl: {{ url: "{public_url}/fal/proxy", when: "always" }} }});\n'

@@ -40,7 +40,7 @@ async def recent_jobs(redis: Redis, team_id: str, key_id: str, limit: int) -> li
         for reservation_id in open_ids:
             pipe.hgetall(redis_keys.reservation(team_id, str(reservation_id)))
         reservations = [fields_of(raw) for raw in await pipe.execute()] if open_ids else []
-        log = await redis.xrevrange(redis_keys.usage_log(team_id), count=SCANNED)
+        log = await redis.xrevrange(redis_keys.usage_log(team_id), count=SCANNED) or []
     lines = [
         JobLine(
             request_id=fields.get("request_id", ""),
