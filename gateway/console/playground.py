@@ -160,3 +160,16 @@ def snippets(public_url: str, endpoint: Endpoint, body: Mapping[str, Any]) -> di
             "console.log(data.images[0].url);"
         ),
     }
+
+
+def example(
+    public_url: str, endpoint: Endpoint, values: Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    """The snippets for ``endpoint`` called with the form's ``values`` (a posted form), or with
+    its defaults and an example prompt."""
+    fields = form_fields(endpoint)
+    body: dict[str, Any] = {f.name: f.default for f in fields if f.default is not None}
+    body["prompt"] = "describe the change"
+    if values:
+        body |= parameters(fields, values)[0]
+    return snippets(public_url, endpoint, changed(fields, body))

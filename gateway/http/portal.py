@@ -35,8 +35,15 @@ def area(session: Session, here: str) -> dict[str, Any]:
         "session": session,
         "nav": NAV,
         "here": here,
-        "money": money,
+        "money": cost,
     }
+
+
+def cost(micros: int) -> str:
+    """Micro-units as currency units: two decimals, or as many as a cost under a cent needs."""
+    if micros == 0 or abs(micros) >= 10_000:
+        return money(micros)
+    return f"{micros / 1_000_000:.6f}".rstrip("0")
 
 
 async def home(request: Request, gateway: Services, session: Session) -> Response:

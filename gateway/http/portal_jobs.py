@@ -13,7 +13,7 @@ from starlette.routing import Route
 from gateway.accounts.requests import OwnedRequest
 from gateway.catalog import find_endpoint
 from gateway.console.pages import page
-from gateway.console.playground import changed, form_fields, snippets
+from gateway.console.playground import example
 from gateway.console.sessions import PORTAL, Session
 from gateway.errors import FalError, NotFound
 from gateway.http.pages import signed_in
@@ -60,12 +60,7 @@ async def job(request: Request, gateway: Services, session: Session) -> Response
         view["problem"] = str(exc.detail)
     held = await reservation(gateway.redis, session.team_id, owned.reservation_id)
     endpoint = find_endpoint(owned.endpoint_id)
-    code = {}
-    if endpoint is not None:
-        fields = form_fields(endpoint)
-        example = {f.name: f.default for f in fields if f.default is not None}
-        example["prompt"] = "describe the change"
-        code = snippets(gateway.settings.public_url, endpoint, changed(fields, example))
+    code = example(gateway.settings.public_url, endpoint) if endpoint else {}
     return page(
         "portal/job.html",
         title=f"Job {owned.id}",

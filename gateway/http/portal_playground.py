@@ -23,10 +23,9 @@ from gateway.console.pages import page
 from gateway.console.playground import (
     PLACEHOLDER_URL,
     FormField,
-    changed,
+    example,
     form_fields,
     parameters,
-    snippets,
 )
 from gateway.console.sessions import PORTAL, Session
 from gateway.errors import FalError, NotFound, RequestValidationFailed
@@ -53,8 +52,6 @@ def _form_page(
     errors: list[str],
 ) -> Response:
     fields = form_fields(endpoint)
-    shown, _ = parameters(fields, values) if values else ({}, [])
-    defaults = {f.name: f.default for f in fields if f.default is not None}
     return page(
         "portal/playground.html",
         title="Playground",
@@ -64,11 +61,7 @@ def _form_page(
         fields=fields,
         values={name: str(value) for name, value in values.items() if isinstance(value, str)},
         problems=errors,
-        snippets=snippets(
-            gateway.settings.public_url,
-            endpoint,
-            changed(fields, {**defaults, **shown} if values else defaults),
-        ),
+        snippets=example(gateway.settings.public_url, endpoint, values),
     )
 
 
