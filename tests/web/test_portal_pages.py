@@ -32,6 +32,17 @@ def _go(page: Page, section: str) -> None:
     page.get_by_role("navigation").get_by_role("link", name=section).click()
 
 
+def _empty(
+    watched: WatchedPage, gateway: Gateway, section: str, empty: str
+) -> tuple[Page, str, dict[str, object]]:
+    """A new key signed in, on ``section``, which says it has nothing yet."""
+    token, key = gateway.new_key(f"{section} user")
+    _sign_in(watched.page, gateway, token)
+    _go(watched.page, section)
+    expect(watched.page.get_by_text(empty)).to_be_visible()
+    return watched.page, token, key
+
+
 def _shoot(page: Page, name: str) -> None:
     for width in WIDTHS:
         page.set_viewport_size({"width": width, "height": 900})
@@ -49,11 +60,7 @@ def _images(tmp_path: Path) -> tuple[Path, Path]:
 def test_a_playground_job_shows_its_image_and_its_cost(
     watched: WatchedPage, gateway: Gateway, tmp_path: Path
 ) -> None:
-    token, key = gateway.new_key("playground user")
-    page = watched.page
-    _sign_in(page, gateway, token)
-    _go(page, "Jobs")
-    expect(page.get_by_text("No jobs yet")).to_be_visible()
+    page, token, key = _empty(watched, gateway, "Jobs", "No jobs yet")
 
     _go(page, "Playground")
     page.get_by_label("Endpoint").select_option(INPAINTING)
@@ -142,11 +149,7 @@ def test_another_keys_job_is_not_found(gateway: Gateway) -> None:
 def test_the_deliveries_page_lists_a_webhook_delivery(
     watched: WatchedPage, gateway: Gateway, peer: Peer
 ) -> None:
-    token, _ = gateway.new_key("webhooks")
-    page = watched.page
-    _sign_in(page, gateway, token)
-    _go(page, "Webhooks")
-    expect(page.get_by_text("No webhook deliveries")).to_be_visible()
+    page, token, _ = _empty(watched, gateway, "Webhooks", "No webhook deliveries")
     hook = f"{peer.url}/hooks/portal-{token[-6:]}"
     with gateway.client(token) as api:
         job = submit(api, KONTEXT, valid_body(KONTEXT), fal_webhook=hook)
