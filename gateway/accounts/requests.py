@@ -111,6 +111,14 @@ class RequestRegistry:
             raise NotFound("Request not found")
         return _owned(request_id, token.team_id, request_fields)
 
+    async def of_key(self, team_id: str, key_id: str, request_id: str) -> OwnedRequest:
+        """A request of a key already proven (a portal session's): another key's request is a
+        404 like an unknown one, as for ``authorize``."""
+        owned = await self.lookup(team_id, request_id)
+        if owned is None or owned.key_id != key_id:
+            raise NotFound("Request not found")
+        return owned
+
     async def lookup(self, team_id: str, request_id: str) -> OwnedRequest | None:
         """A request of ``team_id`` by id, whoever owns it (for fal's webhooks)."""
         if len(request_id) > _MAX_REQUEST_ID:

@@ -35,6 +35,24 @@ class Token:
     def __str__(self) -> str:
         return f"{TOKEN_PREFIX}_{self.team_id}_{self.key_id}_{self.secret}"
 
+    @property
+    def secret_hash(self) -> str:
+        """What the key's record keeps of the secret, and what admission checks."""
+        return hash_secret(self.secret)
+
+
+@dataclass(frozen=True)
+class ProvenToken(Token):
+    """A key known by its secret's hash only: a portal session, which proved the secret when it
+    signed in and kept only the hash. Built by the portal alone; ``parse`` (every caller of
+    the API) never makes one."""
+
+    proof: str = ""
+
+    @property
+    def secret_hash(self) -> str:
+        return self.proof
+
 
 def new_id(length: int) -> str:
     """A random lowercase id."""

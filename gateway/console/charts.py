@@ -3,7 +3,8 @@ style, so the pages' Content-Security-Policy holds)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from markupsafe import Markup, escape
 
@@ -34,3 +35,17 @@ def bar_chart(points: Sequence[tuple[str, float]], title: str) -> Markup:
             )
     parts.append(f'<text x="{PAD}" y="12" font-size="11" fill="#5b6570">max {top:g}</text></svg>')
     return Markup("".join(parts))  # noqa: S704 (every text in it went through escape)
+
+
+def daily_series(
+    rows: Iterable[Mapping[str, Any]], span: Iterable[str]
+) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+    """Jobs and spend (currency units) for each day of ``span``, from usage rows grouped by
+    day (``limits.usage``): 0 on days without a row."""
+    by_day = {row["day"]: row for row in rows}
+    days = list(span)
+    jobs = [(day, float(by_day[day]["requests"]) if day in by_day else 0.0) for day in days]
+    spend = [
+        (day, by_day[day]["cost_micros"] / 1_000_000 if day in by_day else 0.0) for day in days
+    ]
+    return jobs, spend

@@ -148,11 +148,18 @@ async def status_stream(request: Request) -> Response:
 
 async def result(request: Request) -> Response:
     svc, owned = await _owned(request)
+    response, body = await fetch_result(svc, owned)
+    return relay(response, body)
+
+
+async def fetch_result(svc: Services, owned: OwnedRequest) -> tuple[httpx.Response, Any]:
+    """fal's answer for the result of ``owned`` (on the account that took it), and its body
+    with every file URL a gateway link."""
     credential = await svc.accounts.credential(owned.account)
     response = await svc.upstream.result(credential, owned.app_id, owned.id)
     svc.upstream.check("result", response, credential.account)
     await svc.job_status.result_seen(owned, response)
-    return relay(response, svc.links.rewrite(json_body(response)))
+    return response, svc.links.rewrite(json_body(response))
 
 
 async def cancel(request: Request) -> Response:

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
+import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.accounts.keys import ApiKey
 from gateway.errors import FalError, Forbidden, NotFound, PayloadTooLarge, UpstreamError
 from gateway.http.access import check_browser_origin
 from gateway.http.services import Services, services
@@ -27,6 +30,7 @@ from gateway.upstream.links import UPLOAD_GRANT
 from gateway.web.jsoncodec import JSONResponse
 
 UPLOAD_TOKEN_LIFETIME = 3600.0
+UPLOAD_PATH = "/storage/upload/"
 
 
 def _quota_exceeded() -> PayloadTooLarge:
@@ -37,11 +41,20 @@ async def initiate(request: Request) -> Response:
     gateway = services(request)
     key = await gateway.keys.authenticate(request.headers.get("authorization"))
     await check_browser_origin(gateway, request)
+    storage_type = request.query_params.get("storage_type", "fal-cdn-v3")
+    status_code, answer = await start_upload(gateway, key, storage_type, await request.body())
+    return JSONResponse(answer, status_code=status_code)
+
+
+async def start_upload(
+    gateway: Services, key: ApiKey, storage_type: str, content: bytes
+) -> tuple[int, Any]:
+    """fal's answer to an upload's initiation for ``key`` (already authenticated), with its
+    ``upload_url`` the gateway's own (sealing the grant) and ``file_url`` a gateway link; 413
+    once the key's upload quota is used up."""
     quota = key.limits.get("upload_quota_bytes")
     if quota is not None and key.uploaded_bytes >= quota:
         raise _quota_exceeded()
-    storage_type = request.query_params.get("storage_type", "fal-cdn-v3")
-    content = await request.body()
     credential, response = await on_some_account(
         gateway.accounts,
         "",
@@ -50,7 +63,7 @@ async def initiate(request: Request) -> Response:
     gateway.upstream.check("upload_initiate", response, credential.account)
     body = json_body(response)
     if not response.is_success or not isinstance(body, dict) or "upload_url" not in body:
-        return JSONResponse(body, status_code=response.status_code)
+        return response.status_code, body
     grant = UploadGrant(
         url=body["upload_url"],
         team=key.team_id,
@@ -59,10 +72,10 @@ async def initiate(request: Request) -> Response:
         expires=time.time() + UPLOAD_TOKEN_LIFETIME,
     )
     token = gateway.links.seal(grant.model_dump_json().encode(), purpose=UPLOAD_GRANT)
-    answer = {**body, "upload_url": f"{gateway.links.public_url}/storage/upload/{token}"}
+    answer = {**body, "upload_url": f"{gateway.links.public_url}{UPLOAD_PATH}{token}"}
     if isinstance(body.get("file_url"), str):
         answer["file_url"] = gateway.links.link_if_upstream(body["file_url"])
-    return JSONResponse(answer)
+    return 200, answer
 
 
 class UploadGrant(BaseModel):
@@ -104,8 +117,6 @@ async def put(request: Request) -> Response:
             "Uploads need a Content-Length", status_code=411, error_type="length_required"
         )
     size = int(declared)
-    if not await gateway.keys.reserve_upload(grant.team, grant.key, size):
-        raise _quota_exceeded()
 
     async def content() -> AsyncIterator[bytes]:
         sent = 0
@@ -116,22 +127,47 @@ async def put(request: Request) -> Response:
             yield chunk
 
     try:
-        async with gateway.upstream.upload(
-            grant.account, grant.url, content(), request.headers.get("content-type")
-        ) as response:
-            await response.aread()
-    except BaseException as exc:
-        await gateway.keys.release_upload(grant.team, grant.key, size)
-        if isinstance(exc, UpstreamError) and await request.is_disconnected():
+        response = await send_upload(
+            gateway, grant, size, content(), request.headers.get("content-type")
+        )
+    except UpstreamError as exc:
+        if await request.is_disconnected():
             raise ClientDisconnect from exc  # the uploader hung up; fal did nothing wrong
         raise
-    if not response.is_success:
-        await gateway.keys.release_upload(grant.team, grant.key, size)
     return Response(
         response.content,
         status_code=response.status_code,
         media_type=response.headers.get("content-type"),
     )
+
+
+async def granted(gateway: Services, upload_url: str) -> UploadGrant:
+    """The grant behind one of the gateway's own upload URLs (as ``start_upload`` gave it)."""
+    return await _grant(gateway, upload_url.rsplit(UPLOAD_PATH, 1)[-1])
+
+
+async def send_upload(
+    gateway: Services,
+    grant: UploadGrant,
+    size: int,
+    content: AsyncIterator[bytes],
+    content_type: str | None,
+) -> httpx.Response:
+    """Stream ``size`` bytes to fal's upload URL of ``grant``, counted against its key's
+    upload quota (413 when they do not fit; given back when fal does not take them)."""
+    if not await gateway.keys.reserve_upload(grant.team, grant.key, size):
+        raise _quota_exceeded()
+    try:
+        async with gateway.upstream.upload(
+            grant.account, grant.url, content, content_type
+        ) as response:
+            await response.aread()
+    except BaseException:
+        await gateway.keys.release_upload(grant.team, grant.key, size)
+        raise
+    if not response.is_success:
+        await gateway.keys.release_upload(grant.team, grant.key, size)
+    return response
 
 
 ROUTES = [

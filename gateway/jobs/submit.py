@@ -17,7 +17,6 @@ from urllib.parse import urlencode
 
 import httpx
 
-from gateway.accounts import tokens
 from gateway.accounts.requests import RequestRegistry
 from gateway.accounts.teams import TeamStore
 from gateway.accounts.tokens import Token
@@ -196,7 +195,7 @@ class Submitter:
         the cached policy turns out stale at admission, or changed since a refusal it made:
         then it is read again once)."""
         token, endpoint = call.token, call.endpoint
-        secret_hash = tokens.hash_secret(token.secret)
+        secret_hash = token.secret_hash
         for _ in range(2):
             rules = await self._policies.rules(token.team_id, token.key_id, secret_hash)
             effective_policy = rules.effective()

@@ -6,7 +6,6 @@ import math
 import uuid
 from dataclasses import dataclass
 
-from gateway.accounts import tokens
 from gateway.accounts.tokens import Token
 from gateway.errors import INVALID_KEY, FalError, PaymentRequired, RateLimited, Unauthorized
 from gateway.policy.cache import Rules, StalePolicy
@@ -84,7 +83,7 @@ class Admitter:
             store.Admission(
                 team_id=token.team_id,
                 key_id=token.key_id,
-                secret_hash=tokens.hash_secret(token.secret),
+                secret_hash=token.secret_hash,
                 estimate_micros=estimate_micros,
                 reservation_id=reservation_id,
                 endpoint_id=endpoint_id,
