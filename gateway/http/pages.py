@@ -15,7 +15,7 @@ from gateway.accounts import tokens
 from gateway.accounts.keys import parse_authorization
 from gateway.console.pages import page, static_file
 from gateway.console.sessions import CONSOLE, Cookies, Session, csrf_ok, token_digest
-from gateway.console.signin import attempt_allowed
+from gateway.console.signin import blocked, failed
 from gateway.errors import FalError, Forbidden
 from gateway.http.services import Services, services
 
@@ -75,11 +75,12 @@ def sign_in(role: str) -> Callable[[Request], Awaitable[Response]]:
     async def handle(request: Request) -> Response:
         gateway = services(request)
         client = request.client.host if request.client else "unknown"
-        if not await attempt_allowed(gateway.store, role, client):
-            return signin_page(role, "Too many attempts; wait ten minutes", 429)
+        if await blocked(gateway.store, role, client):
+            return signin_page(role, "Too many failed attempts; wait ten minutes", 429)
         secret = str((await request.form()).get("secret", "")).strip()
         subject, proof = await _check_secret(gateway, role, secret)
         if subject is None:
+            await failed(gateway.store, role, client)
             # 200: the form again, with the reason; a browser reports any other status of a
             # page as an error of its own.
             return signin_page(role, f"That {SECRET_LABELS[role].lower()} is not valid")

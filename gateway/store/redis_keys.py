@@ -245,7 +245,7 @@ def upstream_probe_turn(account: str) -> str:
     return f"{PREFIX}:{{upstreams}}:probe:{account}"
 
 
-def signin_attempts(role: str, client: str) -> str:
-    """STRING: sign-in attempts to the console or portal from one client address in the
+def signin_failures(role: str, client: str) -> str:
+    """STRING: failed sign-ins to the console or portal from one client address in the
     current window; expires with the window (``console.signin``)."""
     return f"{PREFIX}:signin:{role}:{client}"

@@ -53,3 +53,15 @@ def watched(browser: Browser) -> Iterator[WatchedPage]:
     yield watched
     context.close()
     assert watched.problems == []
+
+
+@pytest.fixture
+def browser_pages(browser: Browser) -> Iterator[tuple[WatchedPage, WatchedPage]]:
+    """Two separate browsers' worth of pages (own cookies each): the operator's and a
+    customer's."""
+    contexts = [browser.new_context(viewport={"width": 1280, "height": 900}) for _ in range(2)]
+    pages = (WatchedPage(contexts[0].new_page()), WatchedPage(contexts[1].new_page()))
+    yield pages
+    for context in contexts:
+        context.close()
+    assert pages[0].problems + pages[1].problems == []

@@ -60,3 +60,20 @@ def test_pages_carry_a_strict_policy_and_changes_need_the_csrf_token(gateway: Ga
         forged = client.post("/console/signout", data={"csrf": "guessed"})
         assert forged.status_code == 403
         assert client.get("/console").status_code == 200  # still signed in
+
+
+def test_failed_sign_ins_are_limited_per_address(gateway: Gateway) -> None:
+    guesser = {"X-Forwarded-For": "10.99.0.1"}
+    with httpx.Client(base_url=gateway.url, headers=guesser) as client:
+        for _ in range(10):
+            wrong = client.post("/console/signin", data={"secret": "guess"})
+            assert wrong.status_code == 200
+            assert "not valid" in wrong.text
+        blocked = client.post("/console/signin", data={"secret": Gateway.ADMIN_TOKEN})
+        assert blocked.status_code == 429
+        assert "Too many failed attempts" in blocked.text
+        assert client.get("/console").status_code in (303, 307) or client.cookies == {}
+    other = {"X-Forwarded-For": "10.99.0.2"}
+    with httpx.Client(base_url=gateway.url, headers=other) as client:
+        client.post("/console/signin", data={"secret": Gateway.ADMIN_TOKEN})
+        assert client.get("/console").status_code == 200
