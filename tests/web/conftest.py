@@ -4,7 +4,9 @@ exception in the browser fails the test."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +14,11 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+SCREENSHOTS = Path(os.environ.get("GATEWAY_TEST_SCREENSHOTS") or tempfile.mkdtemp(prefix="shots-"))
+"""Where the portal tests save their screenshots: a temporary folder, unless
+``GATEWAY_TEST_SCREENSHOTS=docs/screenshots`` asks for the ones the docs show (so a test run
+leaves the repository as it was)."""
 ARGS = [
     "--no-sandbox",
     "--disable-gpu",

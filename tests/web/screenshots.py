@@ -8,7 +8,8 @@ from playwright.sync_api import Page, sync_playwright
 from tests.jobs import INPAINTING, KONTEXT, submit, valid_body, wait_status
 from tests.servers import Gateway
 from tests.upstream.pool_stack import pool_stack
-from tests.web.conftest import ARGS, CHROMIUM, SCREENSHOTS
+from tests.web.conftest import ARGS, CHROMIUM
+from tests.web.conftest import DOCS_SCREENSHOTS as SCREENSHOTS
 from tests.web.console import sign_in
 
 WIDTHS = (1280, 390)
