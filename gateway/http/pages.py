@@ -5,7 +5,8 @@ CSRF on every change."""
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.requests import Request
@@ -13,11 +14,15 @@ from starlette.responses import RedirectResponse, Response
 
 from gateway.accounts import tokens
 from gateway.accounts.keys import parse_authorization
+from gateway.console.charts import bar_chart, daily_series
 from gateway.console.pages import page, static_file
 from gateway.console.sessions import CONSOLE, Cookies, Session, csrf_ok, token_digest
 from gateway.console.signin import blocked, failed
 from gateway.errors import FalError, Forbidden
 from gateway.http.services import Services, services
+from gateway.limits.usage import days, usage_rows
+
+USAGE_DAYS = 14
 
 AREA_TITLES = {CONSOLE: "console", "portal": "portal"}
 SECRET_LABELS = {CONSOLE: "Admin token", "portal": "API key"}
@@ -134,6 +139,46 @@ def static(role: str) -> Callable[[Request], Awaitable[Response]]:
         return static_file(str(request.path_params["name"]))
 
     return serve
+
+
+def layout(
+    role: str, nav: Sequence[tuple[str, str]], session: Session, here: str
+) -> dict[str, Any]:
+    """What every signed-in page's layout needs."""
+    return {
+        "area": role,
+        "area_title": AREA_TITLES[role],
+        "session": session,
+        "nav": nav,
+        "here": here,
+        "money": money,
+    }
+
+
+def money(micros: int) -> str:
+    """Micro-units as currency units: two decimals, up to six under a cent (what one image
+    costs)."""
+    if 0 < abs(micros) < 10_000:
+        return f"{micros / 1_000_000:.6f}".rstrip("0")
+    return f"{micros / 1_000_000:,.2f}"
+
+
+async def recent_usage(
+    gateway: Services, team_ids: Sequence[str], key_id: str | None = None
+) -> dict[str, Any]:
+    """Jobs and spend of the last ``USAGE_DAYS`` days (of one key, or of the teams), as the
+    overview pages show them: totals and a bar chart of each."""
+    today = datetime.now(UTC).date()
+    start = today - timedelta(days=USAGE_DAYS - 1)
+    rows = await usage_rows(gateway.redis, team_ids, start, today, key_id=key_id, group_by=["day"])
+    jobs, spend = daily_series(rows, (day.isoformat() for day in days(start, today)))
+    return {
+        "days": USAGE_DAYS,
+        "jobs_total": int(sum(value for _, value in jobs)),
+        "spend_total": sum(int(row["cost_micros"]) for row in rows),
+        "jobs_chart": bar_chart(jobs, "Jobs per day"),
+        "spend_chart": bar_chart(spend, "Spend per day"),
+    }
 
 
 Handler = Callable[[Request, Services, Session], Awaitable[Response]]
