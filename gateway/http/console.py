@@ -14,11 +14,8 @@ from gateway.console.sessions import CONSOLE, Session
 from gateway.http.pages import (
     layout,
     recent_usage,
-    sign_in,
-    sign_in_form,
-    sign_out,
+    session_routes,
     signed_in,
-    static,
 )
 from gateway.http.services import Services
 from gateway.relay.queue import DeliveryQueue
@@ -60,8 +57,5 @@ async def overview(request: Request, gateway: Services, session: Session) -> Res
 
 ROUTES = [
     Route("/console", signed_in(CONSOLE, overview), methods=["GET"]),
-    Route("/console/signin", sign_in_form(CONSOLE), methods=["GET"]),
-    Route("/console/signin", sign_in(CONSOLE), methods=["POST"]),
-    Route("/console/signout", sign_out(CONSOLE), methods=["POST"]),
-    Route("/console/static/{name}", static(CONSOLE), methods=["GET"]),
+    *session_routes(CONSOLE),
 ]

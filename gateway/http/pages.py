@@ -11,6 +11,7 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
 
 from gateway.accounts import tokens
 from gateway.accounts.keys import parse_authorization
@@ -139,6 +140,16 @@ def static(role: str) -> Callable[[Request], Awaitable[Response]]:
         return static_file(str(request.path_params["name"]))
 
     return serve
+
+
+def session_routes(role: str) -> list[Route]:
+    """Signing in and out of ``role``'s pages, and their static files."""
+    return [
+        Route(f"/{role}/signin", sign_in_form(role), methods=["GET"]),
+        Route(f"/{role}/signin", sign_in(role), methods=["POST"]),
+        Route(f"/{role}/signout", sign_out(role), methods=["POST"]),
+        Route(f"/{role}/static/{{name}}", static(role), methods=["GET"]),
+    ]
 
 
 def layout(

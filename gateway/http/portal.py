@@ -14,11 +14,8 @@ from gateway.errors import NotFound
 from gateway.http.pages import (
     layout,
     recent_usage,
-    sign_in,
-    sign_in_form,
-    sign_out,
+    session_routes,
     signed_in,
-    static,
 )
 from gateway.http.services import Services
 
@@ -53,8 +50,5 @@ async def home(request: Request, gateway: Services, session: Session) -> Respons
 
 ROUTES = [
     Route("/portal", signed_in(PORTAL, home), methods=["GET"]),
-    Route("/portal/signin", sign_in_form(PORTAL), methods=["GET"]),
-    Route("/portal/signin", sign_in(PORTAL), methods=["POST"]),
-    Route("/portal/signout", sign_out(PORTAL), methods=["POST"]),
-    Route("/portal/static/{name}", static(PORTAL), methods=["GET"]),
+    *session_routes(PORTAL),
 ]
