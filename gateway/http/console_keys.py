@@ -18,7 +18,7 @@ from gateway.console.forms import form_fields
 from gateway.console.sessions import CONSOLE, Session
 from gateway.errors import NotFound
 from gateway.http.admin import KeyCreate
-from gateway.http.console_view import back, posted, view
+from gateway.http.console_view import back, policy_context, posted, posted_policy, view
 from gateway.http.pages import require_csrf, signed_in
 from gateway.http.services import Services
 from gateway.policy.limits import KeyLimits
@@ -108,6 +108,7 @@ async def show_key(
         title=key.name,
         key=key.public() | {"state": state(key, time.time())},
         limit_fields=form_fields(KeyLimits, context.pop("limits_form", None) or key.limits),
+        **policy_context(key.policy, context.pop("policy", None)),
         deliveries=deliveries[:50],
         **context,
     )
@@ -154,6 +155,16 @@ async def update_limits(request: Request, gateway: Services, session: Session) -
     return back(f"/console/keys/{key.id}", "Limits saved")
 
 
+async def update_policy(request: Request, gateway: Services, session: Session) -> Response:
+    text, policy, error = await posted_policy(request, session)
+    if policy is None:
+        return await show_key(request, gateway, session, policy=text, error=error)
+    key = await gateway.keys.set_policy((await _key(request, gateway)).id, policy)
+    if key is None:
+        raise NotFound("Key not found")
+    return back(f"/console/keys/{key.id}", "Policy saved")
+
+
 ROUTES = [
     Route("/console/keys", signed_in(CONSOLE, list_keys), methods=["GET"]),
     Route("/console/keys", signed_in(CONSOLE, create_key), methods=["POST"]),
@@ -165,4 +176,5 @@ ROUTES = [
         methods=["POST"],
     ),
     Route("/console/keys/{key_id}/limits", signed_in(CONSOLE, update_limits), methods=["POST"]),
+    Route("/console/keys/{key_id}/policy", signed_in(CONSOLE, update_policy), methods=["POST"]),
 ]

@@ -16,7 +16,7 @@ from gateway.console.forms import form_fields
 from gateway.console.sessions import CONSOLE, Session
 from gateway.errors import FalError, RequestValidationFailed
 from gateway.http.admin_teams import Credit, TeamCreate, team_id_of
-from gateway.http.console_view import back, posted, view
+from gateway.http.console_view import back, policy_context, posted, posted_policy, view
 from gateway.http.pages import signed_in
 from gateway.http.services import Services
 from gateway.limits.credits import add_credit
@@ -82,6 +82,7 @@ async def show_team(
         ledger=await gateway.teams.ledger(team.id, LEDGER_SHOWN),
         credit_fields=form_fields(Credit, context.pop("credit_form", {})),
         limit_fields=form_fields(TeamLimits, limits_form or limit_values(team)),
+        **policy_context(team.policy, context.pop("policy", None)),
         **context,
     )
 
@@ -112,10 +113,20 @@ async def update_limits(request: Request, gateway: Services, session: Session) -
     return back(f"/console/teams/{team_id}", "Limits saved")
 
 
+async def update_policy(request: Request, gateway: Services, session: Session) -> Response:
+    text, policy, error = await posted_policy(request, session)
+    team_id = team_id_of(request)
+    if policy is None:
+        return await show_team(request, gateway, session, policy=text, error=error)
+    await gateway.teams.set_policy(team_id, policy)
+    return back(f"/console/teams/{team_id}", "Policy saved")
+
+
 ROUTES = [
     Route("/console/teams", signed_in(CONSOLE, list_teams), methods=["GET"]),
     Route("/console/teams", signed_in(CONSOLE, create_team), methods=["POST"]),
     Route("/console/teams/{team_id}", signed_in(CONSOLE, show_team), methods=["GET"]),
     Route("/console/teams/{team_id}/credits", signed_in(CONSOLE, credit_team), methods=["POST"]),
     Route("/console/teams/{team_id}/limits", signed_in(CONSOLE, update_limits), methods=["POST"]),
+    Route("/console/teams/{team_id}/policy", signed_in(CONSOLE, update_policy), methods=["POST"]),
 ]

@@ -1,20 +1,25 @@
 """What the console's pages share: the layout's context with the notice a change left, the
-redirect back after a change, and reading a posted form (CSRF first) into an admin model."""
+redirect back after a change, and reading a posted form (CSRF first) into an admin model or a
+policy."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse
 
+from gateway.catalog.endpoints import decode_body
 from gateway.console.forms import read_form
 from gateway.console.pages import page
 from gateway.console.sessions import Session
+from gateway.errors import RequestValidationFailed
 from gateway.http.console import area
 from gateway.http.pages import require_csrf
+from gateway.policy.model import Policy
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -41,3 +46,26 @@ async def posted(
     form = await require_csrf(request, session)
     found, error = read_form(model, form, blank_is_none)
     return form, found, error
+
+
+async def posted_policy(
+    request: Request, session: Session
+) -> tuple[str, Policy | None, str | None]:
+    """A policy posted as JSON (403 without the session's CSRF token), read with the admin
+    API's ``Policy``: the text (to show again), the policy or the reasons it is not one."""
+    form = await require_csrf(request, session)
+    text = str(form.get("policy", "")).strip() or "{}"
+    try:
+        return text, Policy.model_validate(decode_body(text.encode())), None
+    except RequestValidationFailed as exc:
+        return text, None, "; ".join(str(item["msg"]) for item in exc.errors)
+    except ValidationError as exc:
+        reasons = (f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return text, None, "; ".join(reasons)
+
+
+def policy_context(policy: Policy, text: str | None) -> dict[str, Any]:
+    """What a page's policy form needs: the policy as JSON without defaults (or the text
+    posted, to show again), and the fields a policy has."""
+    shown = text or json.dumps(policy.model_dump(mode="json", exclude_defaults=True), indent=2)
+    return {"policy": shown, "policy_fields": tuple(Policy.model_fields)}

@@ -129,10 +129,12 @@ CHANGES = [
     "/console/teams",
     "/console/teams/web-csrf/credits",
     "/console/teams/web-csrf/limits",
+    "/console/teams/web-csrf/policy",
     "/console/keys",
     "/console/keys/{key}/revoke",
     "/console/keys/{key}/webhook-secret",
     "/console/keys/{key}/limits",
+    "/console/keys/{key}/policy",
     "/console/deliveries/nothing/replay",
     "/console/accounts/fal-anything",
 ]
@@ -149,3 +151,28 @@ def test_every_change_needs_the_csrf_token(gateway: Gateway) -> None:
     with gateway.admin() as admin:
         key = admin.get(f"/admin/v1/keys/{created['id']}").json()
     assert key["status"] == "active"
+
+
+def test_policies_are_edited_as_json_checked_by_the_admin_model(
+    watched: WatchedPage, gateway: Gateway
+) -> None:
+    page = watched.page
+    _, created = gateway.new_key("policy target", team_id="web-policy")
+    sign_in(page, gateway)
+    page.goto(f"{gateway.url}/console/teams/web-policy")
+    page.get_by_label("Policy (JSON)").fill('{"max_num_images": "many"}')
+    page.get_by_role("button", name="Save policy").click()
+    expect(page.get_by_role("alert")).to_contain_text("max_num_images")
+    expect(page.get_by_label("Policy (JSON)")).to_have_value('{"max_num_images": "many"}')
+    page.get_by_label("Policy (JSON)").fill('{"max_num_images": 2}')
+    page.get_by_role("button", name="Save policy").click()
+    expect(page.get_by_role("status")).to_have_text("Policy saved")
+    page.goto(f"{gateway.url}/console/keys/{created['id']}")
+    page.get_by_label("Policy (JSON)").fill('{"allowed_endpoints": ["fal-ai/flux-kontext-lora"]}')
+    page.get_by_role("button", name="Save policy").click()
+    expect(page.get_by_role("status")).to_have_text("Policy saved")
+    with gateway.admin() as admin:
+        team = admin.get("/admin/v1/teams/web-policy").json()
+        key = admin.get(f"/admin/v1/keys/{created['id']}").json()
+    assert team["policy"] == {"max_num_images": 2}
+    assert key["policy"]["allowed_endpoints"] == ["fal-ai/flux-kontext-lora"]
