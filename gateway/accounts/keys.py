@@ -12,7 +12,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from gateway.accounts import indexes, tokens
-from gateway.accounts.tokens import Token
+from gateway.accounts.tokens import ProvenToken, Token
 from gateway.errors import INVALID_KEY, Unauthorized
 from gateway.policy.cache import store_policy
 from gateway.policy.limits import KeyLimits, integer_limits, redis_fields
@@ -111,7 +111,7 @@ def verify_key(token: Token, fields: Mapping[str, str | None], now: float) -> No
     """Raise 401 unless the key a token names exists, its secret matches and it is usable."""
     stored_hash = fields.get("secret_hash") or ""
     # Compare even when the record is missing, so timing does not reveal which keys exist.
-    secret_ok = hmac.compare_digest(tokens.hash_secret(token.secret), stored_hash or "0" * 64)
+    secret_ok = hmac.compare_digest(token.secret_hash, stored_hash or "0" * 64)
     expires_at = fields.get("expires_at")
     if (
         not stored_hash
@@ -281,14 +281,13 @@ class KeyStore:
 
     async def by_secret_hash(self, team_id: str, key_id: str, secret_hash: str) -> ApiKey | None:
         """The key, if it is still usable and still has the secret whose hash is given (a
-        portal session, which keeps only that hash)."""
+        portal session, which keeps only that hash): the API's own check (``check_key``)."""
         async with store_errors():
             fields = fields_of(await self._redis.hgetall(redis_keys.key_record(team_id, key_id)))
-        stored = fields.get("secret_hash") or ""
-        if not stored or not hmac.compare_digest(stored, secret_hash):
+        try:
+            return check_key(ProvenToken(team_id, key_id, proof=secret_hash), fields, time.time())
+        except Unauthorized:
             return None
-        key = ApiKey.from_record(key_id, fields)
-        return key if key.team_id == team_id and key.usable(time.time()) else None
 
     async def authenticate(self, authorization: str | None) -> ApiKey:
         """The usable key behind an ``Authorization`` header (one round trip), or 401."""

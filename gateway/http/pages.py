@@ -13,7 +13,6 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from gateway.accounts import tokens
 from gateway.accounts.keys import parse_authorization
 from gateway.console.charts import bar_chart, daily_series
 from gateway.console.pages import page, static_file
@@ -106,11 +105,11 @@ async def _check_secret(gateway: Services, role: str, secret: str) -> tuple[str 
             return None, ""
         return token_digest(secret), ""
     try:
+        parsed = parse_authorization(f"Bearer {secret}")
         key = await gateway.keys.authenticate(f"Bearer {secret}")
     except FalError:
         return None, ""
-    parsed = parse_authorization(f"Bearer {secret}")
-    return f"{key.team_id}/{key.id}", tokens.hash_secret(parsed.secret)
+    return f"{key.team_id}/{key.id}", parsed.secret_hash
 
 
 def sign_out(role: str) -> Callable[[Request], Awaitable[Response]]:

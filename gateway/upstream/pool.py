@@ -114,15 +114,15 @@ class AccountPool:
         """Read the pool again, seeding the accounts of ``GATEWAY_FAL_KEY`` that are missing,
         and show it in the metrics."""
         every = await self._accounts.views(deleted=True)
-        views = [view for view in every if view.account.deleted_at is None]
-        if not self._seeded or not self._env_names <= {view.account.name for view in views}:
+        live = {view.account.name for view in every if view.account.deleted_at is None}
+        if not self._seeded or not self._env_names <= live:
             # At start (keys rotated in the setting, or sealed under another secret, are
             # replaced then, not at every read: replicas of a rolling change would take turns),
             # and whenever Redis lost them (a flush, a failover that lost writes).
             await self._accounts.seed(self._settings.fal_key)
             self._seeded = True
             every = await self._accounts.views(deleted=True)
-            views = [view for view in every if view.account.deleted_at is None]
+        views = [view for view in every if view.account.deleted_at is None]
         now = time.time()
         await self._accounts.purge(every, now)
         # Deleted accounts are kept for their jobs' reads (``credential``), never shown.
@@ -164,10 +164,6 @@ class AccountPool:
         except FalError:  # its key cannot be opened here: the job never holds the slot
             await self.release(chosen.name, reservation_id)
             raise
-
-    async def choose(self, exclude: Collection[str] = ()) -> Credential:
-        """An account for a call that is not a job (an upload): no slot held, no limit applies."""
-        return await self.lease("", exclude)
 
     async def delete(self, name: str) -> None:
         """Delete an account, unless this replica's ``GATEWAY_FAL_KEY`` seeds it (it would come
@@ -214,38 +210,35 @@ class AccountPool:
         """What fal's answer says of the account: a refused key disables it, a 429 cools it."""
         if status in REFUSED_STATUSES:
             reason = refusal_reason(status, body)
-            changed = await self._scripts.health(
-                "refused", credential.account, credential.fingerprint, reason
+            await self._change_health(
+                "refused", credential, reason, f"disabled: fal refused its key ({reason})"
             )
-            if changed:
-                logger.warning(
-                    "upstream account %s disabled: fal refused its key (%s)",
-                    credential.account,
-                    reason,
-                )
-                await self.refresh()
         elif status == 429:
             until = time.time() + _retry_after(headers, self._settings.upstream_cooldown)
-            changed = await self._scripts.health(
-                "cooling", credential.account, credential.fingerprint, f"{until:.3f}"
+            moment = time.strftime("%H:%M:%S", time.gmtime(until))
+            await self._change_health(
+                "cooling",
+                credential,
+                f"{until:.3f}",
+                f"cooling down until {moment}: fal answered 429",
             )
-            if changed:
-                logger.warning(
-                    "upstream account %s cooling down until %s: fal answered 429",
-                    credential.account,
-                    time.strftime("%H:%M:%S", time.gmtime(until)),
-                )
-                await self.refresh()
 
     async def restored(self, credential: Credential) -> bool:
         """A probe saw fal accept the key of a refused account again: enable it."""
+        return await self._change_health(
+            "restored", credential, "", "enabled again: fal accepts its key"
+        )
+
+    async def _change_health(
+        self, change: str, credential: Credential, detail: str, what: str
+    ) -> bool:
+        """Record what fal said of the account (``account_health.lua``); when that changed its
+        state, say ``what`` happened in the log and read the pool again."""
         changed = await self._scripts.health(
-            "restored", credential.account, credential.fingerprint, ""
+            change, credential.account, credential.fingerprint, detail
         )
         if changed:
-            logger.warning(
-                "upstream account %s enabled again: fal accepts its key", credential.account
-            )
+            logger.warning("upstream account %s %s", credential.account, what)
             await self.refresh()
         return changed
 
