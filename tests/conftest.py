@@ -117,6 +117,14 @@ def redis_url(redis_topology: str, request: pytest.FixtureRequest) -> str:
     return server.url
 
 
+@pytest.fixture(scope="module")
+def private_redis_url(redis_topology: str) -> Iterator[str]:
+    """A Redis of the module's topology that no other gateway uses: for tests of one process's
+    metrics, which another gateway's workers on a shared Redis would take work from."""
+    with RedisClusterServers() if redis_topology == CLUSTER else RedisServer() as running:
+        yield running.url
+
+
 @pytest.fixture(scope="session")
 def gateway(redis_url: str, emulator: Emulator) -> Iterator[Gateway]:
     with Gateway(redis_url, emulator.url) as running:

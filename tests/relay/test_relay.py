@@ -43,8 +43,10 @@ def signing_emulator(signing_key_file: Path) -> Iterator[Emulator]:
 
 
 @pytest.fixture(scope="module")
-def relay_gateway(redis_url: str, signing_emulator: Emulator) -> Iterator[Gateway]:
-    with Gateway(redis_url, signing_emulator.url) as gateway:
+def relay_gateway(private_redis_url: str, signing_emulator: Emulator) -> Iterator[Gateway]:
+    # Its own Redis: the session's gateway would otherwise deliver some of these webhooks,
+    # and this process's delivery metrics would miss them.
+    with Gateway(private_redis_url, signing_emulator.url) as gateway:
         yield gateway
 
 
