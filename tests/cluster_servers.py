@@ -118,19 +118,25 @@ class RedisClusterServers:
         """Until every live node sees the cluster as up with every slot served, and agrees on
         who serves which slots."""
         deadline = time.monotonic() + timeout
+        seen = ""
         while True:
             try:
-                views = set()
+                views: dict[str, list[int]] = {}
                 for node in self.live():
                     with _client(node.port) as c:
-                        if "cluster_state:ok" not in _command(c, "CLUSTER", "INFO"):
-                            raise AssertionError("cluster not ok yet")
-                        views.add(self._slot_view(c))
+                        info = str(_command(c, "CLUSTER", "INFO"))
+                        if "cluster_state:ok" not in info:
+                            seen = f"{node.port}: {info.splitlines()[0]}\n" + str(
+                                _command(c, "CLUSTER", "NODES")
+                            )
+                            raise AssertionError(seen)
+                        views.setdefault(self._slot_view(c), []).append(node.port)
                 if len(views) == 1:
                     return
-            except (AssertionError, redis.RedisError, IndexError):
-                pass
-            assert time.monotonic() < deadline, "the cluster did not settle"
+                seen = "\n".join(f"{ports}: {view}" for view, ports in views.items())
+            except (AssertionError, redis.RedisError, IndexError) as exc:
+                seen = seen or repr(exc)
+            assert time.monotonic() < deadline, f"the cluster did not settle:\n{seen}"
             time.sleep(0.1)
 
     def wait_failed_over(self, port: int, timeout: float = 30) -> None:
@@ -209,10 +215,13 @@ class SlotMove:
         return moved
 
     def finish(self) -> None:
-        """Give the slot to the target on every primary (once)."""
+        """Give the slot to the target on every primary (once): the target first, then the
+        source, then the others, in the order Redis's ``CLUSTER SETSLOT`` documentation gives
+        (the slot always has an owner that claims it)."""
         if self._done:
             return
         self._done = True
-        for port in self._cluster.primary_ports():
+        others = [p for p in self._cluster.primary_ports() if p not in (self._source, self._target)]
+        for port in (self._target, self._source, *others):
             with _client(port) as c:
                 _command(c, "CLUSTER", "SETSLOT", self.slot, "NODE", self._target_id)

@@ -13,7 +13,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON."
 
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     """``rows`` as aligned text columns under an upper-case header ("-" for empty cells)."""
-    cells = [[str(row.get(c) or "-") for c in columns] for row in rows]
+    cells = [["-" if row.get(c) in (None, "") else str(row[c]) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
     lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]

@@ -15,8 +15,7 @@ import click
 from gateway.cli.admin import admin_call, admin_download, connect, connection, export_options
 from gateway.cli.flags import given
 from gateway.cli.output import json_option, table
-
-METRICS = ("requests", "images", "megapixels", "cost_micros")
+from gateway.limits.usage import COLUMNS
 
 
 def _csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
@@ -56,7 +55,7 @@ def usage(
     as_csv: bool,
     as_json: bool,
 ) -> None:
-    """Usage (requests, images, megapixels, cost) from the admin API; `usage export` lists
+    """Usage (requests, failed, images, megapixels, cost) from the admin API; `usage export` lists
     every settled request instead."""
     connect(ctx, url, token)
     if ctx.invoked_subcommand is not None:
@@ -65,7 +64,7 @@ def usage(
     if start:
         query["from"] = start
     rows = admin_call(ctx, "GET", "/usage?" + urlencode(query))["usage"]
-    columns = [*(g for g in group_by.split(",") if g), *METRICS]
+    columns = [*(g for g in group_by.split(",") if g), *COLUMNS]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     elif as_csv:

@@ -9,9 +9,10 @@ from typing import Any
 from markupsafe import Markup, escape
 
 WIDTH, HEIGHT, PAD = 640, 180, 24
+BLUE, RED = "#2b59c3", "#b42318"
 
 
-def bar_chart(points: Sequence[tuple[str, float]], title: str) -> Markup:
+def bar_chart(points: Sequence[tuple[str, float]], title: str, color: str = BLUE) -> Markup:
     """Bars for ``(label, value)`` points, labelled under every few bars, with a title for
     screen readers."""
     top = max((value for _, value in points), default=0) or 1
@@ -26,7 +27,7 @@ def bar_chart(points: Sequence[tuple[str, float]], title: str) -> Markup:
         x = PAD + index * step
         parts.append(
             f'<rect x="{x + step * 0.1:.1f}" y="{HEIGHT - height:.1f}" width="{step * 0.8:.1f}" '
-            f'height="{height:.1f}" fill="#2b59c3"><title>{escape(label)}: {value:g}</title></rect>'
+            f'height="{height:.1f}" fill="{color}"><title>{escape(label)}: {value:g}</title></rect>'
         )
         if index % every == 0:
             parts.append(
@@ -38,14 +39,9 @@ def bar_chart(points: Sequence[tuple[str, float]], title: str) -> Markup:
 
 
 def daily_series(
-    rows: Iterable[Mapping[str, Any]], span: Iterable[str]
-) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
-    """Jobs and spend (currency units) for each day of ``span``, from usage rows grouped by
-    day (``limits.usage``): 0 on days without a row."""
-    by_day = {row["day"]: row for row in rows}
-    days = list(span)
-    jobs = [(day, float(by_day[day]["requests"]) if day in by_day else 0.0) for day in days]
-    spend = [
-        (day, by_day[day]["cost_micros"] / 1_000_000 if day in by_day else 0.0) for day in days
-    ]
-    return jobs, spend
+    rows: Iterable[Mapping[str, Any]], span: Iterable[str], metric: str, scale: float = 1
+) -> list[tuple[str, float]]:
+    """One metric of usage rows grouped by day (``limits.usage``), divided by ``scale``, for each
+    day of ``span``: 0 on days without a row."""
+    by_day = {row["day"]: row[metric] for row in rows}
+    return [(day, by_day.get(day, 0) / scale) for day in span]

@@ -20,10 +20,9 @@ from gateway.http.console_view import view
 from gateway.http.pages import signed_in
 from gateway.http.services import Services
 from gateway.limits.exports import encoded
-from gateway.limits.usage import GROUPS, MAX_DAYS, days, usage_rows
+from gateway.limits.usage import COLUMNS, GROUPS, MAX_DAYS, days, usage_rows
 
 DEFAULT_DAYS = 14
-COLUMNS = ("requests", "images", "megapixels", "cost_micros")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from starlette.routing import Route
 
 from gateway.http.access import check_browser_origin
 from gateway.http.services import services
-from gateway.limits.usage import usage_rows
+from gateway.limits.usage import empty_row, usage_rows
 from gateway.web.jsoncodec import JSONResponse
 
 
@@ -25,7 +25,7 @@ async def me(request: Request) -> Response:
         rows = await usage_rows(
             gateway.redis, [key.team_id], start.date(), today, key_id=key.id, group_by=()
         )
-        return rows[0] if rows else {"requests": 0, "images": 0, "megapixels": 0, "cost_micros": 0}
+        return rows[0] if rows else empty_row()
 
     start_of_month = datetime(today.year, today.month, 1, tzinfo=UTC)
     return JSONResponse(

@@ -14,7 +14,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from gateway.accounts.keys import parse_authorization
-from gateway.console.charts import bar_chart, daily_series
+from gateway.console.charts import RED, bar_chart, daily_series
 from gateway.console.pages import page, static_file
 from gateway.console.sessions import CONSOLE, Cookies, Session, csrf_ok, token_digest
 from gateway.console.signin import blocked, failed
@@ -176,18 +176,24 @@ def money(micros: int) -> str:
 async def recent_usage(
     gateway: Services, team_ids: Sequence[str], key_id: str | None = None
 ) -> dict[str, Any]:
-    """Jobs and spend of the last ``USAGE_DAYS`` days (of one key, or of the teams), as the
-    overview pages show them: totals and a bar chart of each."""
+    """Jobs, failed jobs and spend of the last ``USAGE_DAYS`` days (of one key, or of the
+    teams), as the overview pages show them: totals and a bar chart of each."""
     today = datetime.now(UTC).date()
     start = today - timedelta(days=USAGE_DAYS - 1)
     rows = await usage_rows(gateway.redis, team_ids, start, today, key_id=key_id, group_by=["day"])
-    jobs, spend = daily_series(rows, (day.isoformat() for day in days(start, today)))
+    span = [day.isoformat() for day in days(start, today)]
     return {
         "days": USAGE_DAYS,
-        "jobs_total": int(sum(value for _, value in jobs)),
+        "jobs_total": sum(int(row["requests"]) for row in rows),
+        "failed_total": sum(int(row["failed"]) for row in rows),
         "spend_total": sum(int(row["cost_micros"]) for row in rows),
-        "jobs_chart": bar_chart(jobs, "Jobs per day"),
-        "spend_chart": bar_chart(spend, "Spend per day"),
+        "jobs_chart": bar_chart(daily_series(rows, span, "requests"), "Jobs per day"),
+        "failed_chart": bar_chart(
+            daily_series(rows, span, "failed"), "Failed jobs per day", color=RED
+        ),
+        "spend_chart": bar_chart(
+            daily_series(rows, span, "cost_micros", 1_000_000), "Spend per day"
+        ),
     }
 
 

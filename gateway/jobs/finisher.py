@@ -23,6 +23,7 @@ from gateway.errors import FalError
 from gateway.limits.settlement import (
     CHARGED,
     FAILED,
+    FAILURES,
     HUNG_UP,
     LOST,
     USE_ESTIMATE,
@@ -168,6 +169,7 @@ class Finisher:
                 else "",
                 webhook_url=webhook or "",
                 webhook_body=jsoncodec.dumps(self._links.rewrite(ending.event)) if webhook else "",
+                failed=ending.outcome in FAILURES,
             )
         )
         if finished.settlement == "settled":

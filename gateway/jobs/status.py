@@ -11,7 +11,7 @@ import httpx
 
 from gateway.accounts.requests import OwnedRequest
 from gateway.jobs.finisher import Ending, Finisher, Job, from_result
-from gateway.limits.settlement import FAILED
+from gateway.limits.settlement import CANCELLED
 from gateway.telemetry.metrics import Metrics
 from gateway.upstream.client import REQUEST_ID_HEADER
 from gateway.upstream.links import Links
@@ -69,4 +69,4 @@ class JobStatus:
         own webhook for it is relayed when it comes)."""
         self._statuses.forget(owned.app_id, owned.id)
         if status_code == 200 and isinstance(body, dict) and body.get("status") == "OK":
-            await self._finisher.finish(Job.of(owned), Ending(FAILED))
+            await self._finisher.finish(Job.of(owned), Ending(CANCELLED))

@@ -27,6 +27,9 @@ CANCELLED = "cancelled"
 """Cancelled in fal's queue, or a sync run whose caller hung up, in a team that refunds those."""
 HUNG_UP = "hung_up"
 """A sync run whose caller hung up, charged at its reservation: fal bills such runs in full."""
+FAILURES = frozenset({FAILED, REFUSED, LOST, ABANDONED})
+"""Outcomes counted as failed jobs in the daily usage: nothing produced, and not by the
+caller's choice (a cancellation is not a failure)."""
 USE_ESTIMATE = -1
 """Passed as the actual cost when it cannot be read from the output: charge the estimate."""
 

@@ -1,4 +1,5 @@
-"""Usage reports from the per-team daily aggregates that ``settle.lua`` keeps.
+"""Usage reports from the per-team daily aggregates that ``finish.lua`` keeps (jobs settled,
+those of them that failed, images, pixels and cost).
 
 Each aggregate field is ``<key id>|<endpoint>|<metric>``; rows are summed over whatever the caller
 does not group by. Megapixels are reported from exact pixel counts.
@@ -17,7 +18,10 @@ from gateway.store import redis_keys
 from gateway.store.pool import fields_of, store_errors
 
 GROUPS = ("day", "team_id", "key_id", "endpoint")
-METRICS = ("requests", "images", "pixels", "cost")
+METRICS = ("requests", "failed", "images", "pixels", "cost")
+"""The metrics each day's hash counts per key and endpoint."""
+COLUMNS = ("requests", "failed", "images", "megapixels", "cost_micros")
+"""The metrics of a usage row, as reports show them."""
 MAX_DAYS = 400
 COMMANDS_PER_TRIP = 500
 KEYS_PER_TRIP = 20_000
@@ -68,18 +72,26 @@ async def usage_rows(
             }
             group = tuple(labels[g] for g in group_by)
             totals[group][metric] += int(value)
-    rows = []
-    for group, metrics in sorted(totals.items()):
-        rows.append(
-            {
-                **dict(zip(group_by, group, strict=True)),
-                "requests": metrics["requests"],
-                "images": metrics["images"],
-                "megapixels": round(metrics["pixels"] / 1_000_000, 6),
-                "cost_micros": metrics["cost"],
-            }
-        )
-    return rows
+    return [
+        _row(dict(zip(group_by, group, strict=True)), metrics)
+        for group, metrics in sorted(totals.items())
+    ]
+
+
+def empty_row() -> dict[str, Any]:
+    """A usage row of no usage at all."""
+    return _row({}, dict.fromkeys(METRICS, 0))
+
+
+def _row(labels: dict[str, str], metrics: dict[str, int]) -> dict[str, Any]:
+    return {
+        **labels,
+        "requests": metrics["requests"],
+        "failed": metrics["failed"],
+        "images": metrics["images"],
+        "megapixels": round(metrics["pixels"] / 1_000_000, 6),
+        "cost_micros": metrics["cost"],
+    }
 
 
 def _day_keys(team_id: str, span: Sequence[date]) -> list[str]:

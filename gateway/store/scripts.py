@@ -130,6 +130,8 @@ class Ending:
     """Where to queue the caller's webhook (``WEBHOOK_ON_RESERVATION``: the reservation's);
     empty: nowhere."""
     webhook_body: str = ""
+    failed: bool = False
+    """Counted as a failed job in the day's usage."""
 
 
 class BalanceOutOfRange(ValueError):
@@ -266,6 +268,7 @@ class Scripts:
                 self._retention.ledger,
                 self._retention.spend,
                 self._retention.delivery_grace,
+                "1" if e.failed else "0",
             ],
         )
 

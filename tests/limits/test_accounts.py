@@ -91,6 +91,7 @@ def test_usage_by_key_endpoint_and_day_and_me(fleet: list[Gateway]) -> None:
         "key_id": alice_key["id"],
         "endpoint": IMAGE_TO_IMAGE,
         "requests": 1,
+        "failed": 0,
         "images": 2,
         "megapixels": 0.006144,
         "cost_micros": 216,
@@ -110,6 +111,7 @@ def test_usage_by_key_endpoint_and_day_and_me(fleet: list[Gateway]) -> None:
     assert me["team"]["available_micros"] == 10**7 - 432
     assert me["usage"]["today"] == {
         "requests": 2,
+        "failed": 0,
         "images": 3,
         "megapixels": 0.009216,
         "cost_micros": 324,
@@ -200,7 +202,7 @@ def test_teams_and_usage_from_the_cli(fleet: list[Gateway]) -> None:
     settled_when(lambda: team_state(gateway, team_id)["reserved_micros"] == 0)
 
     table = cli("usage", "--team", team_id, "--group-by", "key_id,endpoint").stdout
-    assert re.search(rf"{key['id']}\s+{KONTEXT}\s+1\s+1\s+0.003072\s+119", table)
+    assert re.search(rf"{key['id']}\s+{KONTEXT}\s+1\s+0\s+1\s+0.003072\s+119", table)
     rows = list(csv.DictReader(io.StringIO(cli("usage", "--team", team_id, "--csv").stdout)))
     assert rows[0]["team_id"] == team_id
     assert rows[0]["cost_micros"] == "119"  # ceil(108 * 1.1)
@@ -210,6 +212,7 @@ def test_teams_and_usage_from_the_cli(fleet: list[Gateway]) -> None:
         "key_id",
         "endpoint",
         "requests",
+        "failed",
         "images",
         "megapixels",
         "cost_micros",

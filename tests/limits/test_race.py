@@ -78,6 +78,7 @@ def test_exactly_the_affordable_jobs_are_admitted(
         {
             "team_id": team,
             "requests": AFFORDABLE,
+            "failed": 0,
             "images": AFFORDABLE,
             "megapixels": round(AFFORDABLE * 64 * 48 / 1e6, 6),
             "cost_micros": AFFORDABLE * COST,

@@ -56,7 +56,8 @@ def test_success_is_charged_the_actual_output_once(fleet: list[Gateway]) -> None
     assert team_state(gateway, team)["balance_micros"] == FUNDS - 2 * 9176
     [entry] = [e for e in ledger(gateway, team) if e["kind"] == "usage"]
     assert (entry["amount_micros"], entry["request_id"]) == (-2 * 9176, submitted["request_id"])
-    assert _usage_outcomes(gateway, team)[0]["images"] == 2
+    [row] = _usage_outcomes(gateway, team)
+    assert (row["images"], row["failed"]) == (2, 0)
 
 
 def test_status_polls_alone_settle_the_job(fleet: list[Gateway]) -> None:
@@ -107,8 +108,8 @@ def test_failed_jobs_are_refunded(
         assert client.get(submitted["response_url"]).status_code >= 400
     settled_when(lambda: _untouched(gateway, team))
     assert [e for e in ledger(gateway, team) if e["kind"] == "usage"] == []
-    assert _usage_outcomes(gateway, team)[0]["requests"] == 1
-    assert _usage_outcomes(gateway, team)[0]["cost_micros"] == 0
+    [row] = _usage_outcomes(gateway, team)
+    assert (row["requests"], row["failed"], row["cost_micros"]) == (1, 1, 0)
 
 
 def test_cancel_before_work_is_refunded_at_once(fleet: list[Gateway], knobs: Any) -> None:
@@ -120,6 +121,8 @@ def test_cancel_before_work_is_refunded_at_once(fleet: list[Gateway], knobs: Any
         assert team_state(gateway, team)["reserved_micros"] == 108
         assert client.put(submitted["cancel_url"]).json() == {"status": "OK"}
         assert _untouched(gateway, team)
+    [row] = _usage_outcomes(gateway, team)
+    assert (row["requests"], row["failed"]) == (1, 0)  # the caller's choice, not a failure
 
 
 def test_cancel_while_running_is_refunded(fleet: list[Gateway], knobs: Any) -> None:

@@ -77,7 +77,7 @@ def test_team_key_job_and_revocation(watched: WatchedPage, gateway: Gateway) -> 
     download = page.get_by_role("link", name="Download as CSV").get_attribute("href")
     csv = page.request.get(f"{gateway.url}{download}")
     assert csv.headers["content-type"].startswith("text/csv")
-    assert csv.text().splitlines()[1] == f"{team_id},{INPAINTING},1,1,0.003072,{cost}"
+    assert csv.text().splitlines()[1] == f"{team_id},{INPAINTING},1,0,1,0.003072,{cost}"
     assert httpx.get(f"{gateway.url}{download}").status_code == 303  # signed in only
 
     go_to(page, "Jobs")

@@ -98,8 +98,9 @@ def test_a_playground_job_shows_its_image_and_its_cost(
     assert re.search(r"\d+\.\d\d", row.inner_text())
     _shoot(page, "jobs")
     _go(page, "Overview")
-    expect(page.get_by_role("img", name="Jobs per day")).to_be_visible()
-    expect(page.locator(".stat", has_text="jobs, last 14 days").locator("b")).to_have_text("1")
+    expect(page.get_by_role("img", name="Jobs per day", exact=True)).to_be_visible()
+    jobs = page.locator(".stat", has=page.get_by_text("jobs, last 14 days", exact=True))
+    expect(jobs.locator("b")).to_have_text("1")
     _shoot(page, "home")
 
     with gateway.admin() as admin:

@@ -21,6 +21,7 @@
 -- ARGV[14] seconds usage is kept (daily aggregates after their last write; usage log entries)
 -- ARGV[15] seconds ledger entries are kept   ARGV[16] seconds the spend hash is kept
 -- ARGV[17] seconds a new delivery may wait to be attempted before the reconciler queues it again
+-- ARGV[18] '1' when the outcome counts as a failed job in the day's usage, else '0'
 --
 -- Returns {settlement, charged, delivery, overrun}: settlement "settled" (by this call),
 -- "already" or "missing" (the reservation expired); charged the actual cost; delivery "new",
@@ -97,6 +98,9 @@ elseif r[1] then
   redis.call('HINCRBY', usage, field .. 'images', ARGV[3])
   redis.call('HINCRBY', usage, field .. 'pixels', ARGV[4])
   redis.call('HINCRBY', usage, field .. 'cost', int(charged))
+  if ARGV[18] == '1' then
+    redis.call('HINCRBY', usage, field .. 'failed', 1)
+  end
   redis.call('EXPIRE', usage, ARGV[14])
 end
 
