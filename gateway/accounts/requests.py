@@ -35,6 +35,10 @@ class OwnedRequest:
     account: str = ""
     """The fal account that took the request, which serves every later call for it (empty:
     recorded before the pool of accounts, the first account of ``GATEWAY_FAL_KEY``)."""
+    started_at: float | None = None
+    """When the gateway first saw fal report it running (None: not seen, e.g. nobody polled)."""
+    ended_at: float | None = None
+    """When the gateway recorded its end."""
 
 
 class RequestRegistry:
@@ -144,7 +148,13 @@ def _owned(request_id: str, team_id: str, fields: dict[str, str]) -> OwnedReques
         webhook=fields.get("webhook") == "1" or bool(fields.get("webhook_url")),
         final_status=_final_status(request_id, fields.get("final_status")),
         account=fields.get("account", ""),
+        started_at=_seconds(fields.get("started_ms")),
+        ended_at=_seconds(fields.get("ended_ms")),
     )
+
+
+def _seconds(milliseconds: str | None) -> float | None:
+    return int(milliseconds) / 1000 if milliseconds else None
 
 
 _REBUILT: dict[str, Any] = {"status": "COMPLETED", "logs": None, "metrics": {}}

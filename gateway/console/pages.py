@@ -10,6 +10,8 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.responses import HTMLResponse, Response
 
+from gateway.console.formats import duration, money, when
+
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -28,6 +30,7 @@ _templates = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+_templates.globals.update(money=money, when=when, duration=duration)
 
 
 def page(template: str, status_code: int = 200, **context: Any) -> HTMLResponse:

@@ -1,4 +1,4 @@
-"""The console's jobs: recent requests per team (``console.jobs``), and a job's page: its record,
+"""The console's jobs: recent requests per team (``limits.recent_jobs``), and a job's page: its record,
 its settlement, its result images (fetched from fal on the account the job ran on, as the queue
 API's result does, with every file URL made a gateway link) and its webhook deliveries, a dead
 one replayable."""
@@ -11,18 +11,21 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.accounts.keys import rfc3339
 from gateway.accounts.requests import OwnedRequest
 from gateway.accounts.tokens import TEAM_ID_PATTERN
-from gateway.console.jobs import recent_jobs, settlement
+from gateway.console.history import history
 from gateway.console.sessions import CONSOLE, Session
 from gateway.errors import FalError, NotFound
 from gateway.http.admin import path_name
 from gateway.http.console_view import back, view
 from gateway.http.pages import require_csrf, signed_in
 from gateway.http.services import Services
+from gateway.limits.recent_jobs import recent_jobs, settlement
 from gateway.limits.settlement import CHARGED, HUNG_UP
 from gateway.upstream.client import json_body
+
+LISTED = 50
+"""Jobs listed, newest first."""
 
 
 async def list_jobs(request: Request, gateway: Services, session: Session) -> Response:
@@ -36,7 +39,7 @@ async def list_jobs(request: Request, gateway: Services, session: Session) -> Re
         title="Jobs",
         team_ids=team_ids,
         team_id=team_id,
-        jobs=await recent_jobs(gateway.redis, [team_id] if team_id else team_ids),
+        jobs=await recent_jobs(gateway.redis, [team_id] if team_id else team_ids, LISTED),
     )
 
 
@@ -79,7 +82,6 @@ async def show_job(request: Request, gateway: Services, session: Session) -> Res
     if job is not None:
         record |= {
             "endpoint": job.endpoint_id,
-            "submitted": (rfc3339(job.created_at) or "")[:19].replace("T", " "),
             "fal account": job.account or "(default)",
             "settled": "yes" if job.settled else "no",
             "webhook": "yes" if job.webhook else "no",
@@ -95,7 +97,7 @@ async def show_job(request: Request, gateway: Services, session: Session) -> Res
         images=images,
         image_problem=problem,
         deliveries=deliveries,
-        final_status=job.final_status if job else None,
+        history=history(job, settled["outcome"] if settled else None) if job else None,
     )
 
 

@@ -161,16 +161,7 @@ def layout(
         "session": session,
         "nav": nav,
         "here": here,
-        "money": money,
     }
-
-
-def money(micros: int) -> str:
-    """Micro-units as currency units: two decimals, up to six under a cent (what one image
-    costs)."""
-    if 0 < abs(micros) < 10_000:
-        return f"{micros / 1_000_000:.6f}".rstrip("0")
-    return f"{micros / 1_000_000:,.2f}"
 
 
 async def recent_usage(

@@ -3,7 +3,6 @@ request is a 404 page, exactly as the API answers it (``RequestRegistry.of_key``
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -12,6 +11,7 @@ from starlette.routing import Route
 
 from gateway.accounts.requests import OwnedRequest
 from gateway.catalog import find_endpoint
+from gateway.console.history import history
 from gateway.console.pages import page
 from gateway.console.playground import example
 from gateway.console.sessions import PORTAL, Session
@@ -20,7 +20,7 @@ from gateway.http.pages import signed_in
 from gateway.http.portal import area
 from gateway.http.queue import fetch_result
 from gateway.http.services import Services
-from gateway.limits.key_jobs import IN_FLIGHT, recent_jobs, reservation
+from gateway.limits.recent_jobs import IN_FLIGHT, recent_jobs, reservation
 
 LISTED = 50
 REFRESH_SECONDS = 1
@@ -28,20 +28,14 @@ REFRESH_SECONDS = 1
 RUNNING = ("IN_QUEUE", "IN_PROGRESS")
 
 
-def when(timestamp: float) -> str:
-    """A time as the pages show it (UTC, to the second)."""
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
 async def jobs(request: Request, gateway: Services, session: Session) -> Response:
-    found = await recent_jobs(gateway.redis, session.team_id, session.key_id, LISTED)
+    found = await recent_jobs(gateway.redis, [session.team_id], LISTED, session.key_id)
     return page(
         "portal/jobs.html",
         title="Jobs",
         **area(session, "/portal/jobs"),
         jobs=found,
         in_flight=IN_FLIGHT,
-        when=when,
     )
 
 
@@ -67,7 +61,7 @@ async def job(request: Request, gateway: Services, session: Session) -> Response
         **area(session, "/portal/jobs"),
         job=owned,
         held=held,
-        created=when(owned.created_at),
+        history=history(owned, held.get("outcome") if held.get("state") == "settled" else None),
         refresh=REFRESH_SECONDS if view["status"] in RUNNING else None,
         snippets=code,
         **view,

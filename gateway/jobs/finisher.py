@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,7 +144,8 @@ class Finisher:
         self._accounts = accounts
         self._links = links
         self._metrics = metrics
-        self._fetching: dict[str, asyncio.Task[None]] = {}
+        self._background: dict[str, asyncio.Task[None]] = {}
+        """Background work per request (its finish, or noting it started), one at a time."""
 
     async def finish(self, job: Job, ending: Ending) -> Finished:
         """Record ``ending`` (one round trip), and give back the slot the job held on its fal
@@ -205,23 +207,36 @@ class Finisher:
         self._upstream.check("result", response, credential.account)
         return None
 
-    def completed_seen(self, owned: OwnedRequest, status: Any) -> None:
-        """A status poll or stream saw ``owned``'s status; once it says COMPLETED, finish the
-        job in the background (once per process at a time) unless its end is already known."""
-        if not (isinstance(status, dict) and status.get("status") == "COMPLETED"):
+    def status_seen(self, owned: OwnedRequest, status: Any) -> None:
+        """A status poll or stream saw ``owned``'s status. The first time it says IN_PROGRESS,
+        note when, for the job's history; once it says COMPLETED, finish the job unless its end
+        is already known. Both in the background, once per process at a time."""
+        state = status.get("status") if isinstance(status, dict) else None
+        if state == "IN_PROGRESS" and owned.started_at is None:
+            self._in_background(f"started:{owned.id}", self._started_logged(owned))
+        elif state == "COMPLETED" and owned.final_status is None:
+            final = {**status, "logs": None}
+            self._in_background(owned.id, self._finish_logged(Job.of(owned), owned.settled, final))
+
+    def _in_background(self, name: str, work: Coroutine[Any, Any, None]) -> None:
+        if name in self._background:
+            work.close()
             return
-        if owned.final_status is not None or owned.id in self._fetching:
-            return
-        final = {**status, "logs": None}
-        task = asyncio.create_task(self._finish_logged(Job.of(owned), owned.settled, final))
-        self._fetching[owned.id] = task
-        task.add_done_callback(lambda _: self._fetching.pop(owned.id, None))
+        task = asyncio.create_task(work)
+        self._background[name] = task
+        task.add_done_callback(lambda _: self._background.pop(name, None))
 
     async def close(self) -> None:
-        tasks = list(self._fetching.values())
+        tasks = list(self._background.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _started_logged(self, owned: OwnedRequest) -> None:
+        try:
+            await self._scripts.job_started(owned.team_id, owned.id)
+        except FalError as exc:  # only the history misses it
+            logger.warning("could not note that request %s started: %s", owned.id, exc.detail)
 
     async def _finish_logged(self, job: Job, settled: bool, status: dict[str, Any]) -> None:
         try:

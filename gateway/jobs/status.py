@@ -56,7 +56,7 @@ class JobStatus:
 
     def seen(self, owned: OwnedRequest, status: Any) -> Any:
         """A status fal reported (a poll's answer or a stream's event), as the caller sees it."""
-        self._finisher.completed_seen(owned, status)
+        self._finisher.status_seen(owned, status)
         return self._links.rewrite_queue_body(status, owned.app_id)
 
     async def result_seen(self, owned: OwnedRequest, response: httpx.Response) -> None:

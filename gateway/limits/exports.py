@@ -50,6 +50,7 @@ USAGE_COLUMNS = (
     "pixels",
     "cost_micros",
     "overrun_micros",
+    "seconds",
 )
 
 Row = dict[str, Any]
@@ -140,10 +141,13 @@ async def ledger_rows(redis: Redis, team_id: str, query: ExportQuery) -> AsyncIt
 
 
 def usage_entry(team_id: str, entry_id: str, fields: dict[str, str]) -> Row:
-    """A usage log entry: one settled request."""
+    """A usage log entry: one settled request; ``seconds`` from its admission to its
+    settlement (None for entries written before admissions were timed)."""
+    settled_ms = int(entry_id.split("-")[0])
+    admitted_ms = fields.get("admitted_ms")
     return {
         "id": entry_id,
-        "at": rfc3339(int(entry_id.split("-")[0]) / 1000),
+        "at": rfc3339(settled_ms / 1000),
         "team_id": team_id,
         "request_id": fields.get("request_id") or None,
         "key_id": fields.get("key_id"),
@@ -154,6 +158,7 @@ def usage_entry(team_id: str, entry_id: str, fields: dict[str, str]) -> Row:
             name: int(fields.get(name) or 0)
             for name in ("images", "pixels", "cost_micros", "overrun_micros")
         },
+        "seconds": (settled_ms - int(admitted_ms)) / 1000 if admitted_ms else None,
     }
 
 

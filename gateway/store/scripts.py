@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 NAMES = (
     "admit",
     "finish",
+    "job_started",
     "credit",
     "claim",
     "release",
@@ -271,6 +272,13 @@ class Scripts:
                 "1" if e.failed else "0",
             ],
         )
+
+    async def job_started(self, team_id: str, request_id: str) -> bool:
+        """Remember that the job was seen running, unless it was before; whether this did."""
+        reply = await self.run(
+            "job_started", keys=[redis_keys.request_record(team_id, request_id)], args=[]
+        )
+        return bool(int(reply[0]))
 
     async def credit(
         self, team_id: str, amount_micros: int, note: str, max_balance: int

@@ -11,7 +11,7 @@ import time
 import httpx
 from playwright.sync_api import expect
 
-from gateway.http.pages import money
+from gateway.console.formats import money
 from tests.jobs import INPAINTING, run, valid_body
 from tests.servers import Gateway
 from tests.web.conftest import WatchedPage

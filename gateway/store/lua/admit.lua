@@ -136,6 +136,7 @@ if redis.call('HLEN', KEYS[8]) > tonumber(ARGV[12]) then
 end
 redis.call('HSET', KEYS[6], 'key_id', ARGV[9], 'endpoint', ARGV[8], 'estimate', ARGV[2],
   'cost', int(cost), 'multiplier_ppm', team[3], 'day', day, 'month', month, 'created', now_s,
+  'admitted_ms', int(now_ms),
   'unbound_until', now_s + num(ARGV[10]), 'state', 'open')
 redis.call('EXPIRE', KEYS[6], tonumber(ARGV[5]))
 redis.call('ZADD', KEYS[7], now_s, ARGV[3])

@@ -42,7 +42,9 @@ local function num(value) return tonumber(value) or 0 end
 -- Lua 5.1 prints large numbers in exponent form; counters must be written as integers.
 local function int(value) return string.format('%d', value) end
 
-local now = redis.call('TIME')[1]
+local time = redis.call('TIME')
+local now = time[1]
+local now_ms = string.format('%d', tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000))
 -- The oldest stream entry id (ms) to keep, for entries kept ``seconds``; streams are trimmed a
 -- node at a time (``~``), which bounds the work of one call.
 local function oldest(seconds)
@@ -52,7 +54,7 @@ local bound = ARGV[6] ~= '' and redis.call('EXISTS', KEYS[9]) == 1
 
 local settlement, charged, overrun = 'missing', 0, 0
 local r = redis.call('HMGET', KEYS[1], 'state', 'key_id', 'endpoint', 'cost', 'multiplier_ppm',
-  'day', 'month', 'actual', 'estimate', 'webhook_url')
+  'day', 'month', 'actual', 'estimate', 'webhook_url', 'admitted_ms')
 if r[1] == 'settled' then
   settlement, charged = 'already', num(r[8])
 elseif r[1] then
@@ -82,7 +84,7 @@ elseif r[1] then
   redis.call('HSET', KEYS[1], 'state', 'settled', 'actual', int(charged), 'outcome', ARGV[5],
     'request_id', ARGV[6], 'settled_at', now)
   if bound then
-    redis.call('HSET', KEYS[9], 'settled', '1')
+    redis.call('HSET', KEYS[9], 'settled', '1', 'ended_ms', now_ms)
   end
   if charged ~= 0 then
     redis.call('XADD', KEYS[7], 'MINID', '~', oldest(ARGV[15]), '*', 'kind', 'usage',
@@ -91,7 +93,8 @@ elseif r[1] then
   end
   redis.call('XADD', KEYS[8], 'MINID', '~', oldest(ARGV[14]), '*', 'request_id', ARGV[6],
     'key_id', key_id, 'endpoint', endpoint, 'day', day, 'images', ARGV[3], 'pixels', ARGV[4],
-    'cost_micros', int(charged), 'overrun_micros', int(overrun), 'outcome', ARGV[5])
+    'cost_micros', int(charged), 'overrun_micros', int(overrun), 'outcome', ARGV[5],
+    'admitted_ms', r[11] or '')
   local usage = KEYS[13]
   local field = key_id .. '|' .. endpoint .. '|'
   redis.call('HINCRBY', usage, field .. 'requests', 1)
