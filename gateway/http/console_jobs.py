@@ -1,5 +1,5 @@
-"""The console's jobs: recent requests per team (``limits.recent_jobs``), and a job's page: its record,
-its settlement, its result images (fetched from fal on the account the job ran on, as the queue
+"""The console's jobs: recent requests per team (``limits.recent_jobs``), and a job's page: its
+record, its status history, its settlement, its result images (fetched from fal on the account the job ran on, as the queue
 API's result does, with every file URL made a gateway link) and its webhook deliveries, a dead
 one replayable."""
 
