@@ -1,7 +1,7 @@
 """The console's jobs: recent requests per team (``limits.recent_jobs``), and a job's page: its
-record, its status history, its settlement, its result images (fetched from fal on the account the job ran on, as the queue
-API's result does, with every file URL made a gateway link) and its webhook deliveries, a dead
-one replayable."""
+record, its status history, its settlement, its result images (fetched from fal on the account
+the job ran on, as the queue API's result does, with every file URL made a gateway link) and
+its webhook deliveries, a dead one replayable."""
 
 from __future__ import annotations
 
