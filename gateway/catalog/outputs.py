@@ -26,3 +26,8 @@ class EditOutput(BaseModel):
     seed: int
     has_nsfw_concepts: list[bool]
     prompt: str
+
+
+def output_images(output: dict[str, Any]) -> list[dict[str, Any]]:
+    """The images an output lists with a URL (as it is: no field is required but the URL)."""
+    return [i for i in output.get("images") or [] if isinstance(i, dict) and i.get("url")]

@@ -13,16 +13,17 @@ from starlette.routing import Route
 
 from gateway.accounts.requests import OwnedRequest
 from gateway.accounts.tokens import TEAM_ID_PATTERN
+from gateway.catalog.outputs import output_images
 from gateway.console.history import history
 from gateway.console.sessions import CONSOLE, Session
 from gateway.errors import FalError, NotFound
 from gateway.http.admin import path_name
 from gateway.http.console_view import back, view
 from gateway.http.pages import require_csrf, signed_in
+from gateway.http.queue import fetch_result
 from gateway.http.services import Services
 from gateway.limits.recent_jobs import recent_jobs, settlement
 from gateway.limits.settlement import CHARGED, HUNG_UP
-from gateway.upstream.client import json_body
 
 LISTED = 50
 """Jobs listed, newest first."""
@@ -43,20 +44,15 @@ async def list_jobs(request: Request, gateway: Services, session: Session) -> Re
     )
 
 
-async def result_images(gateway: Services, job: OwnedRequest) -> tuple[list[str], str | None]:
-    """The gateway links of the job's output images, or why there are none."""
+async def result_images(gateway: Services, job: OwnedRequest) -> tuple[list[Any], str | None]:
+    """The job's output images (their URLs gateway links), or why there are none."""
     try:
-        credential = await gateway.accounts.credential(job.account)
-        response = await gateway.upstream.result(credential, job.app_id, job.id)
-        gateway.upstream.check("result", response, credential.account)
-        if not response.is_success:
-            return [], f"fal answered {response.status_code} for the result"
-        output = gateway.links.rewrite(json_body(response))
+        response, body = await fetch_result(gateway, job)
     except FalError as exc:
-        return [], str(exc)
-    images = output.get("images") if isinstance(output, dict) else None
-    urls = [image["url"] for image in images or [] if isinstance(image, dict) and "url" in image]
-    return [url for url in urls if isinstance(url, str)], None
+        return [], str(exc.detail)
+    if not response.is_success or not isinstance(body, dict):
+        return [], f"fal answered {response.status_code} for the result"
+    return output_images(body), None
 
 
 async def show_job(request: Request, gateway: Services, session: Session) -> Response:
@@ -66,7 +62,7 @@ async def show_job(request: Request, gateway: Services, session: Session) -> Res
     settled = await settlement(gateway.redis, team_id, request_id)
     if job is None and settled is None:
         raise NotFound("Job not found")
-    images: list[str] = []
+    images: list[Any] = []
     problem = None
     if job is not None and (settled or {}).get("outcome") in (CHARGED, HUNG_UP):
         images, problem = await result_images(gateway, job)

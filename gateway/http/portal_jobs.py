@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from gateway.accounts.requests import OwnedRequest
 from gateway.catalog import find_endpoint
+from gateway.catalog.outputs import output_images
 from gateway.console.history import history
 from gateway.console.pages import page
 from gateway.console.playground import example
@@ -78,8 +79,7 @@ async def _progress(gateway: Services, owned: OwnedRequest) -> dict[str, Any]:
     if not response.is_success or not isinstance(body, dict):
         detail = body.get("detail") if isinstance(body, dict) else None
         return {"status": "FAILED", "problem": _said(detail) or f"fal answered {response}"}
-    images = [i for i in body.get("images") or [] if isinstance(i, dict) and i.get("url")]
-    return {"status": state, "images": images}
+    return {"status": state, "images": output_images(body)}
 
 
 def _said(detail: Any) -> str:
