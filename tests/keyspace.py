@@ -24,6 +24,7 @@ _PER_ID = (
     "delivery-lock",
     "delivery-team",
     "usage:day",
+    "failures",
 )
 """Families whose last part is an id (or a day)."""
 

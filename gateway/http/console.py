@@ -49,6 +49,7 @@ async def overview(request: Request, gateway: Services, session: Session) -> Res
         reserved=sum(team.reserved_micros for team in teams),
         **await recent_usage(gateway, [team.id for team in teams]),
         accounts=accounts,
+        failures=await gateway.accounts.failures.recent(1),
         usable=sum(1 for account in accounts if account["state"] == "active"),
         backlog=backlog,
         oldest_minutes=int(oldest // 60),

@@ -1,6 +1,6 @@
-"""The console's fal accounts: their state, reason and jobs in flight; enabling, disabling and
-weighting one (``AccountChange``, as the admin API's PATCH, then the pool refreshed). The fal
-key itself is never shown, only its fingerprint."""
+"""The console's fal accounts: their state, reason, jobs in flight and failed calls; enabling,
+disabling and weighting one (``AccountChange``, as the admin API's PATCH, then the pool
+refreshed). The fal key itself is never shown, only its fingerprint."""
 
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ from gateway.http.pages import signed_in
 from gateway.http.services import Services
 from gateway.upstream.accounts import NAME_PATTERN, AccountChange
 
+FAILURE_DAYS = 7
+"""Days of failed calls the page shows."""
+
 
 async def list_accounts(
     request: Request, gateway: Services, session: Session, **context: Any
@@ -32,6 +35,8 @@ async def list_accounts(
         "console/accounts.html",
         title="fal accounts",
         accounts=accounts,
+        failures=await gateway.accounts.failures.recent(FAILURE_DAYS),
+        failure_days=FAILURE_DAYS,
         **context,
     )
 

@@ -240,6 +240,17 @@ UPSTREAM_DURATIONS = f"{PREFIX}:{{upstreams}}:durations"
 """HASH account name → mean time its jobs held a slot (ms), for an honest ``Retry-After``."""
 
 
+def upstream_failures(day: str) -> str:
+    """HASH account name → calls to fal that failed on the UTC ``day`` (``YYYY-MM-DD``), summed
+    over replicas (``upstream.failures``); expires ``UPSTREAM_FAILURES_KEPT`` after its last
+    write."""
+    return f"{PREFIX}:{{upstreams}}:failures:{day}"
+
+
+UPSTREAM_FAILURES_KEPT = 8 * 86400
+"""Seconds a day's failed calls are kept: the console shows the last week."""
+
+
 def upstream_probe_turn(account: str) -> str:
     """STRING held by the process that probes ``account`` for one probe interval (its TTL)."""
     return f"{PREFIX}:{{upstreams}}:probe:{account}"

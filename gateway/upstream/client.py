@@ -91,6 +91,8 @@ class HealthObserver(Protocol):
         self, credential: Credential, status: int, body: bytes, headers: Mapping[str, str]
     ) -> None: ...
 
+    def failed(self, account: str) -> None: ...
+
 
 STARTS_WORK = frozenset({"submit", "run", "upload_initiate"})
 """Calls whose 429 says the account is rate-limited for new work (it cools down); a 429 on a
@@ -240,12 +242,17 @@ class FalUpstream:
             yield
         except (httpx.TransportError, aiohttp.ClientError, TimeoutError) as exc:
             if _timed_out(exc):
-                self._metrics.upstream_errors.labels(operation, "timeout", account).inc()
+                self._failed(operation, "timeout", account)
                 raise UpstreamTimeout("fal did not answer in time") from exc
-            self._metrics.upstream_errors.labels(operation, "unavailable", account).inc()
+            self._failed(operation, "unavailable", account)
             if _not_connected(exc):
                 raise UpstreamUnreachable("fal could not be reached") from exc
             raise UpstreamUnavailable("fal could not be reached") from exc
+
+    def _failed(self, operation: str, kind: str, account: str) -> None:
+        self._metrics.upstream_errors.labels(operation, kind, account).inc()
+        if account:
+            self._health.failed(account)
 
     def check(self, operation: str, response: httpx.Response, account: str = "") -> None:
         """Raise for fal answers the caller must not see as they are: infrastructure failures and
@@ -257,8 +264,7 @@ class FalUpstream:
             return
         if code >= 500 and REQUEST_ID_HEADER in response.headers:
             return
-        kind = "server_error" if code >= 500 else "refused"
-        self._metrics.upstream_errors.labels(operation, kind, account).inc()
+        self._failed(operation, "server_error" if code >= 500 else "refused", account)
         if code in REFUSED_STATUSES:
             raise UpstreamError("fal refused the gateway's credentials", error_type="upstream_auth")
         raise UpstreamError(f"fal answered {code}")

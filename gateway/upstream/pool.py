@@ -28,6 +28,7 @@ from gateway.upstream.accounts import (
     env_accounts,
     fingerprint,
 )
+from gateway.upstream.failures import CallFailures
 from gateway.web import jsoncodec
 from gateway.web.sealing import Sealer
 
@@ -84,8 +85,10 @@ class AccountPool:
         scripts: AccountScripts,
         settings: Settings,
         metrics: Metrics,
+        failures: CallFailures,
     ) -> None:
         self._accounts = accounts
+        self.failures = failures
         self._scripts = scripts
         self._settings = settings
         self._metrics = metrics
@@ -112,7 +115,8 @@ class AccountPool:
 
     async def refresh(self) -> None:
         """Read the pool again, seeding the accounts of ``GATEWAY_FAL_KEY`` that are missing,
-        and show it in the metrics."""
+        and show it in the metrics; pass on the failed calls counted since the last time."""
+        await self.failures.flush()
         every = await self._accounts.views(deleted=True)
         live = {view.account.name for view in every if view.account.deleted_at is None}
         if not self._seeded or not self._env_names <= live:
@@ -223,6 +227,10 @@ class AccountPool:
                 f"cooling down until {moment}: fal answered 429",
             )
 
+    def failed(self, account: str) -> None:
+        """A call on ``account`` failed (counted for the console's accounts page)."""
+        self.failures.count(account)
+
     async def restored(self, credential: Credential) -> bool:
         """A probe saw fal accept the key of a refused account again: enable it."""
         return await self._change_health(
@@ -278,7 +286,7 @@ def account_pool(
     )
     sealer = Sealer(settings.account_sealing_key(), KEY_CONTEXT)
     accounts = AccountStore(store, account_scripts, sealer, settings.request_retention)
-    return AccountPool(accounts, account_scripts, settings, metrics)
+    return AccountPool(accounts, account_scripts, settings, metrics, CallFailures(store))
 
 
 def _retry_after(headers: Mapping[str, str], default: float) -> float:
