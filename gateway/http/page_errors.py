@@ -75,7 +75,7 @@ async def error_page(request: Request, exc: FalError) -> Response | None:
         context = {"area": role, "area_title": AREA_TITLES[role], "session": None}
         back = (f"/{role}/signin", "Sign in")
     try:
-        title = HTTPStatus(exc.status_code).phrase
+        title = HTTPStatus(exc.status_code).phrase.capitalize()  # "Not found"
     except ValueError:
         title = "Error"
     response = page(
