@@ -6,7 +6,6 @@ delivery alone; a dead delivery replayed from its job's page is delivered."""
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -49,20 +48,6 @@ def _signed_by(delivery: Received, secret: str) -> bool:
     except WebhookVerificationError:
         return False
     return True
-
-
-def _delivery(gateway: Gateway, key_id: str, status: str) -> dict[str, Any]:
-    """The key's only delivery, once the admin API reports it ``status``."""
-    deadline = time.monotonic() + 30
-    with gateway.admin() as admin:
-        while True:
-            [found] = admin.get("/admin/v1/deliveries", params={"key_id": key_id}).json()[
-                "deliveries"
-            ]
-            if found["status"] == status:
-                return dict(found)
-            assert time.monotonic() < deadline, found
-            time.sleep(0.1)
 
 
 def _limits(gateway: Gateway, key_id: str) -> dict[str, Any]:
@@ -134,7 +119,7 @@ def test_a_dead_delivery_is_replayed_from_its_jobs_page(
     peer.fail_paths.add(path)
     try:
         request_id = _webhook_job(own_gateway, token, url)
-        dead = _delivery(own_gateway, str(key["id"]), "dead")
+        dead = own_gateway.wait_delivery(str(key["id"]), "dead", timeout=30)
     finally:
         peer.fail_paths.discard(path)
     assert (dead["attempts"], dead["last_status"]) == (3, 500)
@@ -152,7 +137,7 @@ def test_a_dead_delivery_is_replayed_from_its_jobs_page(
 
     delivered = peer.wait_for_posts(path, refused + 1)[-1]
     assert _signed_by(delivered, str(key["webhook_secret"]))
-    _delivery(own_gateway, str(key["id"]), "delivered")
+    own_gateway.wait_delivery(str(key["id"]), "delivered")
     page.reload()
     expect(row).to_contain_text("delivered")
     expect(row.get_by_role("button", name="Replay")).to_have_count(0)
