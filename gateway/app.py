@@ -27,6 +27,7 @@ from gateway.http import (
     files,
     me,
     ops,
+    page_errors,
     portal,
     portal_jobs,
     portal_playground,
@@ -229,6 +230,7 @@ def create_app(settings: Settings) -> ASGIApp:
             *storage.ROUTES,
             *sync.ROUTES,
             *files.ROUTES,
+            *page_errors.ROUTES,
             *queue.CATCH_ALL_ROUTES,
         ],
         middleware=[
@@ -237,7 +239,7 @@ def create_app(settings: Settings) -> ASGIApp:
         ],
         lifespan=lifespan,
     )
-    install_error_handlers(app)
+    install_error_handlers(app, page_errors.error_page)
     fast_status = FastStatusPolls(app)
     return MetricsMiddleware(fast_status, metrics)
 

@@ -19,12 +19,14 @@ Exception tree::
 
 fal answers model and infrastructure errors with a flat ``detail``/``error_type`` body and an
 ``X-Fal-Error-Type`` header, and validation errors with a pydantic-style ``detail`` list
-(``fal-protocol.md`` §4). Every handler raises one of these; ``install_error_handlers`` maps them.
+(``fal-protocol.md`` §4). Every handler raises one of these; ``install_error_handlers`` maps them,
+to fal's JSON, or to an HTML page for a browser's page (the console's and portal's) when the app
+gives it a ``PageErrors``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -178,19 +180,11 @@ def error_response(exc: FalError) -> Response:
     return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
 
 
-async def _handle_fal_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, FalError)
-    return error_response(exc)
-
-
-async def _handle_http_exception(request: Request, exc: Exception) -> Response:
+def _from_http_exception(exc: HTTPException) -> FalError:
     """Starlette's own 404/405s, in fal's shape rather than plain text."""
-    assert isinstance(exc, HTTPException)
     error_type = "not_found" if exc.status_code == 404 else "bad_request"
-    return error_response(
-        FalError(
-            exc.detail, status_code=exc.status_code, error_type=error_type, headers=exc.headers
-        )
+    return FalError(
+        exc.detail, status_code=exc.status_code, error_type=error_type, headers=exc.headers
     )
 
 
@@ -205,8 +199,26 @@ async def no_such_route(request: Request) -> Response:
     raise NotFound("Not Found")
 
 
-def install_error_handlers(app: Starlette) -> None:
-    """Map every ``FalError`` raised by a handler to its response."""
-    app.add_exception_handler(FalError, _handle_fal_error)
-    app.add_exception_handler(HTTPException, _handle_http_exception)
+PageErrors = Callable[[Request, FalError], Awaitable[Response | None]]
+"""An error as an HTML page when the request was for one, else None (fal's JSON then)."""
+
+
+def install_error_handlers(app: Starlette, pages: PageErrors | None = None) -> None:
+    """Map every ``FalError`` raised by a handler to its response: fal's JSON, or the page
+    ``pages`` renders for it."""
+
+    async def render(request: Request, exc: FalError) -> Response:
+        page = await pages(request, exc) if pages is not None else None
+        return page if page is not None else error_response(exc)
+
+    async def handle_fal_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, FalError)
+        return await render(request, exc)
+
+    async def handle_http_exception(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return await render(request, _from_http_exception(exc))
+
+    app.add_exception_handler(FalError, handle_fal_error)
+    app.add_exception_handler(HTTPException, handle_http_exception)
     app.add_exception_handler(ClientDisconnect, _handle_disconnect)

@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import httpx
 import pytest
@@ -280,6 +280,20 @@ class Gateway(ServerProcess):
         assert response.status_code == 201, response.text
         created: dict[str, object] = response.json()
         return str(created["secret"]), created
+
+    def wait_delivery(self, key_id: str, status: str, timeout: float = 20) -> dict[str, Any]:
+        """The key's only webhook delivery, once the admin API reports it ``status`` (a
+        receiver has a POST a moment before the worker records the outcome)."""
+        deadline = time.monotonic() + timeout
+        with self.admin() as admin:
+            while True:
+                [record] = admin.get("/admin/v1/deliveries", params={"key_id": key_id}).json()[
+                    "deliveries"
+                ]
+                if record["status"] == status:
+                    return dict(record)
+                assert time.monotonic() < deadline, record
+                time.sleep(0.1)
 
     def cli(
         self, *args: str, token: str = ADMIN_TOKEN, stdin: str | None = None

@@ -16,7 +16,7 @@ from gateway.console.history import history
 from gateway.console.pages import page
 from gateway.console.playground import example
 from gateway.console.sessions import PORTAL, Session
-from gateway.errors import FalError, NotFound
+from gateway.errors import FalError
 from gateway.http.pages import signed_in
 from gateway.http.portal import area
 from gateway.http.queue import fetch_result
@@ -42,12 +42,7 @@ async def jobs(request: Request, gateway: Services, session: Session) -> Respons
 
 async def job(request: Request, gateway: Services, session: Session) -> Response:
     request_id = request.path_params["request_id"]
-    try:
-        owned = await gateway.requests.of_key(session.team_id, session.key_id, request_id)
-    except NotFound as exc:
-        return page(
-            "portal/missing.html", 404, title="Not found", **area(session, ""), what=exc.detail
-        )
+    owned = await gateway.requests.of_key(session.team_id, session.key_id, request_id)
     view: dict[str, Any] = {"status": None, "images": [], "problem": None}
     try:
         view |= await _progress(gateway, owned)

@@ -245,7 +245,7 @@ class DeliveryWorker:
         attempts = int(record.get("attempts") or 0) + 1
         now = time.time()
         retry_in: float | None = None
-        error, status = await self._send(team_id, record, int(now))
+        error, status = await self._send(team_id, record, now)
         self._metrics.delivery_attempts.inc()
         if error is None:
             update = {"status": DELIVERED, "delivered_at": repr(time.time())}
@@ -277,9 +277,10 @@ class DeliveryWorker:
             await self._store.execute(commands)
 
     async def _send(
-        self, team_id: str, record: dict[str, str], now: int
+        self, team_id: str, record: dict[str, str], now: float
     ) -> tuple[str | None, int | None]:
-        """POST the signed delivery; the error (None on a 2xx) and the status code."""
+        """POST the signed delivery; the error (None on a 2xx) and the status code. A rotated
+        secret's grace is checked against ``now`` itself, not the signature's whole second."""
         try:
             target = await self._targets.resolve(record["url"])
         except TargetRefused as exc:
@@ -287,7 +288,7 @@ class DeliveryWorker:
         secrets = await self._keys.webhook_secrets(team_id, record["key_id"], now)
         body = record["body"]
         url, headers, extensions = target.pinned_request()
-        headers |= signature_headers(record["request_id"], body, secrets, now)
+        headers |= signature_headers(record["request_id"], body, secrets, int(now))
         try:
             response = await self._client.post(
                 url, content=body.encode(), headers=headers, extensions=extensions

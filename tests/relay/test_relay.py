@@ -66,21 +66,6 @@ def _verified(delivery: Received, secret: str) -> dict[str, Any]:
     return payload
 
 
-def _recorded(gateway: Gateway, key_id: str, status: str, timeout: float = 20) -> dict[str, Any]:
-    """The key's only delivery, once recorded with ``status`` (a receiver has a POST a moment
-    before the worker records the outcome)."""
-    deadline = time.monotonic() + timeout
-    with gateway.admin() as admin:
-        while True:
-            [record] = admin.get("/admin/v1/deliveries", params={"key_id": key_id}).json()[
-                "deliveries"
-            ]
-            if record["status"] == status:
-                return dict(record)
-            assert time.monotonic() < deadline, record
-            time.sleep(0.1)
-
-
 def _fal_sign(key_file: Path, request_id: str, body: bytes, timestamp: int) -> dict[str, str]:
     key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
     assert isinstance(key, Ed25519PrivateKey)
@@ -236,7 +221,7 @@ def test_a_receiver_down_for_a_while_gets_the_event_after(
     peer.fail_paths.discard(path)
     deliveries = peer.wait_for_posts(path, 4, timeout=30)
     assert _verified(deliveries[-1], str(created["webhook_secret"]))["status"] == "OK"
-    record = _recorded(relay_gateway, str(created["id"]), "delivered")
+    record = relay_gateway.wait_delivery(str(created["id"]), "delivered")
     assert record["attempts"] >= 4
 
 
@@ -312,7 +297,7 @@ def test_killed_process_mid_delivery_is_finished_by_another(
     with Gateway(redis_url, signing_emulator.url) as survivor:
         deliveries = peer.wait_for_posts(path, 2, timeout=30)
         assert _verified(deliveries[-1], str(created["webhook_secret"]))["status"] == "OK"
-        _recorded(survivor, str(created["id"]), "delivered")
+        survivor.wait_delivery(str(created["id"]), "delivered")
 
 
 @pytest.fixture(scope="module")
@@ -391,7 +376,7 @@ def test_deliveries_and_secret_rotation_from_the_cli(relay_gateway: Gateway, pee
         assert done.returncode == 0, done.stderr
         return done.stdout
 
-    _recorded(relay_gateway, str(created["id"]), "delivered")
+    relay_gateway.wait_delivery(str(created["id"]), "delivered")
     listed = json.loads(cli("deliveries", "list", "--key", str(created["id"]), "--json"))
     assert [(d["id"], d["status"]) for d in listed["deliveries"]] == [
         (submitted["request_id"], "delivered")

@@ -40,6 +40,11 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
+NOT_FOUND = (
+    "console error: Failed to load resource: the server responded with a status of 404 (Not Found)"
+)
+
+
 class WatchedPage:
     """A page and what its browser console reported."""
 
@@ -48,6 +53,12 @@ class WatchedPage:
         self.problems: list[str] = []
         page.on("console", self._console)
         page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
+
+    def not_found_pages(self, count: int) -> None:
+        """What ``count`` 404 pages leave on the console (a browser reports a page's error
+        status there), and nothing else: taken off the problems."""
+        assert self.problems == [NOT_FOUND] * count
+        self.problems.clear()
 
     def _console(self, message: ConsoleMessage) -> None:
         if message.type == "error":

@@ -54,6 +54,7 @@ def main() -> None:
             "jobs": "/console/jobs",
             "job": f"/console/jobs/{job}",
             "accounts": "/console/accounts",
+            "not-found": "/console/keys/no-such-key",
         }
         for name, path in pages.items():
             page.goto(f"{gateway.url}{path}")

@@ -1,7 +1,8 @@
 """The portal in a real browser: a job run from the playground (image and mask uploaded through
 the gateway) shows its image; the jobs page lists it with its cost; another key's job is a 404
 as in the API; the deliveries page lists a webhook delivery; bad input is the form again with
-alerts; changes need the CSRF token. Screenshots of each page at desktop and phone width."""
+alerts; changes need the CSRF token; a missing job is a 404 page. Screenshots of each page at
+desktop and phone width."""
 
 from __future__ import annotations
 
@@ -172,6 +173,17 @@ def test_a_portal_change_without_the_csrf_token_is_refused(gateway: Gateway) -> 
         forged = browser.post("/portal/playground", data={**form, "csrf": "guessed"})
         assert forged.status_code == 403
         assert browser.get("/portal/jobs").status_code == 200
+
+
+def test_the_not_found_page_at_both_widths(watched: WatchedPage, gateway: Gateway) -> None:
+    token, _ = gateway.new_key("lost")
+    _sign_in(watched.page, gateway, token)
+    watched.page.goto(f"{gateway.url}/portal/jobs/no-such-request")
+    expect(watched.page.get_by_role("heading", name="Not found")).to_be_visible()
+    expect(watched.page.get_by_role("alert")).to_have_text("Request not found.")
+    expect(watched.page.get_by_role("link", name="Back to jobs")).to_be_visible()
+    _shoot(watched.page, "not-found")
+    watched.not_found_pages(1)
 
 
 @pytest.mark.parametrize("name", ["signin"])
