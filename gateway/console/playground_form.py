@@ -122,7 +122,7 @@ class Group:
         for name in posted:
             head, _, rest = str(name).partition(".")
             number = rest.partition(".")[0]
-            if head == self.name and number.isdigit() and len(number) < 4:
+            if head == self.name and number.isascii() and number.isdigit() and len(number) < 4:
                 found.add(int(number))
         return sorted(found)
 

@@ -144,13 +144,18 @@ def test_a_sent_forms_used_rows_are_renumbered_in_order() -> None:
         "loras.2.path": "https://example.com/a.safetensors",
         "loras.2.scale": "1.0",
         "loras.5.scale": "0.5",
+        "loras.\u00b2.path": "https://example.com/b.safetensors",  # a digit int() cannot read
+        "loras.1234.path": "https://example.com/c.safetensors",  # past any list's limit
     }
     assert compacted(form, sent) == {
         "prompt": "a fox",
         "loras.0.path": "https://example.com/a.safetensors",
         "loras.0.scale": "1.0",
         "loras.1.scale": "0.5",
+        "loras.\u00b2.path": "https://example.com/b.safetensors",
+        "loras.1234.path": "https://example.com/c.safetensors",
     }
+    assert read(form, sent).rows == {"loras": [2, 5]}
 
 
 def test_the_models_errors_are_placed_on_the_rows_they_came_from() -> None:
