@@ -9,7 +9,7 @@ The session holds the key's secret hash, never its secret: the job is admitted w
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -22,11 +22,15 @@ from gateway.catalog import CATALOG, Endpoint
 from gateway.console.pages import page
 from gateway.console.playground import (
     PLACEHOLDER_URL,
-    FormField,
+    Problem,
+    compacted,
     example,
-    form_fields,
-    parameters,
+    opened,
+    placed,
+    problems,
+    read,
 )
+from gateway.console.playground_form import Form, form_of
 from gateway.console.sessions import PORTAL, Session
 from gateway.errors import FalError, NotFound, RequestValidationFailed
 from gateway.http.pages import require_csrf, signed_in
@@ -38,6 +42,9 @@ from gateway.web import jsoncodec
 
 STORAGE_TYPE = "fal-cdn-v3"
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
+SHOWN_CODE = (
+    "The code below makes the call this form describes. To run it, choose the images again."
+)
 
 
 def _chosen(endpoint_id: Any) -> Endpoint:
@@ -48,20 +55,25 @@ def _form_page(
     gateway: Services,
     session: Session,
     endpoint: Endpoint,
-    values: Mapping[str, Any],
-    errors: list[str],
+    posted: Mapping[str, Any],
+    problems: list[Problem],
+    notice: str | None = None,
 ) -> Response:
-    fields = form_fields(endpoint)
+    form = form_of(endpoint)
+    values = {name: value for name, value in posted.items() if isinstance(value, str)}
+    files = [f.name for f in form.files if _is_file(posted.get(f.name))]
     return page(
         "portal/playground.html",
         title="Playground",
         **area(session, "/portal/playground"),
         endpoints=list(CATALOG),
-        endpoint=endpoint,
-        fields=fields,
-        values={name: str(value) for name, value in values.items() if isinstance(value, str)},
-        problems=errors,
-        snippets=example(gateway.settings.public_url, endpoint, values),
+        form=form,
+        values=values,
+        problems=problems,
+        inline={p.control: p.msg for p in problems if p.control is not None},
+        opened=opened(form, values, problems),
+        snippets=example(gateway.settings.public_url, endpoint, values, files),
+        notice=notice,
     )
 
 
@@ -71,24 +83,26 @@ async def show(request: Request, gateway: Services, session: Session) -> Respons
 
 
 async def run(request: Request, gateway: Services, session: Session) -> Response:
-    form = await require_csrf(request, session)
-    endpoint = _chosen(form.get("endpoint"))
-    fields = form_fields(endpoint)
-    body, errors = parameters(fields, form)
-    files = {f.name: form.get(f.name) for f in fields if f.kind == "file"}
-    errors += _file_problems(fields, files)
-    if not errors:
-        placeholders = {name: PLACEHOLDER_URL.format(name=name) for name in files}
-        try:
-            endpoint.validate({**body, **placeholders})
-        except RequestValidationFailed as exc:
-            errors += [_message(fields, item) for item in exc.errors]
-    if errors:
-        return _form_page(gateway, session, endpoint, form, errors)
+    sent = await require_csrf(request, session)
+    endpoint = _chosen(sent.get("endpoint"))
+    form = form_of(endpoint)
+    posted = compacted(form, sent)
+    reading = read(form, posted)
+    uploads = {f.name: upload for f in form.files if _is_file(upload := posted.get(f.name))}
+    found = _file_problems(form, uploads)
+    # The body is checked with a placeholder URL for each file before anything is uploaded.
+    will_have = [f.name for f in form.files if f.required or f.name in uploads]
+    links = {name: PLACEHOLDER_URL.format(name=name) for name in will_have}
+    found += problems(form, reading, links, gateway.settings.max_data_uri_bytes)
+    if posted.get("action") == "code":  # the code for these values, nothing run
+        wrong = [p for p in found if p.control not in {f.name for f in form.files}]
+        return _form_page(gateway, session, endpoint, posted, wrong, SHOWN_CODE)
+    if found:
+        return _form_page(gateway, session, endpoint, posted, found)
     key = await gateway.keys.get(session.key_id)
     if key is None:
         raise NotFound("Key not found")
-    uploads = {name: f for name, f in files.items() if isinstance(f, UploadFile)}
+    body = dict(reading.body)
     try:
         for name, upload in uploads.items():
             body[name] = await _upload(gateway, key, upload)
@@ -96,33 +110,32 @@ async def run(request: Request, gateway: Services, session: Session) -> Response
         call = Call(token, endpoint, jsoncodec.dumps(body).encode(), {})
         accepted = await gateway.submitter.submit(call, None)
     except RequestValidationFailed as exc:
-        errors = [_message(fields, item) for item in exc.errors]
+        found = placed(form, reading, exc.errors)
     except FalError as exc:
-        errors = [str(exc.detail)]
+        found = [Problem("The job", str(exc.detail), "", None)]
     else:
         if accepted.response.is_success:
             return RedirectResponse(f"/portal/jobs/{accepted.body['request_id']}", 303)
-        errors = [f"fal refused the job: {_detail(accepted.body)}"]
-    return _form_page(gateway, session, endpoint, form, errors)
+        found = [Problem("fal refused the job", _detail(accepted.body), "", None)]
+    return _form_page(gateway, session, endpoint, posted, found)
 
 
-def _file_problems(fields: list[FormField], files: Mapping[str, Any]) -> list[str]:
-    problems = []
-    labels = {f.name: f.label for f in fields}
-    for name, upload in files.items():
-        if not isinstance(upload, UploadFile) or not upload.filename or not upload.size:
-            problems.append(f"{labels[name]}: choose an image file")
-        elif (upload.content_type or "") not in IMAGE_TYPES:
-            problems.append(f"{labels[name]}: must be a PNG, JPEG or WebP image")
-    return problems
+def _is_file(value: Any) -> TypeGuard[UploadFile]:
+    """Whether a sent form's value is a chosen file (an empty file input sends a nameless one)."""
+    return isinstance(value, UploadFile) and bool(value.filename) and bool(value.size)
 
 
-def _message(fields: list[FormField], item: Mapping[str, Any]) -> str:
-    """A validation error of the body, named by the form's label for its field."""
-    labels = {f.name: f.label for f in fields}
-    loc = [str(part) for part in item.get("loc", []) if part != "body"]
-    name = labels.get(loc[0], loc[0]) if loc else "Input"
-    return f"{name}: {item.get('msg', 'invalid')}"
+def _file_problems(form: Form, uploads: Mapping[str, UploadFile]) -> list[Problem]:
+    found = []
+    for field in form.files:
+        upload = uploads.get(field.name)
+        loc = f"body.{field.name}"
+        if upload is None and field.required:
+            found.append(Problem(field.label, "choose an image file", loc, field.name))
+        elif upload is not None and (upload.content_type or "") not in IMAGE_TYPES:
+            msg = "must be a PNG, JPEG or WebP image"
+            found.append(Problem(field.label, msg, loc, field.name))
+    return found
 
 
 def _detail(body: Any) -> str:

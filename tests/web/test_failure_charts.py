@@ -12,6 +12,7 @@ from playwright.sync_api import Page, expect
 from tests.jobs import KONTEXT, run, valid_body
 from tests.servers import Gateway
 from tests.web.conftest import WatchedPage
+from tests.web import portal
 from tests.web.console import sign_in
 
 UNREACHABLE = "http://127.0.0.1:9/gone.png"
@@ -47,9 +48,7 @@ def test_failed_jobs_are_charted_apart(watched: WatchedPage, gateway: Gateway) -
     _settled(gateway, str(key["id"]), 3)
 
     page = watched.page
-    page.goto(f"{gateway.url}/portal")
-    page.get_by_label("API key").fill(token)
-    page.get_by_role("button", name="Sign in").click()
+    portal.sign_in(page, gateway, token)
     expect(page.locator(".stat.bad b")).to_have_text("2")
     assert _todays_bar(page, "Jobs per day") == 3
     assert _todays_bar(page, "Failed jobs per day") == 2

@@ -16,6 +16,7 @@ from playwright.sync_api import Page, expect
 from tests.jobs import KONTEXT, submit, valid_body, wait_status
 from tests.servers import Emulator, Gateway
 from tests.web.conftest import WatchedPage
+from tests.web import portal
 from tests.web.console import sign_in
 
 SECONDS = re.compile(r"^\d+\.\d\d s$")
@@ -93,9 +94,7 @@ def test_a_polled_job_shows_when_it_ran_and_how_long_it_took(
     assert steps["COMPLETED"][0] == "Ended: charged"
 
     page.context.clear_cookies()
-    page.goto(f"{gateway.url}/portal")
-    page.get_by_label("API key").fill(token)
-    page.get_by_role("button", name="Sign in").click()
+    portal.sign_in(page, gateway, token)
     page.goto(f"{gateway.url}/portal/jobs")
     row = page.get_by_role("row").filter(has_text=polled["request_id"][:8])
     expect(row.get_by_role("cell").nth(3)).to_have_text(SECONDS)

@@ -13,20 +13,11 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.images import mask_left_half, png
 from tests.jobs import INPAINTING, KONTEXT, submit, valid_body, wait_status
 from tests.peer import Peer
 from tests.servers import Gateway
-from tests.web.conftest import SCREENSHOTS, WatchedPage
-
-WIDTHS = (1280, 390)
-
-
-def _sign_in(page: Page, gateway: Gateway, token: str) -> None:
-    page.goto(f"{gateway.url}/portal")
-    page.get_by_label("API key").fill(token)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("navigation")).to_be_visible()
+from tests.web.conftest import WatchedPage
+from tests.web.portal import images, shoot, sign_in
 
 
 def _go(page: Page, section: str) -> None:
@@ -38,24 +29,10 @@ def _empty(
 ) -> tuple[Page, str, dict[str, object]]:
     """A new key signed in, on ``section``, which says it has nothing yet."""
     token, key = gateway.new_key(f"{section} user")
-    _sign_in(watched.page, gateway, token)
+    sign_in(watched.page, gateway, token)
     _go(watched.page, section)
     expect(watched.page.get_by_text(empty)).to_be_visible()
     return watched.page, token, key
-
-
-def _shoot(page: Page, name: str) -> None:
-    for width in WIDTHS:
-        page.set_viewport_size({"width": width, "height": 900})
-        page.screenshot(path=SCREENSHOTS / f"portal-{name}-{width}.png", full_page=True)
-    page.set_viewport_size({"width": 1280, "height": 900})
-
-
-def _images(tmp_path: Path) -> tuple[Path, Path]:
-    image, mask = tmp_path / "photo.png", tmp_path / "mask.png"
-    image.write_bytes(png(64, 48))
-    mask.write_bytes(mask_left_half(64, 48))
-    return image, mask
 
 
 def test_a_playground_job_shows_its_image_and_its_cost(
@@ -66,14 +43,14 @@ def test_a_playground_job_shows_its_image_and_its_cost(
     _go(page, "Playground")
     page.get_by_label("Endpoint").select_option(INPAINTING)
     page.get_by_role("button", name="Choose").click()
-    image, mask = _images(tmp_path)
+    image, mask = images(tmp_path)
     page.get_by_label("Prompt (required)").fill("a hot air balloon")
     page.get_by_label("Image (required)").set_input_files(image)
     page.get_by_label("Mask (required)").set_input_files(mask)
     page.get_by_text("Parameters").click()
     expect(page.get_by_label("Num Inference Steps")).to_have_value("28")
     expect(page.get_by_label("Num Inference Steps")).to_have_attribute("max", "50")
-    _shoot(page, "playground")
+    shoot(page, "playground")
     page.get_by_role("button", name="Run").click()
 
     expect(page).to_have_url(re.compile(r"/portal/jobs/[\w-]+$"))
@@ -86,7 +63,7 @@ def test_a_playground_job_shows_its_image_and_its_cost(
     expect(page.locator("pre").nth(1)).to_contain_text(f"{INPAINTING}")
     assert token.split("_")[-1] not in page.content()
     request_id = page.url.rsplit("/", 1)[-1]
-    _shoot(page, "job")
+    shoot(page, "job")
 
     with gateway.admin() as admin:
         uploaded = admin.get(f"/admin/v1/keys/{key['id']}").json()
@@ -97,12 +74,12 @@ def test_a_playground_job_shows_its_image_and_its_cost(
     expect(row).to_contain_text(INPAINTING)
     expect(row).to_contain_text("charged")
     assert re.search(r"\d+\.\d\d", row.inner_text())
-    _shoot(page, "jobs")
+    shoot(page, "jobs")
     _go(page, "Overview")
     expect(page.get_by_role("img", name="Jobs per day", exact=True)).to_be_visible()
     jobs = page.locator(".stat", has=page.get_by_text("jobs, last 14 days", exact=True))
     expect(jobs.locator("b")).to_have_text("1")
-    _shoot(page, "home")
+    shoot(page, "home")
 
     with gateway.admin() as admin:
         admin.post(f"/admin/v1/keys/{key['id']}/revoke").raise_for_status()
@@ -115,9 +92,9 @@ def test_bad_playground_input_is_the_form_again_with_alerts(
 ) -> None:
     token, _ = gateway.new_key()
     page = watched.page
-    _sign_in(page, gateway, token)
+    sign_in(page, gateway, token)
     page.goto(f"{gateway.url}/portal/playground?endpoint={KONTEXT}")
-    image, _ = _images(tmp_path)
+    image, _ = images(tmp_path)
     page.get_by_label("Prompt (required)").fill("make it snow")
     page.get_by_label("Image (required)").set_input_files(image)
     page.get_by_text("Parameters").click()
@@ -128,7 +105,7 @@ def test_bad_playground_input_is_the_form_again_with_alerts(
     alert = page.get_by_role("alert")
     expect(alert).to_contain_text("Num Inference Steps: Input should be less than or equal to 50")
     expect(page.get_by_label("Prompt (required)")).to_have_value("make it snow")
-    _shoot(page, "playground-error")
+    shoot(page, "playground-error")
 
 
 def test_another_keys_job_is_not_found(gateway: Gateway) -> None:
@@ -161,7 +138,7 @@ def test_the_deliveries_page_lists_a_webhook_delivery(
     row = page.get_by_role("row").filter(has_text=hook)
     expect(row).to_contain_text(job["request_id"][:8])
     expect(row).to_contain_text(re.compile("delivered|pending"))
-    _shoot(page, "deliveries")
+    shoot(page, "deliveries")
 
 
 def test_a_portal_change_without_the_csrf_token_is_refused(gateway: Gateway) -> None:
@@ -177,16 +154,16 @@ def test_a_portal_change_without_the_csrf_token_is_refused(gateway: Gateway) -> 
 
 def test_the_not_found_page_at_both_widths(watched: WatchedPage, gateway: Gateway) -> None:
     token, _ = gateway.new_key("lost")
-    _sign_in(watched.page, gateway, token)
+    sign_in(watched.page, gateway, token)
     watched.page.goto(f"{gateway.url}/portal/jobs/no-such-request")
     expect(watched.page.get_by_role("heading", name="Not found")).to_be_visible()
     expect(watched.page.get_by_role("alert")).to_have_text("Request not found.")
     expect(watched.page.get_by_role("link", name="Back to jobs")).to_be_visible()
-    _shoot(watched.page, "not-found")
+    shoot(watched.page, "not-found")
     watched.not_found_pages(1)
 
 
 @pytest.mark.parametrize("name", ["signin"])
 def test_the_sign_in_page_at_both_widths(watched: WatchedPage, gateway: Gateway, name: str) -> None:
     watched.page.goto(f"{gateway.url}/portal/signin")
-    _shoot(watched.page, name)
+    shoot(watched.page, name)
