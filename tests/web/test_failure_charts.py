@@ -11,8 +11,8 @@ from playwright.sync_api import Page, expect
 
 from tests.jobs import KONTEXT, run, valid_body
 from tests.servers import Gateway
-from tests.web.conftest import WatchedPage
 from tests.web import portal
+from tests.web.conftest import WatchedPage
 from tests.web.console import sign_in
 
 UNREACHABLE = "http://127.0.0.1:9/gone.png"

@@ -15,8 +15,8 @@ from playwright.sync_api import Page, expect
 
 from tests.jobs import KONTEXT, submit, valid_body, wait_status
 from tests.servers import Emulator, Gateway
-from tests.web.conftest import WatchedPage
 from tests.web import portal
+from tests.web.conftest import WatchedPage
 from tests.web.console import sign_in
 
 SECONDS = re.compile(r"^\d+\.\d\d s$")
