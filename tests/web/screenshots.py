@@ -26,6 +26,9 @@ def seed(gateway: Gateway) -> tuple[str, str]:
             submitted = submit(caller, endpoint, valid_body(endpoint, width=256, height=192))
             wait_status(caller, submitted["status_url"])
             caller.get(submitted["response_url"]).raise_for_status()
+        failing = valid_body(KONTEXT, image_url="http://127.0.0.1:9/gone.png")
+        failed = submit(caller, KONTEXT, failing)  # fal cannot fetch its input: a failed job
+        wait_status(caller, failed["status_url"])
     return str(key["id"]), f"acme/{submitted['request_id']}"
 
 
