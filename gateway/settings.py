@@ -197,6 +197,12 @@ class Settings(BaseSettings):
     background_stall_after: Annotated[float, Field(gt=0)] = 300.0
     """A background loop (reconciler, webhook delivery) with no pass finished for this long (or
     three reconcile intervals, if longer) makes ``/readyz`` answer 503."""
+    cap_warning_ratio: Annotated[float, Field(gt=0, le=1)] = 0.9
+    """Share of a team's daily or monthly cap whose crossing by an admission is counted
+    (``gateway_team_cap_warnings_total``) and logged as a warning naming the team."""
+    metrics_team_label: bool = False
+    """Label ``gateway_team_cap_warnings_total`` with the team id too: a series per team that
+    nears a cap, so only where the number of teams is bounded (empty label otherwise)."""
     background_stop_timeout: Annotated[float, Field(gt=0)] = 5.0
     """On shutdown, how long background loops may take to stop before they are abandoned."""
     shutdown_timeout: Annotated[int, Field(ge=1)] = 20

@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -111,6 +112,7 @@ class Reconciler:
             await self._audit()
         shards = list(range(redis_keys.SHARDS))
         share = math.ceil(TEAMS_PER_CLAIM / redis_keys.SHARDS)
+        now = time.time()
         while shards:
             async with store_errors():
                 now, claimed = await self._scripts.claim_due_teams(
@@ -120,7 +122,7 @@ class Reconciler:
             if teams:
                 await self._reconcile(now, teams)
             shards = [shard for shard, got in claimed.items() if len(got) == share]
-        await self._count_open()
+        await self._count_open(now)
 
     async def _reconcile(self, now: float, teams: list[str]) -> None:
         """Check the claimed ``teams``' due reservations, then release the teams."""
@@ -247,8 +249,9 @@ class Reconciler:
                 break
         logger.info("reconciler audit: %d teams, %d with open work", audited, rescheduled)
 
-    async def _count_open(self) -> None:
-        """Set the gauges from the teams on the schedule, the only ones with open reservations."""
+    async def _count_open(self, now: float) -> None:
+        """Set the gauges from the teams on the schedule, the only ones with open reservations
+        (``now``: Redis's time, which admission times are in)."""
         async with store_errors():
             scheduled = await self._store.execute(
                 [
@@ -264,10 +267,13 @@ class Reconciler:
             for command in (
                 ("ZCARD", redis_keys.open_reservations(t)),
                 ("HGET", redis_keys.team_record(t), "reserved"),
+                ("ZRANGE", redis_keys.open_reservations(t), 0, 0, "WITHSCORES"),
             )
         )
-        self._metrics.reservations_outstanding.set(sum(int(c) for c in counts[::2]))
-        self._metrics.reserved_micros.set(sum(int(r or 0) for r in counts[1::2]))
+        self._metrics.reservations_outstanding.set(sum(int(c) for c in counts[::3]))
+        self._metrics.reserved_micros.set(sum(int(r or 0) for r in counts[1::3]))
+        oldest = min((float(first[1]) for first in counts[2::3] if first), default=now)
+        self._metrics.oldest_reservation_age.set(max(0.0, now - oldest))
 
     async def _first_work(self, teams: list[str]) -> list[tuple[float | None, float | None]]:
         """For each team, the admission time of its oldest open reservation and the earliest

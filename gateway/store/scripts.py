@@ -82,6 +82,8 @@ class Admitted:
     rate_limit: int
     rate_remaining: int
     rate_reset_ms: int
+    caps: tuple[tuple[str, int, int], ...] = ()
+    """(``daily`` or ``monthly``, the team's spend in it with this cost, its cap) for each cap."""
 
 
 @dataclass(frozen=True)
@@ -207,7 +209,9 @@ class Scripts:
         )
         if reply[0] != "ok":
             return Refused(str(reply[1]), int(reply[2]), int(reply[3]))
-        return Admitted(int(reply[1]), int(reply[2]), int(reply[3]), int(reply[4]))
+        spends = [("daily", *reply[5:7]), ("monthly", *reply[7:9])]
+        caps = tuple((name, int(spent), int(cap)) for name, spent, cap in spends if int(cap) > 0)
+        return Admitted(int(reply[1]), int(reply[2]), int(reply[3]), int(reply[4]), caps)
 
     async def finish(self, e: Ending) -> Finished:
         """Settle, remember the final status and record the caller's webhook, together; then,
