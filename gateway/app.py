@@ -119,10 +119,10 @@ def create_app(settings: Settings) -> ASGIApp:
         accounts = account_pool(settings, store, scripts, metrics)
         upstream = FalUpstream(settings, metrics, accounts)
         requests = RequestRegistry(store, settings.request_retention)
-        finisher = Finisher(scripts, upstream, accounts, links, metrics)
+        teams = TeamStore(redis)
+        finisher = Finisher(scripts, upstream, accounts, links, metrics, teams)
         keys = KeyStore(redis)
         policies = PolicyCache(store)
-        teams = TeamStore(redis)
         targets = TargetPolicy(settings.webhook_allow_http, settings.webhook_allowed_networks)
         probe = InputProbe(
             targets,
