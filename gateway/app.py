@@ -17,6 +17,7 @@ from gateway.accounts.teams import TeamStore
 from gateway.errors import StoreUnavailable, install_error_handlers
 from gateway.http import (
     admin,
+    admin_billing,
     admin_deliveries,
     admin_exports,
     admin_maintenance,
@@ -217,6 +218,7 @@ def create_app(settings: Settings) -> ASGIApp:
             *admin_teams.ROUTES,
             *admin_deliveries.ROUTES,
             *admin_exports.ROUTES,
+            *admin_billing.ROUTES,
             *admin_maintenance.ROUTES,
             *admin_upstreams.ROUTES,
             *console.ROUTES,
