@@ -5,7 +5,6 @@ flags an endpoint fal bills differently from the gateway's prices."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,19 +14,8 @@ from tests.limits.conftest import client_for, new_team, settled_when, team_state
 from tests.servers import Emulator, Gateway, RedisServer, UpstreamLog
 
 FUNDS = 10_000_000
-RESET = {"fail_job_rate": 0, "run_time": 0.05, "failed_run_units": 0, "units_factor": {}}
 HD = "square_hd"
 """1024x1024 outputs: 1,048,576 pixels, 36,701 micros at $0.035/MP; one unit at fal."""
-
-
-@pytest.fixture
-def knobs(fast_emulator: Emulator) -> Iterator[Any]:
-    def set_knobs(**changes: Any) -> None:
-        with fast_emulator.client() as client:
-            client.patch("/_emulator/knobs", json=changes).raise_for_status()
-
-    yield set_knobs
-    set_knobs(**RESET)
 
 
 def records(gateway: Gateway, team: str, **query: Any) -> dict[str, Any]:
