@@ -34,6 +34,12 @@ class EmulatorKnobs(BaseModel):
     fail_submit_status: Annotated[int, Field(ge=500, le=599)] = 503
     fail_job_rate: Rate = 0.0
     """Share of jobs that run and then fail with a 500 ``internal_server_error`` result."""
+    failed_run_units: Annotated[float, Field(ge=0, le=10**6)] = 0.0
+    """``x-fal-billable-units`` on a job that ran and ended without output (a runner failure,
+    a cancel while running); 0: none, as fal bills only outputs of its Model APIs."""
+    units_factor: dict[str, Annotated[float, Field(ge=0, le=1000)]] = {}
+    """Endpoint id -> factor on the billable units reported for its outputs (1 when absent):
+    an endpoint fal bills differently from its published rule, for reconciliation tests."""
     webhook_delay: Seconds = 0.0
     """Wait before the first webhook delivery attempt (a slow webhook)."""
     webhook_drop_attempts: Annotated[int, Field(ge=0)] = 0

@@ -174,6 +174,7 @@ async def fetch_result(svc: Services, owned: OwnedRequest) -> tuple[httpx.Respon
 async def cancel(request: Request) -> Response:
     svc, owned = await _owned(request)
     credential = await svc.accounts.credential(owned.account)
+    await svc.job_status.cancelling(owned)
     response = await svc.upstream.cancel(credential, owned.app_id, owned.id)
     svc.upstream.check("cancel", response, credential.account)
     body = json_body(response)

@@ -47,6 +47,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from gateway.accounts.requests import CANCEL_ASKED
 from gateway.errors import FalError
 from gateway.jobs.finisher import Ending, Finisher, Job
 from gateway.limits.settlement import ABANDONED
@@ -161,6 +162,7 @@ class Reconciler:
                 fields["endpoint"],
                 fields.get("webhook_url") or None,
                 fields.get("account", ""),
+                bool(fields.get(CANCEL_ASKED)),
             )
             jobs.append((job, fields))
         await self._pipelined(gone)

@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 NAMES = (
     "admit",
     "finish",
-    "job_started",
+    "job_seen",
     "credit",
     "claim",
     "release",
@@ -135,6 +135,8 @@ class Ending:
     webhook_body: str = ""
     failed: bool = False
     """Counted as a failed job in the day's usage."""
+    usage_fields: tuple[str, ...] = ()
+    """More field/value pairs for the job's usage log entry (fal's billable units, ...)."""
 
 
 class BalanceOutOfRange(ValueError):
@@ -274,14 +276,15 @@ class Scripts:
                 self._retention.spend,
                 self._retention.delivery_grace,
                 "1" if e.failed else "0",
+                *e.usage_fields,
             ],
         )
 
-    async def job_started(self, team_id: str, request_id: str) -> bool:
-        """Remember that the job was seen running, unless it was before; whether this did."""
-        reply = await self.run(
-            "job_started", keys=[redis_keys.request_record(team_id, request_id)], args=[]
-        )
+    async def job_seen(self, team_id: str, request_id: str, field: str, *also: str) -> bool:
+        """Note when the job was first seen so (``field``: ``started_ms``, ``cancel_ms``) on its
+        request record and the records ``also`` names, unless it was; whether this did."""
+        keys = [redis_keys.request_record(team_id, request_id), *also]
+        reply = await self.run("job_seen", keys=keys, args=[field])
         return bool(int(reply[0]))
 
     async def credit(
