@@ -35,8 +35,9 @@ from gateway.limits.settlement import (
 )
 from gateway.policy.limits import DEFAULT_CHARGE_RULE
 from gateway.store import redis_keys
-from gateway.store import scripts as store
-from gateway.store.scripts import Finished, Scripts
+from gateway.store import script_calls as store
+from gateway.store.script_calls import Finished
+from gateway.store.scripts import Scripts
 from gateway.telemetry.metrics import Metrics
 from gateway.upstream import FalUpstream
 from gateway.upstream.client import REQUEST_ID_HEADER, json_body

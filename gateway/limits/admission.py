@@ -11,8 +11,9 @@ from gateway.accounts.tokens import Token
 from gateway.errors import INVALID_KEY, FalError, PaymentRequired, RateLimited, Unauthorized
 from gateway.policy.cache import Rules, StalePolicy
 from gateway.settings import Settings
-from gateway.store import scripts as store
-from gateway.store.scripts import Refused, Scripts
+from gateway.store import script_calls as store
+from gateway.store.script_calls import Refused
+from gateway.store.scripts import Scripts
 from gateway.telemetry.metrics import Metrics
 
 logger = logging.getLogger(__name__)

@@ -17,7 +17,6 @@ import hashlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
@@ -29,6 +28,7 @@ from gateway.store import redis_keys
 from gateway.store.multiplexed import Command, Store
 from gateway.store.pool import store_errors
 from gateway.store.retention import SPEND_FIELDS, Retention
+from gateway.store.script_calls import Admission, Admitted, Ending, Finished, Refused
 from gateway.telemetry.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -74,88 +74,12 @@ def schedule_team(team_id: str, at: float | str) -> Command:
     return ("ZADD", due, "LT", at if isinstance(at, str) else f"{at:.6f}", team_id)
 
 
-@dataclass(frozen=True)
-class Admitted:
-    """``admit.lua`` reserved the credit and took a lease."""
-
-    cost_micros: int
-    rate_limit: int
-    rate_remaining: int
-    rate_reset_ms: int
-    caps: tuple[tuple[str, int, int], ...] = ()
-    """(``daily`` or ``monthly``, the team's spend in it with this cost, its cap) for each cap."""
-
-
-@dataclass(frozen=True)
-class Refused:
-    """``admit.lua`` refused, and why."""
-
-    reason: str
-    retry_after_ms: int
-    detail: int
-
-
-@dataclass(frozen=True)
-class Admission:
-    """What to reserve for one submit."""
-
-    team_id: str
-    key_id: str
-    secret_hash: str
-    estimate_micros: int
-    reservation_id: str
-    endpoint_id: str
-    key_policy_version: int
-    team_policy_version: int
-    lease_ttl: int
-    reservation_ttl: int
-    unbound_for: int = 0
-    """Seconds the job may run without a fal request id (a sync run) before it counts as
-    abandoned."""
-
-
-@dataclass(frozen=True)
-class Ending:
-    """How one job ended, as ``finish.lua`` records it."""
-
-    team_id: str
-    key_id: str
-    reservation_id: str
-    request_id: str
-    outcome: str
-    list_cost: int = 0
-    """The actual list price (micros); -1 charges the admission estimate."""
-    images: int = 0
-    pixels: int = 0
-    final_status: str = ""
-    """fal's final status (JSON) to answer later polls with; empty: none."""
-    webhook_url: str = ""
-    """Where to queue the caller's webhook (``WEBHOOK_ON_RESERVATION``: the reservation's);
-    empty: nowhere."""
-    webhook_body: str = ""
-    failed: bool = False
-    """Counted as a failed job in the day's usage."""
-    usage_fields: tuple[str, ...] = ()
-    """More field/value pairs for the job's usage log entry (fal's billable units, ...)."""
-
-
 class BalanceOutOfRange(ValueError):
     """A credit would take a balance past the largest one allowed."""
 
     def __init__(self, balance: int) -> None:
         super().__init__(balance)
         self.balance = balance
-
-
-@dataclass(frozen=True)
-class Finished:
-    settlement: str
-    """``settled`` (by this call), ``already`` or ``missing``."""
-    charged: int
-    delivery: str
-    """``new``, ``duplicate`` or ``none``."""
-    overrun: int = 0
-    """What the actual cost exceeded the reservation by (not charged)."""
 
 
 class Scripts:
