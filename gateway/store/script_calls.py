@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+WEBHOOK_ON_RESERVATION = "*"
+"""``Ending.webhook_url`` for "the URL the reservation holds" (request records do not repeat
+it, so a finish from a request record knows only that there is one)."""
+
 
 @dataclass(frozen=True)
 class Admitted:

@@ -49,10 +49,6 @@ NAMES = (
     "account_edit",
 )
 
-WEBHOOK_ON_RESERVATION = "*"
-"""``Ending.webhook_url`` for "the URL the reservation holds" (request records do not repeat
-it, so a finish from a request record knows only that there is one)."""
-
 
 def _source(name: str) -> str:
     return resources.files(__package__).joinpath("lua", f"{name}.lua").read_text()
