@@ -66,7 +66,9 @@ class Scene:
             ]
         )
 
-    async def admit(self, estimate: int, reservation: str | None = None) -> Admitted | Refused:
+    async def admit(
+        self, estimate: int, reservation: str | None = None, price: str = ""
+    ) -> Admitted | Refused:
         return await self.scripts.admit(
             Admission(
                 team_id=self.team,
@@ -79,6 +81,7 @@ class Scene:
                 team_policy_version=0,
                 lease_ttl=60,
                 reservation_ttl=3600,
+                price=price,
             )
         )
 

@@ -1,0 +1,99 @@
+"""The values the scripts take and give back (``scripts``): an admission to make and its
+answer, a job's ending and what finishing it did."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class PricesSeen:
+    """What the admission's round trip read besides the script: the price table's version
+    and Redis's clock (ms), to tell whether the price the estimate was made at was current."""
+
+    table_version: int = 0
+    redis_ms: int = 0
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """``admit.lua`` reserved the credit and took a lease."""
+
+    cost_micros: int
+    rate_limit: int
+    rate_remaining: int
+    rate_reset_ms: int
+    prices: PricesSeen = field(default=PricesSeen(), compare=False)
+
+
+@dataclass(frozen=True)
+class Refused:
+    """``admit.lua`` refused, and why."""
+
+    reason: str
+    retry_after_ms: int
+    detail: int
+    prices: PricesSeen = field(default=PricesSeen(), compare=False)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What to reserve for one submit."""
+
+    team_id: str
+    key_id: str
+    secret_hash: str
+    estimate_micros: int
+    reservation_id: str
+    endpoint_id: str
+    key_policy_version: int
+    team_policy_version: int
+    lease_ttl: int
+    reservation_ttl: int
+    unbound_for: int = 0
+    """Seconds the job may run without a fal request id (a sync run) before it counts as
+    abandoned."""
+    price: str = ""
+    """The price the estimate was made at (``Price.encode``), kept on the reservation."""
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How one job ended, as ``finish.lua`` records it."""
+
+    team_id: str
+    key_id: str
+    reservation_id: str
+    request_id: str
+    outcome: str
+    list_cost: int = 0
+    """The actual list price (micros); -1 charges the admission estimate."""
+    images: int = 0
+    pixels: int = 0
+    final_status: str = ""
+    """fal's final status (JSON) to answer later polls with; empty: none."""
+    webhook_url: str = ""
+    """Where to queue the caller's webhook (``WEBHOOK_ON_RESERVATION``: the reservation's);
+    empty: nowhere."""
+    webhook_body: str = ""
+    failed: bool = False
+    """Counted as a failed job in the day's usage."""
+
+
+class BalanceOutOfRange(ValueError):
+    """A credit would take a balance past the largest one allowed."""
+
+    def __init__(self, balance: int) -> None:
+        super().__init__(balance)
+        self.balance = balance
+
+
+@dataclass(frozen=True)
+class Finished:
+    settlement: str
+    """``settled`` (by this call), ``already`` or ``missing``."""
+    charged: int
+    delivery: str
+    """``new``, ``duplicate`` or ``none``."""
+    overrun: int = 0
+    """What the actual cost exceeded the reservation by (not charged)."""
