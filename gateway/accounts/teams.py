@@ -7,7 +7,7 @@ million so admission can apply it with integer arithmetic.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -18,8 +18,10 @@ from redis.exceptions import WatchError
 from gateway.accounts import indexes
 from gateway.accounts.keys import rfc3339
 from gateway.accounts.tokens import TEAM_ID_PATTERN
+from gateway.catalog import CATALOG
+from gateway.catalog.pricing import Price
 from gateway.errors import NotFound
-from gateway.policy.cache import store_policy
+from gateway.policy.cache import store_policy, team_prices
 from gateway.policy.limits import PPM, TeamLimits, integer_limits, redis_fields
 from gateway.policy.model import Policy, policy_field, policy_from
 from gateway.store import redis_keys
@@ -41,6 +43,8 @@ class Team:
     policy_version: int
     sync_hangup: str = "charge"
     """What a sync run whose caller hung up costs: ``charge`` (as fal bills it) or ``refund``."""
+    prices: dict[str, Price] = field(default_factory=dict)
+    """The team's own price of an endpoint, by endpoint id, where it has one."""
 
     @classmethod
     def from_record(cls, team_id: str, fields: dict[str, str]) -> Team:
@@ -55,6 +59,7 @@ class Team:
             policy=policy_from(fields.get("policy")),
             policy_version=int(fields.get("policy_version", "0")),
             sync_hangup=fields.get("sync_hangup") or "charge",
+            prices=team_prices({e: fields.get(redis_keys.team_price_field(e)) for e in CATALOG}),
         )
 
     def public(self) -> dict[str, Any]:
@@ -69,6 +74,10 @@ class Team:
             "limits": self.limits,
             "sync_hangup": self.sync_hangup,
             "policy": self.policy.model_dump(exclude_defaults=True),
+            "prices": {
+                endpoint: {"version": price.version, **price.terms()}
+                for endpoint, price in self.prices.items()
+            },
         }
 
 

@@ -20,6 +20,7 @@ import httpx
 
 from gateway.accounts.requests import OwnedRequest, stored_status
 from gateway.catalog import find_endpoint
+from gateway.catalog.pricing import Price
 from gateway.errors import FalError
 from gateway.limits.settlement import (
     CHARGED,
@@ -57,6 +58,9 @@ class Job:
     ``WEBHOOK_ON_RESERVATION`` when only the reservation holds it."""
     account: str = ""
     """The fal account the job is on (empty: not chosen yet, or recorded before the pool)."""
+    price: Price | None = None
+    """The price it was admitted at, which it is charged at (None: admitted before prices were
+    kept, charged at the catalog's)."""
 
     @classmethod
     def of(cls, owned: OwnedRequest) -> Job:
@@ -69,6 +73,7 @@ class Job:
             owned.endpoint_id,
             store.WEBHOOK_ON_RESERVATION if owned.webhook else None,
             owned.account,
+            owned.price,
         )
 
     @property
@@ -152,7 +157,7 @@ class Finisher:
         account (another); parts already recorded stay as they were."""
         list_cost = images = pixels = 0
         if ending.outcome == CHARGED:
-            list_cost, images, pixels = actual_list_cost(job.endpoint_id, ending.output)
+            list_cost, images, pixels = actual_list_cost(job.endpoint_id, ending.output, job.price)
         elif ending.outcome == HUNG_UP:
             list_cost = USE_ESTIMATE
         webhook = job.webhook_url if ending.event is not None else None

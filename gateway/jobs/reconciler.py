@@ -46,6 +46,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from gateway.catalog.pricing import Price
 from gateway.errors import FalError
 from gateway.jobs.finisher import Ending, Finisher, Job
 from gateway.limits.settlement import ABANDONED
@@ -159,6 +160,7 @@ class Reconciler:
                 fields["endpoint"],
                 fields.get("webhook_url") or None,
                 fields.get("account", ""),
+                Price.decode(fields.get("price")),
             )
             jobs.append((job, fields))
         await self._pipelined(gone)

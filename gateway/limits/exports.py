@@ -51,6 +51,7 @@ USAGE_COLUMNS = (
     "cost_micros",
     "overrun_micros",
     "seconds",
+    "price_version",
 )
 
 Row = dict[str, Any]
@@ -142,7 +143,9 @@ async def ledger_rows(redis: Redis, team_id: str, query: ExportQuery) -> AsyncIt
 
 def usage_entry(team_id: str, entry_id: str, fields: dict[str, str]) -> Row:
     """A usage log entry: one settled request; ``seconds`` from its admission to its
-    settlement (None for entries written before admissions were timed)."""
+    settlement (None for entries written before admissions were timed); ``price_version`` the
+    version of the price it was charged at (0: the catalog's; None for entries written before
+    prices were versioned)."""
     settled_ms = int(entry_id.split("-")[0])
     admitted_ms = fields.get("admitted_ms")
     return {
@@ -159,6 +162,7 @@ def usage_entry(team_id: str, entry_id: str, fields: dict[str, str]) -> Row:
             for name in ("images", "pixels", "cost_micros", "overrun_micros")
         },
         "seconds": (settled_ms - int(admitted_ms)) / 1000 if admitted_ms else None,
+        "price_version": int(version) if (version := fields.get("price_version")) else None,
     }
 
 

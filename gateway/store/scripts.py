@@ -1,8 +1,9 @@
 """The Lua scripts, as typed methods: each builds its ``KEYS`` from ``redis_keys`` and reads its
 reply into a value. Sources are ``lua/<name>.lua`` in this package. Every key a script touches
-is in its ``KEYS``, and they share one hash tag: a team's (``{<team_id>}``), or one shard's of the
-delivery queue (``{deliveries:<n>}``) or of the reconciler's schedule (``{reconcile:<n>}``), so
-they run on Redis Cluster too. What a team's script would write to a shared structure (the
+is in its ``KEYS``, and they share one hash tag: a team's (``{<team_id>}``), one shard's of the
+delivery queue (``{deliveries:<n>}``) or of the reconciler's schedule (``{reconcile:<n>}``), the
+pool of fal accounts' (``{upstreams}``) or the price table's (``{prices}``), so they run on Redis
+Cluster too. What a team's script would write to a shared structure (the
 team's place on the schedule, its new delivery's queue entry) is sent as plain commands in the
 same or the next round trip; ``redis_keys.undelivered`` and the audit cover a crash between the
 two.
