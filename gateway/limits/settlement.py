@@ -3,10 +3,9 @@
 The actual list price is computed from the output's ``images[]`` (width x height each) at the
 price the job was admitted at, which its reservation and request record keep, so a price change
 while it runs does not touch it; an image without dimensions is charged at the admission
-estimate. A sync run
-whose caller hung up is charged at the estimate (its output is never seen). Jobs that fail,
-submits fal refuses, cancelled jobs and jobs fal no longer knows are refunded in full
-(``jobs.finisher`` records the ending with ``finish.lua``).
+estimate. A sync run whose caller hung up is charged at the estimate (its output is never seen).
+Jobs that fail, submits fal refuses, cancelled jobs and jobs fal no longer knows are refunded in
+full (``jobs.finisher`` records the ending with ``finish.lua``).
 """
 
 from __future__ import annotations

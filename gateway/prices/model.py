@@ -6,12 +6,11 @@ an estimate (a few hundred megapixels per image at most) stays far inside what R
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from gateway.accounts.keys import LAST_TIMESTAMP
+from gateway.accounts.keys import future_moment
 from gateway.catalog import CATALOG
 from gateway.catalog.pricing import Price
 
@@ -69,8 +68,4 @@ class PriceSet(PriceTerms):
     @field_validator("effective_at")
     @classmethod
     def _in_future(cls, value: AwareDatetime | None) -> AwareDatetime | None:
-        if value is not None and value.timestamp() <= time.time():
-            raise ValueError("effective_at must be in the future (leave it out for now)")
-        if value is not None and value.timestamp() > LAST_TIMESTAMP:
-            raise ValueError("effective_at must be before the year 10000")
-        return value
+        return future_moment("effective_at", value)

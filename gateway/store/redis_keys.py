@@ -69,7 +69,8 @@ too. Read by every admission in the same batch (``Scripts.admit``). Lives foreve
 
 def request_record(team_id: str, request_id: str) -> str:
     """HASH of one forwarded request (owning key, app, endpoint, time, reservation, whether
-    the caller asked for a webhook, fal's final status in short form): every value under
+    the caller asked for a webhook, the price it was admitted at, fal's final status in short
+    form): every value under
     Redis' ``hash-max-listpack-value`` (64 bytes) in the usual cases, so the hash stays compact
     (``accounts.requests``). Expires ``request_retention`` seconds after submit."""
     return f"{PREFIX}:{{{team_id}}}:req:{request_id}"
@@ -102,8 +103,9 @@ def leases(team_id: str, key_id: str) -> str:
 
 
 def reservation(team_id: str, reservation_id: str) -> str:
-    """HASH of one credit reservation (key, endpoint, cost, period, state, request id, the
-    caller's webhook URL). Expires ``request_retention`` seconds after admission."""
+    """HASH of one credit reservation (key, endpoint, cost, the price it was admitted at,
+    period, state, request id, the caller's webhook URL). Expires ``request_retention`` seconds
+    after admission."""
     return f"{PREFIX}:{{{team_id}}}:resv:{reservation_id}"
 
 
