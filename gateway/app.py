@@ -21,6 +21,7 @@ from gateway.http import (
     admin_deliveries,
     admin_exports,
     admin_maintenance,
+    admin_prices,
     admin_teams,
     admin_upstreams,
     console,
@@ -50,12 +51,15 @@ from gateway.jobs.streams import StatusStreams
 from gateway.jobs.submit import Submitter
 from gateway.limits.admission import Admitter
 from gateway.policy.cache import PolicyCache
+from gateway.prices.cache import PriceCache
+from gateway.prices.table import PriceTable
 from gateway.relay.fal_signature import FalKeys
 from gateway.relay.outbox import Outbox
 from gateway.relay.targets import TargetPolicy
 from gateway.relay.worker import DeliveryWorker
 from gateway.settings import Settings
 from gateway.store.pool import connect_redis, connect_store
+from gateway.store.price_scripts import PriceScripts
 from gateway.store.retention import Retention
 from gateway.store.scripts import Scripts
 from gateway.telemetry.loops import Loop, Supervisor
@@ -124,6 +128,7 @@ def create_app(settings: Settings) -> ASGIApp:
         finisher = Finisher(scripts, upstream, accounts, links, metrics, teams)
         keys = KeyStore(redis)
         policies = PolicyCache(store)
+        price_cache = PriceCache(store)
         targets = TargetPolicy(settings.webhook_allow_http, settings.webhook_allowed_networks)
         probe = InputProbe(
             targets,
@@ -138,7 +143,7 @@ def create_app(settings: Settings) -> ASGIApp:
         submitter = Submitter(
             settings,
             policies,
-            Admitter(scripts, settings, metrics),
+            Admitter(scripts, settings, metrics, price_cache),
             upstream,
             accounts,
             links,
@@ -186,6 +191,7 @@ def create_app(settings: Settings) -> ASGIApp:
             scripts=scripts,
             submitter=submitter,
             policies=policies,
+            prices=PriceTable(PriceScripts(scripts, store), store, redis, price_cache),
             finisher=finisher,
             job_status=job_status,
             streams=StatusStreams(upstream, accounts, job_status, settings.max_streams_per_key),
@@ -216,6 +222,7 @@ def create_app(settings: Settings) -> ASGIApp:
             *ops.ROUTES,
             *admin.ROUTES,
             *admin_teams.ROUTES,
+            *admin_prices.ROUTES,
             *admin_deliveries.ROUTES,
             *admin_exports.ROUTES,
             *admin_billing.ROUTES,

@@ -28,6 +28,16 @@ LAST_TIMESTAMP = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
 """The last moment RFC 3339 (and ``datetime``) can write; a key's ``expires_at`` must be earlier."""
 
 
+def future_moment(name: str, value: datetime | None) -> datetime | None:
+    """``value`` (None stays None) if it is in the future and before the year 10000; else the
+    ``ValueError`` a model's validator raises for field ``name``."""
+    if value is not None and value.timestamp() <= time.time():
+        raise ValueError(f"{name} must be in the future")
+    if value is not None and value.timestamp() > LAST_TIMESTAMP:
+        raise ValueError(f"{name} must be before the year 10000")
+    return value
+
+
 def rfc3339(timestamp: float | None) -> str | None:
     """A Unix time as RFC 3339 in UTC; times past year 9999 (which admin APIs that did not bound
     ``expires_at`` could store) read as its last second."""

@@ -9,6 +9,7 @@ from typing import Any
 
 from gateway.accounts.keys import KEY_CHECK_FIELDS, parse_authorization, verify_key
 from gateway.catalog import Endpoint
+from gateway.catalog.pricing import Price
 from gateway.errors import NotFound
 from gateway.store import redis_keys
 from gateway.store.multiplexed import Store, hash_reply
@@ -45,6 +46,8 @@ class OwnedRequest:
     """When the gateway recorded its end."""
     cancel_asked: bool = False
     """Its caller asked to cancel it (``jobs.status``)."""
+    price: Price | None = None
+    """The price it was admitted at (None: recorded before prices were kept)."""
 
 
 class RequestRegistry:
@@ -63,9 +66,10 @@ class RequestRegistry:
         reservation_id: str,
         account: str,
         webhook_url: str | None = None,
+        price: Price | None = None,
     ) -> None:
-        """Remember who owns ``request_id`` and the fal account it is on, and bind its
-        reservation to it (one round trip)."""
+        """Remember who owns ``request_id``, the fal account it is on and the price it was
+        admitted at, and bind its reservation to it (one round trip)."""
         name = redis_keys.request_record(team_id, request_id)
         fields: dict[str, str] = {
             "key_id": key_id,
@@ -78,6 +82,8 @@ class RequestRegistry:
         }
         if webhook_url:
             fields["webhook"] = "1"
+        if price is not None:
+            fields["price"] = price.encode()
         reservation = redis_keys.reservation(team_id, reservation_id)
         async with store_errors():
             await self._store.execute(
@@ -157,6 +163,7 @@ def _owned(request_id: str, team_id: str, fields: dict[str, str]) -> OwnedReques
         started_at=_seconds(fields.get(STARTED)),
         ended_at=_seconds(fields.get("ended_ms")),
         cancel_asked=bool(fields.get(CANCEL_ASKED)),
+        price=Price.decode(fields.get("price")),
     )
 
 

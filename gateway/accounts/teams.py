@@ -7,7 +7,7 @@ million so admission can apply it with integer arithmetic.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -18,8 +18,10 @@ from redis.exceptions import WatchError
 from gateway.accounts import indexes
 from gateway.accounts.keys import rfc3339
 from gateway.accounts.tokens import TEAM_ID_PATTERN
+from gateway.catalog import CATALOG
+from gateway.catalog.pricing import Price
 from gateway.errors import NotFound
-from gateway.policy.cache import store_policy
+from gateway.policy.cache import store_policy, team_prices
 from gateway.policy.limits import (
     DEFAULT_CHARGE_RULE,
     PPM,
@@ -51,6 +53,8 @@ class Team:
     """What a failed job costs (``limits.charge_rules``)."""
     cancelled_running: str = DEFAULT_CHARGE_RULE
     """What a job cancelled while it ran costs, when it produced nothing."""
+    prices: dict[str, Price] = field(default_factory=dict)
+    """The team's own price of an endpoint, by endpoint id, where it has one."""
 
     @classmethod
     def from_record(cls, team_id: str, fields: dict[str, str]) -> Team:
@@ -67,6 +71,7 @@ class Team:
             sync_hangup=fields.get("sync_hangup") or "charge",
             failed_job=fields.get("failed_job") or DEFAULT_CHARGE_RULE,
             cancelled_running=fields.get("cancelled_running") or DEFAULT_CHARGE_RULE,
+            prices=team_prices({e: fields.get(redis_keys.team_price_field(e)) for e in CATALOG}),
         )
 
     def public(self) -> dict[str, Any]:
@@ -83,6 +88,10 @@ class Team:
             "failed_job": self.failed_job,
             "cancelled_running": self.cancelled_running,
             "policy": self.policy.model_dump(exclude_defaults=True),
+            "prices": {
+                endpoint: {"version": price.version, **price.terms()}
+                for endpoint, price in self.prices.items()
+            },
         }
 
 

@@ -13,6 +13,7 @@ from gateway.catalog.common import ImageEditInput
 from gateway.catalog.flux_general import FluxGeneralInpaintingInput
 from gateway.catalog.flux_kontext import FluxKontextLoraInput
 from gateway.catalog.flux_lora import FluxLoraImageToImageInput, FluxLoraInpaintingInput
+from gateway.catalog.pricing import Price
 from gateway.errors import RequestValidationFailed
 from gateway.web import jsoncodec
 
@@ -20,11 +21,17 @@ from gateway.web import jsoncodec
 @dataclass(frozen=True)
 class Endpoint:
     """One fal endpoint: its id (``owner/app[/subpath]``), input model (which also knows its
-    file fields and output-size rule) and fal's price per output megapixel."""
+    file fields and output-size rule) and fal's price per output megapixel: the default of the
+    price table, which can change it at run time (``gateway.prices``)."""
 
     id: str
     input_model: type[ImageEditInput]
     price_per_megapixel_micros: int
+
+    @property
+    def catalog_price(self) -> Price:
+        """The catalog's price (version 0), what applies until one is set at run time."""
+        return Price(self.price_per_megapixel_micros)
 
     @property
     def app_id(self) -> str:

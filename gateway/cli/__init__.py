@@ -1,7 +1,7 @@
 """``fal-gateway`` (also ``python -m gateway``): the product's command line.
 
 The commands live in modules by subject: ``servers`` (``serve``, ``emulator``, ``dev``), and the
-admin API's ``keys``, ``teams``, ``usage``, ``deliveries``, ``maintenance`` and
+admin API's ``keys``, ``teams``, ``prices``, ``usage``, ``deliveries``, ``maintenance`` and
 ``upstreams``; ``main`` gathers them.
 """
 
@@ -11,7 +11,16 @@ import logging
 
 import click
 
-from gateway.cli import deliveries, keys, maintenance, servers, teams, upstreams, usage
+from gateway.cli import (
+    deliveries,
+    keys,
+    maintenance,
+    prices,
+    servers,
+    teams,
+    upstreams,
+    usage,
+)
 
 
 @click.group()
@@ -30,6 +39,7 @@ for _command in (
     servers.dev,
     keys.group,
     teams.group,
+    prices.group,
     usage.usage,
     deliveries.group,
     maintenance.group,

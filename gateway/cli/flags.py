@@ -2,8 +2,9 @@
 
 Key and team limits come from ``KeyLimits`` and ``TeamLimits`` (each field's ``Stored`` mark,
 whose ``flag`` defaults to ``--<field name with dashes>``), the policy rules from ``Policy`` (each
-field's ``Flag`` mark). A flag's help is its field's description and its type the field's: a
-list field's flag may be repeated, a bool's is a switch, a dict's takes ``FIELD=VALUE``.
+field's ``Flag`` mark), a price's terms from ``PriceTerms`` (``--<field name with dashes>``).
+A flag's help is its field's description and its type the field's: a list field's flag may be
+repeated, a bool's is a switch, a dict's takes ``FIELD=VALUE``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pydantic.fields import FieldInfo
 
 from gateway.policy.limits import KeyLimits, TeamLimits, stored_limits
 from gateway.policy.model import Flag, Policy
+from gateway.prices.model import PriceTerms
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 
@@ -140,6 +142,13 @@ def policy_flags() -> FlagSet:
     )
 
 
+def price_flags() -> FlagSet:
+    """The flags of a price's terms."""
+    names = PriceTerms.model_fields
+    return _flag_set(PriceTerms, ((n, "--" + n.replace("_", "-"), None) for n in names))
+
+
 KEY_LIMITS = limit_flags(KeyLimits)
 TEAM_LIMITS = limit_flags(TeamLimits)
 POLICY = policy_flags()
+PRICE_TERMS = price_flags()

@@ -1,4 +1,4 @@
-"""``fal-gateway teams ...``: teams, their credit and ledger, limits and policy."""
+"""``fal-gateway teams ...``: teams, their credit and ledger, limits, policy and own prices."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from gateway.cli.admin import admin_call, admin_download, admin_group, export_options
-from gateway.cli.flags import TEAM_LIMITS, given
+from gateway.cli.flags import PRICE_TERMS, TEAM_LIMITS, given
 from gateway.cli.output import json_option, rows_of, show, table
 from gateway.cli.records import Records
 
@@ -22,6 +22,14 @@ COLUMNS = (
     "price_multiplier",
 )
 LEDGER_COLUMNS = ("at", "kind", "amount_micros", "balance_micros", "request_id", "note")
+PRICE_COLUMNS = (
+    "endpoint",
+    "source",
+    "version",
+    "per_megapixel_micros",
+    "per_image_micros",
+    "per_request_micros",
+)
 
 group = admin_group(
     "teams", "Manage teams: credit, ledger, limits and policy (through the admin API)."
@@ -72,6 +80,38 @@ def ledger(ctx: click.Context, team_id: str, limit: int, as_json: bool) -> None:
     """The team's balance changes, newest first."""
     data = admin_call(ctx, "GET", f"/teams/{team_id}/ledger?limit={limit}")
     show(data, as_json, rows_of("entries", LEDGER_COLUMNS))
+
+
+@group.command("prices")
+@click.argument("team_id")
+@json_option
+@click.pass_context
+def prices(ctx: click.Context, team_id: str, as_json: bool) -> None:
+    """What the team pays per endpoint before its multiplier: its own price or the table's."""
+    show(
+        admin_call(ctx, "GET", f"/teams/{team_id}/prices"),
+        as_json,
+        rows_of("prices", PRICE_COLUMNS),
+    )
+
+
+@group.command("price")
+@click.argument("team_id")
+@click.argument("endpoint")
+@PRICE_TERMS.options
+@click.option("--clear", is_flag=True, help="Back to the table's price.")
+@json_option
+@click.pass_context
+def price(
+    ctx: click.Context, /, team_id: str, endpoint: str, clear: bool, as_json: bool, **flags: object
+) -> None:
+    """Give a team its own price of ENDPOINT (its multiplier still applies), or --clear it."""
+    terms = PRICE_TERMS.pop(flags)
+    if clear and terms:
+        raise click.UsageError("--clear takes no price")
+    path = f"/teams/{team_id}/prices/{endpoint}"
+    answer = admin_call(ctx, "DELETE", path) if clear else admin_call(ctx, "PUT", path, terms)
+    show(answer, as_json, rows_of("prices", PRICE_COLUMNS))
 
 
 @group.command("export-ledger")

@@ -13,6 +13,11 @@ def money(micros: int) -> str:
     return f"{micros / 1_000_000:,.2f}"
 
 
+def unit_price(micros: int) -> str:
+    """A price term in currency units, as precise as it is set (``0.035`` per megapixel)."""
+    return f"{micros / 1_000_000:.6f}".rstrip("0").rstrip(".")
+
+
 def when(timestamp: float | None) -> str:
     """A time (s since the epoch) in UTC, to the second; empty for none."""
     if not timestamp:

@@ -10,7 +10,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.responses import HTMLResponse, Response
 
-from gateway.console.formats import duration, money, when
+from gateway.console.formats import duration, money, unit_price, when
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -30,7 +30,7 @@ _templates = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-_templates.globals.update(money=money, when=when, duration=duration)
+_templates.globals.update(money=money, when=when, duration=duration, unit_price=unit_price)
 
 
 def page(template: str, status_code: int = 200, **context: Any) -> HTMLResponse:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hmac
 import re
-import time
 from typing import Annotated, Any, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError, field_validator
@@ -16,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.accounts.keys import LAST_TIMESTAMP, ApiKey
+from gateway.accounts.keys import ApiKey, future_moment
 from gateway.accounts.teams import TeamId
 from gateway.accounts.tokens import DEFAULT_TEAM
 from gateway.catalog.endpoints import decode_body
@@ -38,11 +37,7 @@ class KeyCreate(KeyLimits):
     @field_validator("expires_at")
     @classmethod
     def _in_future(cls, value: AwareDatetime | None) -> AwareDatetime | None:
-        if value is not None and value.timestamp() <= time.time():
-            raise ValueError("expires_at must be in the future")
-        if value is not None and value.timestamp() > LAST_TIMESTAMP:
-            raise ValueError("expires_at must be before the year 10000")
-        return value
+        return future_moment("expires_at", value)
 
 
 def admin(request: Request) -> Services:

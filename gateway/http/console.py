@@ -23,6 +23,7 @@ from gateway.relay.queue import DeliveryQueue
 NAV = (
     ("/console", "Overview"),
     ("/console/teams", "Teams"),
+    ("/console/prices", "Prices"),
     ("/console/keys", "Keys"),
     ("/console/usage", "Usage"),
     ("/console/jobs", "Jobs"),

@@ -1,6 +1,7 @@
 """The console's teams: the list with balances and caps, creating one, a team's page with its
-ledger, credit and debit with a note, and its limits and price multiplier. Forms are read with
-the admin API's own models (``TeamCreate``, ``Credit``, ``TeamLimits``)."""
+ledger, credit and debit with a note, its limits and price multiplier, and its own prices. Forms
+are read with the admin API's own models (``TeamCreate``, ``Credit``, ``TeamLimits``,
+``PriceTerms``)."""
 
 from __future__ import annotations
 
@@ -12,15 +13,18 @@ from starlette.routing import Route
 
 from gateway.accounts.teams import Team
 from gateway.accounts.tokens import new_id
+from gateway.catalog import CATALOG
 from gateway.console.forms import form_fields
 from gateway.console.sessions import CONSOLE, Session
 from gateway.errors import FalError, RequestValidationFailed
 from gateway.http.admin_teams import Credit, TeamCreate, team_id_of
+from gateway.http.console_prices import team_price_context
 from gateway.http.console_view import back, policy_context, posted, posted_policy, view
-from gateway.http.pages import signed_in
+from gateway.http.pages import require_csrf, signed_in
 from gateway.http.services import Services
 from gateway.limits.credits import add_credit
 from gateway.policy.limits import TeamLimits
+from gateway.prices.model import PriceTerms
 
 LEDGER_SHOWN = 50
 
@@ -72,6 +76,7 @@ async def show_team(
 ) -> Response:
     team = await gateway.teams.require(team_id_of(request))
     limits_form = context.pop("limits_form", None)
+    prices = await team_price_context(gateway, team, context.pop("price_form", None))
     keys = [key.public() for key in await gateway.keys.all() if key.team_id == team.id]
     return view(
         request,
@@ -85,6 +90,7 @@ async def show_team(
         credit_fields=form_fields(Credit, context.pop("credit_form", {})),
         limit_fields=form_fields(TeamLimits, limits_form or limit_values(team)),
         **policy_context(team.policy, context.pop("policy", None)),
+        **prices,
         **context,
     )
 
@@ -124,6 +130,27 @@ async def update_policy(request: Request, gateway: Services, session: Session) -
     return back(f"/console/teams/{team_id}", "Policy saved")
 
 
+async def set_price(request: Request, gateway: Services, session: Session) -> Response:
+    form, terms, error = await posted(request, session, PriceTerms)
+    team_id, endpoint_id = team_id_of(request), str(form.get("endpoint", ""))
+    await gateway.teams.require(team_id)
+    if endpoint_id not in CATALOG:
+        error = "Endpoint: choose one the gateway serves"
+    if terms is None or error:
+        return await show_team(request, gateway, session, price_form=form, error=error)
+    await gateway.prices.set_team_price(team_id, endpoint_id, terms)
+    return back(f"/console/teams/{team_id}", f"Own price of {endpoint_id} set")
+
+
+async def clear_price(request: Request, gateway: Services, session: Session) -> Response:
+    form = await require_csrf(request, session)
+    team_id, endpoint_id = team_id_of(request), str(form.get("endpoint", ""))
+    await gateway.teams.require(team_id)
+    if endpoint_id in CATALOG:
+        await gateway.prices.clear_team_price(team_id, endpoint_id)
+    return back(f"/console/teams/{team_id}", f"Own price of {endpoint_id} cleared")
+
+
 ROUTES = [
     Route("/console/teams", signed_in(CONSOLE, list_teams), methods=["GET"]),
     Route("/console/teams", signed_in(CONSOLE, create_team), methods=["POST"]),
@@ -131,4 +158,8 @@ ROUTES = [
     Route("/console/teams/{team_id}/credits", signed_in(CONSOLE, credit_team), methods=["POST"]),
     Route("/console/teams/{team_id}/limits", signed_in(CONSOLE, update_limits), methods=["POST"]),
     Route("/console/teams/{team_id}/policy", signed_in(CONSOLE, update_policy), methods=["POST"]),
+    Route("/console/teams/{team_id}/prices", signed_in(CONSOLE, set_price), methods=["POST"]),
+    Route(
+        "/console/teams/{team_id}/prices/clear", signed_in(CONSOLE, clear_price), methods=["POST"]
+    ),
 ]

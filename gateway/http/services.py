@@ -16,6 +16,7 @@ from gateway.jobs.status import JobStatus
 from gateway.jobs.streams import StatusStreams
 from gateway.jobs.submit import Submitter
 from gateway.policy.cache import PolicyCache
+from gateway.prices.table import PriceTable
 from gateway.relay.fal_signature import FalKeys
 from gateway.relay.outbox import Outbox
 from gateway.relay.targets import TargetPolicy
@@ -45,6 +46,7 @@ class Services:
     scripts: Scripts
     submitter: Submitter
     policies: PolicyCache
+    prices: PriceTable
     finisher: Finisher
     job_status: JobStatus
     streams: StatusStreams

@@ -21,6 +21,7 @@ import httpx
 from gateway.accounts.requests import CANCEL_ASKED, STARTED, OwnedRequest, stored_status
 from gateway.accounts.teams import TeamStore
 from gateway.catalog import find_endpoint
+from gateway.catalog.pricing import Price
 from gateway.errors import FalError
 from gateway.limits import charge_rules
 from gateway.limits.settlement import (
@@ -35,8 +36,8 @@ from gateway.limits.settlement import (
 )
 from gateway.policy.limits import DEFAULT_CHARGE_RULE
 from gateway.store import redis_keys
-from gateway.store import script_calls as store
-from gateway.store.script_calls import Finished
+from gateway.store import script_values as store
+from gateway.store.script_values import Finished
 from gateway.store.scripts import Scripts
 from gateway.telemetry.metrics import Metrics
 from gateway.upstream import FalUpstream
@@ -66,6 +67,9 @@ class Job:
     """The fal account the job is on (empty: not chosen yet, or recorded before the pool)."""
     cancel_asked: bool = False
     """Its caller asked to cancel it: an end without output is a cancellation, not a failure."""
+    price: Price | None = None
+    """The price it was admitted at, which it is charged at (None: admitted before prices were
+    kept, charged at the catalog's)."""
 
     @classmethod
     def of(cls, owned: OwnedRequest) -> Job:
@@ -79,6 +83,7 @@ class Job:
             store.WEBHOOK_ON_RESERVATION if owned.webhook else None,
             owned.account,
             owned.cancel_asked,
+            owned.price,
         )
 
     @property
@@ -173,7 +178,7 @@ class Finisher:
         if ending.outcome == FAILED and job.cancel_asked:
             ending = dataclasses.replace(ending, outcome=CANCELLED, ran=True)
         if ending.outcome == CHARGED:
-            list_cost, images, pixels = actual_list_cost(job.endpoint_id, ending.output)
+            list_cost, images, pixels = actual_list_cost(job.endpoint_id, ending.output, job.price)
         elif ending.outcome == HUNG_UP:
             list_cost = USE_ESTIMATE
         elif ending.outcome == FAILED or ending.ran:
@@ -227,7 +232,11 @@ class Finisher:
         rule = DEFAULT_CHARGE_RULE
         if team is not None:
             rule = team.failed_job if ending.outcome == FAILED else team.cancelled_running
-        return charge_rules.list_cost(rule, job.endpoint_id, ending.billable_units)
+        endpoint = find_endpoint(job.endpoint_id)
+        price = job.price or (endpoint.catalog_price if endpoint else None)
+        if price is None:
+            return 0
+        return charge_rules.list_cost(rule, price, ending.billable_units)
 
     async def finish_from_webhook(self, owned: OwnedRequest, event: dict[str, Any]) -> Finished:
         """Record the end fal's webhook reports. fal's webhook does not say what fal billed,

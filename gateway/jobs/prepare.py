@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from gateway.catalog import Endpoint, ImageEditInput, Size
 from gateway.catalog.endpoints import decode_body
-from gateway.catalog.pricing import Estimate, estimate
+from gateway.catalog.pricing import Estimate, Price, estimate
 from gateway.errors import RequestValidationFailed
 from gateway.jobs import input_files as files
 from gateway.media.images import MAX_SIDE
@@ -86,10 +86,12 @@ async def prepare(
     max_data_uri_bytes: int,
     original_url: Callable[[str], str] = str,
     probe: Callable[[str], Awaitable[Size | None]] | None = None,
+    price: Price | None = None,
 ) -> Submission:
     """Check and rewrite a submitted body; raises fal-shaped 403/422 errors. ``original_url``
     turns the gateway's own file links (an upload, an earlier output) back into fal's URLs;
-    ``probe`` reads the size of an input image given by URL, when the price depends on it."""
+    ``probe`` reads the size of an input image given by URL, when the price depends on it;
+    ``price`` is the endpoint's for the caller's team (default: the catalog's)."""
     policy.check_endpoint(rules, endpoint)
     large = len(raw) > INLINE_BODY_BYTES
     args = (endpoint, raw, rules, max_data_uri_bytes, original_url)
@@ -99,7 +101,7 @@ async def prepare(
         input_size = await probe(request.image_url)
         if input_size is not None and max(input_size) > MAX_SIDE:
             raise RequestValidationFailed([files.too_large(("image_url",), input_size)])
-    done = (endpoint, rules, checked, input_size)
+    done = (endpoint, rules, checked, input_size, price or endpoint.catalog_price)
     return await asyncio.to_thread(_submission, *done) if large else _submission(*done)
 
 
@@ -121,10 +123,14 @@ def _check(
 
 
 def _submission(
-    endpoint: Endpoint, rules: EffectivePolicy, checked: _Checked, input_size: Size | None
+    endpoint: Endpoint,
+    rules: EffectivePolicy,
+    checked: _Checked,
+    input_size: Size | None,
+    price: Price,
 ) -> Submission:
     request = checked.request
-    priced = estimate(request, endpoint.price_per_megapixel_micros, input_size)
+    priced = estimate(request, price, input_size)
     policy.check_request(rules, request, priced)
     final = policy.enforce(rules, request)
     return Submission(

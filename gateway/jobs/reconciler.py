@@ -48,6 +48,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from gateway.accounts.requests import CANCEL_ASKED
+from gateway.catalog.pricing import Price
 from gateway.errors import FalError
 from gateway.jobs.finisher import Ending, Finisher, Job
 from gateway.limits.settlement import ABANDONED
@@ -163,6 +164,7 @@ class Reconciler:
                 fields.get("webhook_url") or None,
                 fields.get("account", ""),
                 bool(fields.get(CANCEL_ASKED)),
+                Price.decode(fields.get("price")),
             )
             jobs.append((job, fields))
         await self._pipelined(gone)

@@ -28,6 +28,7 @@ from gateway.jobs.prepare import Submission, prepare
 from gateway.limits.admission import Admission, Admitter
 from gateway.limits.settlement import CANCELLED, CHARGED, FAILED, HUNG_UP, REFUSED
 from gateway.policy.cache import PolicyCache, StalePolicy
+from gateway.prices.cache import StalePrice
 from gateway.relay.targets import TargetPolicy, TargetRefused
 from gateway.settings import Settings
 from gateway.upstream import FalUpstream
@@ -65,6 +66,10 @@ def fal_headers(call: Call) -> dict[str, str]:
     fal's own usage reports split by customer."""
     return tagged(call.headers, {"team": call.token.team_id, "key": call.token.key_id})
 
+
+ATTEMPTS = 3
+"""Times a submit is prepared and admitted before a policy or price that keeps changing under
+it is answered with a 503."""
 
 SYNC_SETTLE_MARGIN = 60.0
 """Seconds after a sync run's timeout within which the gateway records how it ended."""
@@ -146,6 +151,7 @@ class Submitter:
                 admission.reservation_id,
                 credential.account,
                 webhook_url,
+                admission.price,
             )
         return Accepted(response, body, submission, admission)
 
@@ -200,13 +206,14 @@ class Submitter:
         self, call: Call, unbound_for: float = 0.0
     ) -> tuple[Submission, Admission, Job]:
         """Prepare the body under the key's policy and admit it (one Redis round trip, unless
-        the cached policy turns out stale at admission, or changed since a refusal it made:
-        then it is read again once)."""
+        the cached policy turns out stale at admission, or changed since a refusal it made, or
+        the price it was estimated at no longer applied: then it is prepared again)."""
         token, endpoint = call.token, call.endpoint
         secret_hash = token.secret_hash
-        for _ in range(2):
+        for _ in range(ATTEMPTS):
             rules = await self._policies.rules(token.team_id, token.key_id, secret_hash)
             effective_policy = rules.effective()
+            price = await self._admitter.price(endpoint, rules)
             try:
                 async with self._policies.checking(token.team_id, token.key_id, rules):
                     submission = await prepare(
@@ -216,12 +223,15 @@ class Submitter:
                         self._settings.max_data_uri_bytes,
                         self._links.original,
                         functools.partial(self._probe.size_of, key_id=token.key_id),
+                        price,
                     )
                 admission = await self._admitter.admit(
-                    token, rules, endpoint.id, submission.estimate.cost_micros, unbound_for
+                    token, rules, endpoint, submission.estimate.cost_micros, price, unbound_for
                 )
             except StalePolicy:
                 self._policies.forget(token.team_id, token.key_id)
+                continue
+            except StalePrice:
                 continue
             except PaymentRequired as exc:
                 if submission.estimate.exact:
@@ -233,9 +243,16 @@ class Submitter:
                     error_type=exc.error_type,
                     headers=exc.headers,
                 ) from exc
-            job = Job(token.team_id, token.key_id, admission.reservation_id, "", endpoint.id)
+            job = Job(
+                token.team_id,
+                token.key_id,
+                admission.reservation_id,
+                "",
+                endpoint.id,
+                price=admission.price,
+            )
             return submission, admission, job
-        raise StoreUnavailable("The key's policy is changing; try again")
+        raise StoreUnavailable("The key's policy or price is changing; try again")
 
     async def _check_webhook(self, url: str) -> None:
         """A caller's ``fal_webhook`` must be a public https URL (refused before any charge)."""

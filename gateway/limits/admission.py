@@ -1,4 +1,9 @@
-"""Admission of a submit: one call of ``admit.lua``, and its refusals as fal-shaped errors."""
+"""Admission of a submit: one call of ``admit.lua``, and its refusals as fal-shaped errors.
+
+The price the estimate was made at is confirmed in the same round trip (``PriceCache.confirm``);
+an admission made at a price that no longer applied is taken back, and ``StalePrice`` raised so
+that the submit is priced again.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,14 @@ import uuid
 from dataclasses import dataclass
 
 from gateway.accounts.tokens import Token
+from gateway.catalog import Endpoint
+from gateway.catalog.pricing import Price
 from gateway.errors import INVALID_KEY, FalError, PaymentRequired, RateLimited, Unauthorized
 from gateway.policy.cache import Rules, StalePolicy
+from gateway.prices.cache import PriceCache, StalePrice
 from gateway.settings import Settings
-from gateway.store import script_calls as store
-from gateway.store.script_calls import Refused
+from gateway.store import script_values as store
+from gateway.store.script_values import Admitted, Refused
 from gateway.store.scripts import Scripts
 from gateway.telemetry.metrics import Metrics
 
@@ -24,6 +32,8 @@ class Admission:
     reservation_id: str
     cost_micros: int
     """What the team is charged (the list price times its multiplier), reserved until settled."""
+    price: Price
+    """The price the list price was estimated at, which settlement charges at too."""
     headers: dict[str, str]
     """``RateLimit-*`` headers for the caller, when its key has a rate limit."""
 
@@ -67,21 +77,30 @@ def _refusal(reason: str, retry_after_ms: int, detail: int) -> FalError:
 
 
 class Admitter:
-    def __init__(self, scripts: Scripts, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self, scripts: Scripts, settings: Settings, metrics: Metrics, prices: PriceCache
+    ) -> None:
         self._scripts = scripts
         self._settings = settings
         self._metrics = metrics
+        self._prices = prices
+
+    async def price(self, endpoint: Endpoint, rules: Rules) -> Price:
+        """The price of ``endpoint`` now for the team ``rules`` were read for."""
+        return await self._prices.price(endpoint, rules.team_prices)
 
     async def admit(
         self,
         token: Token,
         rules: Rules,
-        endpoint_id: str,
+        endpoint: Endpoint,
         estimate_micros: int,
+        price: Price,
         unbound_for: float = 0.0,
     ) -> Admission:
-        """Reserve credit and a lease for a request priced at ``estimate_micros``, or raise why
-        not (one round trip). ``unbound_for``: how long the job may run before fal names it."""
+        """Reserve credit and a lease for a request priced at ``estimate_micros`` by ``price``,
+        or raise why not (one round trip). ``unbound_for``: how long the job may run before fal
+        names it."""
         reservation_id = uuid.uuid4().hex
         result = await self._scripts.admit(
             store.Admission(
@@ -90,17 +109,22 @@ class Admitter:
                 secret_hash=token.secret_hash,
                 estimate_micros=estimate_micros,
                 reservation_id=reservation_id,
-                endpoint_id=endpoint_id,
+                endpoint_id=endpoint.id,
                 key_policy_version=rules.key_version,
                 team_policy_version=rules.team_version,
                 lease_ttl=int(self._settings.lease_ttl),
                 reservation_ttl=int(self._settings.request_retention),
                 unbound_for=int(unbound_for),
+                price=price.encode(),
             )
         )
+        if isinstance(result, Refused) and result.reason == "stale_policy":
+            raise StalePolicy
+        if not await self._prices.confirm(endpoint, rules.team_prices, price, result.prices):
+            if isinstance(result, Admitted):
+                await self._scripts.take_back(token.team_id, token.key_id, reservation_id)
+            raise StalePrice
         if isinstance(result, Refused):
-            if result.reason == "stale_policy":
-                raise StalePolicy
             self._metrics.admissions.labels(result.reason).inc()
             raise _refusal(result.reason, result.retry_after_ms, result.detail)
         self._metrics.admissions.labels("admitted").inc()
@@ -109,6 +133,7 @@ class Admitter:
         return Admission(
             reservation_id=reservation_id,
             cost_micros=result.cost_micros,
+            price=price,
             headers=_rate_headers(result.rate_limit, result.rate_remaining, result.rate_reset_ms),
         )
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from decimal import ROUND_CEILING, Decimal
 
-from gateway.catalog import find_endpoint
+from gateway.catalog.pricing import Price
 from gateway.limits.settlement import USE_ESTIMATE
 
 REFUND = "refund"
@@ -33,21 +33,19 @@ CHARGE_BILLABLE_UNITS = "charge_billable_units"
 CHARGE_ESTIMATE = "charge_estimate"
 
 
-def units_cost_micros(endpoint_id: str, units: str) -> int:
-    """fal's list price of ``units`` (a plain decimal; ``""``: none) of the endpoint's unit,
-    rounded up to a micro-unit; 0 for an endpoint the catalog does not know."""
-    endpoint = find_endpoint(endpoint_id)
-    if endpoint is None or not units:
+def units_cost_micros(per_unit_micros: int, units: str) -> int:
+    """The price of ``units`` (a plain decimal; ``""``: none) at ``per_unit_micros`` each (a
+    unit is a megapixel), rounded up to a micro-unit."""
+    if not units:
         return 0
-    cost = Decimal(units) * endpoint.price_per_megapixel_micros
-    return int(cost.to_integral_value(ROUND_CEILING))
+    return int((Decimal(units) * per_unit_micros).to_integral_value(ROUND_CEILING))
 
 
-def list_cost(rule: str, endpoint_id: str, billable_units: str) -> int:
-    """The list-price cost of a job that ran and produced nothing, under ``rule``
-    (``USE_ESTIMATE``: its reservation)."""
+def list_cost(rule: str, price: Price, billable_units: str) -> int:
+    """The list-price cost of a job that ran and produced nothing, under ``rule``, at the
+    ``price`` it was admitted at (``USE_ESTIMATE``: its reservation)."""
     if rule == CHARGE_ESTIMATE:
         return USE_ESTIMATE
     if rule == CHARGE_BILLABLE_UNITS:
-        return units_cost_micros(endpoint_id, billable_units)
+        return units_cost_micros(price.per_megapixel_micros, billable_units)
     return 0

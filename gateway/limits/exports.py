@@ -157,7 +157,9 @@ async def ledger_rows(redis: Redis, team_id: str, query: TimeRange) -> AsyncIter
 
 def usage_entry(team_id: str, entry_id: str, fields: dict[str, str]) -> Row:
     """A usage log entry: one settled request; ``seconds`` from its admission to its
-    settlement (None for entries written before admissions were timed)."""
+    settlement (None for entries written before admissions were timed); ``price_version`` the
+    version of the price it was charged at (0: the catalog's; None for entries written before
+    prices were versioned)."""
     settled_ms = int(entry_id.split("-")[0])
     admitted_ms = fields.get("admitted_ms")
     list_cost, units = fields.get("list_cost_micros"), fields.get("billable_units")
@@ -178,7 +180,7 @@ def usage_entry(team_id: str, entry_id: str, fields: dict[str, str]) -> Row:
         "megapixels": int(fields.get("pixels") or 0) / 1_000_000,
         "list_cost_micros": int(list_cost) if list_cost else None,
         "billable_units": _number(units) if units else None,
-        "price_version": fields.get("price_version") or None,
+        "price_version": int(version) if (version := fields.get("price_version")) else None,
     }
 
 

@@ -26,6 +26,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from gateway.catalog import find_endpoint
 from gateway.catalog.common import Size
 from gateway.catalog.pricing import fal_billable_units
 from gateway.limits.charge_rules import units_cost_micros
@@ -126,7 +127,7 @@ async def reconcile(rows: AsyncIterator[Row], query: ReconciliationQuery) -> dic
         endpoint, day = str(row["endpoint"]), str(row["day"])
         billed = row["billable_units"]
         units = None if billed is None else Decimal(str(billed))
-        fal_cost = 0 if units is None else units_cost_micros(endpoint, units_text(units))
+        fal_cost = 0 if units is None else _fal_cost(endpoint, units_text(units))
         expected = expected_units(row)
         group = totals.setdefault((day, endpoint), _Totals())
         group.add(row, units, fal_cost, expected)
@@ -159,3 +160,10 @@ async def reconcile(rows: AsyncIterator[Row], query: ReconciliationQuery) -> dic
         "rows": [t.row(day, ep, tolerance) for (day, ep), t in sorted(totals.items())],
         "flagged_jobs": flagged,
     }
+
+
+def _fal_cost(endpoint_id: str, units: str) -> int:
+    """What fal bills ``units`` of the endpoint at: its price in the catalog, which follows
+    fal's list prices (0 for an endpoint the catalog does not know)."""
+    endpoint = find_endpoint(endpoint_id)
+    return units_cost_micros(endpoint.price_per_megapixel_micros, units) if endpoint else 0

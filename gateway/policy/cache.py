@@ -7,19 +7,22 @@ made by the cached policy itself (403, 422) never reaches that script, so it sta
 versions, read again, are found current (``checking``): a relaxed policy applies at the next
 submit, and an admitted submit still costs one round trip. The cache also keeps the key's secret
 hash, so a caller without the right secret learns nothing about a key's policy; revocation and
-expiry are checked by the admission script itself.
+expiry are checked by the admission script itself. A team's own prices (``team_prices``) are
+cached with its policy and under the same version, which changing them moves on too.
 """
 
 from __future__ import annotations
 
 import hmac
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
+from gateway.catalog import CATALOG
+from gateway.catalog.pricing import Price
 from gateway.errors import INVALID_KEY, Forbidden, RequestValidationFailed, Unauthorized
 from gateway.policy.model import EffectivePolicy, Policy, effective, policy_field, policy_from
 from gateway.store import redis_keys
@@ -40,6 +43,8 @@ class Rules:
     team_policy: Policy
     team_version: int
     secret_hash: str
+    team_prices: Mapping[str, Price] = field(default_factory=dict)
+    """The team's own price of an endpoint, by endpoint id, where it has one."""
 
     def effective(self) -> EffectivePolicy:
         return effective(self.team_policy, self.key_policy)
@@ -94,7 +99,7 @@ class PolicyCache:
         async with store_errors():
             (
                 (secret_hash, key_policy, key_version),
-                (team_policy, team_version),
+                (team_policy, team_version, *prices),
             ) = await self._store.execute(
                 [
                     (
@@ -104,7 +109,7 @@ class PolicyCache:
                         "policy",
                         "policy_version",
                     ),
-                    ("HMGET", redis_keys.team_record(team_id), "policy", "policy_version"),
+                    ("HMGET", redis_keys.team_record(team_id), *_TEAM_FIELDS),
                 ]
             )
         if secret_hash is None:
@@ -115,7 +120,33 @@ class PolicyCache:
             team_policy=policy_from(team_policy),
             team_version=int(team_version or 0),
             secret_hash=str(secret_hash),
+            team_prices=team_prices(dict(zip(CATALOG, prices, strict=True))),
         )
+
+
+_TEAM_FIELDS = ("policy", "policy_version", *map(redis_keys.team_price_field, CATALOG))
+
+
+def team_prices(fields: Mapping[str, str | None]) -> dict[str, Price]:
+    """A team's own prices from its record's price fields, by endpoint id."""
+    found = {endpoint: Price.decode(text) for endpoint, text in fields.items()}
+    return {endpoint: price for endpoint, price in found.items() if price is not None}
+
+
+async def store_team_price(
+    redis: Redis, team_id: str, endpoint_id: str, price: Price | None
+) -> None:
+    """Set (or, with None, clear) a team's own price of an endpoint and bump the team's policy
+    version, so cached copies in every process are seen to be stale at their next admission."""
+    record, name = redis_keys.team_record(team_id), redis_keys.team_price_field(endpoint_id)
+    async with store_errors():
+        pipe = redis.pipeline(transaction=True)
+        if price is None:
+            pipe.hdel(record, name)
+        else:
+            pipe.hset(record, name, price.encode())
+        pipe.hincrby(record, "policy_version", 1)
+        await pipe.execute()
 
 
 async def store_policy(redis: Redis, record: str, policy: Policy) -> None:

@@ -44,14 +44,33 @@ def key_record(team_id: str, key_id: str) -> str:
 
 
 def team_record(team_id: str) -> str:
-    """HASH of one team (its ``policy``, as JSON). Lives until deleted."""
+    """HASH of one team (its ``policy``, as JSON; its price overrides, one field each named by
+    ``team_price_field``). Lives until deleted."""
     return f"{PREFIX}:{{{team_id}}}:team"
+
+
+def team_price_field(endpoint_id: str) -> str:
+    """The field of ``team_record`` holding the team's own price of an endpoint
+    (``Price.encode``); changed together with the record's ``policy_version``."""
+    return f"price:{endpoint_id}"
+
+
+PRICE_TABLE = f"{PREFIX}:{{prices}}:table"
+"""HASH version → a price set at run time, JSON: endpoint, terms in micro-units, when it takes
+(or took) effect and when it was set (``prices.book``). Every price is kept, superseded ones too,
+so the version a usage record names can always be looked up: a few entries per price change.
+Lives forever; a scheduled price can be cancelled (removed) before it takes effect."""
+
+PRICE_VERSION = f"{PREFIX}:{{prices}}:version"
+"""STRING: the version of the price table, incremented by each change of it (a new price's
+version is the table's new one) and by each change of a team's price overrides, which it numbers
+too. Read by every admission in the same batch (``Scripts.admit``). Lives forever."""
 
 
 def request_record(team_id: str, request_id: str) -> str:
     """HASH of one forwarded request (owning key, app, endpoint, time, reservation, whether
-    the caller asked for a webhook, when it was seen running and asked to be cancelled, fal's
-    final status in short form): every value under
+    the caller asked for a webhook, the price it was admitted at, when it was seen running and
+    asked to be cancelled, fal's final status in short form): every value under
     Redis' ``hash-max-listpack-value`` (64 bytes) in the usual cases, so the hash stays compact
     (``accounts.requests``). Expires ``request_retention`` seconds after submit."""
     return f"{PREFIX}:{{{team_id}}}:req:{request_id}"
@@ -84,9 +103,9 @@ def leases(team_id: str, key_id: str) -> str:
 
 
 def reservation(team_id: str, reservation_id: str) -> str:
-    """HASH of one credit reservation (key, endpoint, cost, period, state, request id, the
-    caller's webhook URL, when its caller asked to cancel it). Expires ``request_retention``
-    seconds after admission."""
+    """HASH of one credit reservation (key, endpoint, cost, the price it was admitted at,
+    period, state, request id, the caller's webhook URL, when its caller asked to cancel it).
+    Expires ``request_retention`` seconds after admission."""
     return f"{PREFIX}:{{{team_id}}}:resv:{reservation_id}"
 
 

@@ -1,8 +1,9 @@
 """The Lua scripts, as typed methods: each builds its ``KEYS`` from ``redis_keys`` and reads its
 reply into a value. Sources are ``lua/<name>.lua`` in this package. Every key a script touches
-is in its ``KEYS``, and they share one hash tag: a team's (``{<team_id>}``), or one shard's of the
-delivery queue (``{deliveries:<n>}``) or of the reconciler's schedule (``{reconcile:<n>}``), so
-they run on Redis Cluster too. What a team's script would write to a shared structure (the
+is in its ``KEYS``, and they share one hash tag: a team's (``{<team_id>}``), one shard's of the
+delivery queue (``{deliveries:<n>}``) or of the reconciler's schedule (``{reconcile:<n>}``), the
+pool of fal accounts' (``{upstreams}``) or the price table's (``{prices}``), so they run on Redis
+Cluster too. What a team's script would write to a shared structure (the
 team's place on the schedule, its new delivery's queue entry) is sent as plain commands in the
 same or the next round trip; ``redis_keys.undelivered`` and the audit cover a crash between the
 two.
@@ -28,7 +29,13 @@ from gateway.store import redis_keys
 from gateway.store.multiplexed import Command, Store
 from gateway.store.pool import store_errors
 from gateway.store.retention import SPEND_FIELDS, Retention
-from gateway.store.script_calls import Admission, Admitted, Ending, Finished, Refused
+from gateway.store.script_values import Admission as Admission
+from gateway.store.script_values import Admitted as Admitted
+from gateway.store.script_values import BalanceOutOfRange as BalanceOutOfRange
+from gateway.store.script_values import Ending as Ending
+from gateway.store.script_values import Finished as Finished
+from gateway.store.script_values import PricesSeen as PricesSeen
+from gateway.store.script_values import Refused as Refused
 from gateway.telemetry.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -47,6 +54,9 @@ NAMES = (
     "release_account",
     "account_health",
     "account_edit",
+    "take_back",
+    "price_set",
+    "price_cancel",
 )
 
 
@@ -64,18 +74,24 @@ def queue_delivery(team_id: str, delivery_id: str, ttl_ms: int) -> list[Command]
     ]
 
 
+def admission_keys(team_id: str, key_id: str, reservation_id: str) -> list[str]:
+    """The keys of ``admit.lua`` (and of ``take_back.lua``, which undoes it)."""
+    return [
+        redis_keys.key_record(team_id, key_id),
+        redis_keys.team_record(team_id),
+        redis_keys.key_rate(team_id, key_id),
+        redis_keys.team_rate(team_id),
+        redis_keys.leases(team_id, key_id),
+        redis_keys.reservation(team_id, reservation_id),
+        redis_keys.open_reservations(team_id),
+        redis_keys.spend(team_id),
+    ]
+
+
 def schedule_team(team_id: str, at: float | str) -> Command:
     """The command that puts a team on its shard's reconcile schedule at ``at`` at the latest."""
     due = redis_keys.reconcile_due(redis_keys.shard_of(team_id))
     return ("ZADD", due, "LT", at if isinstance(at, str) else f"{at:.6f}", team_id)
-
-
-class BalanceOutOfRange(ValueError):
-    """A credit would take a balance past the largest one allowed."""
-
-    def __init__(self, balance: int) -> None:
-        super().__init__(balance)
-        self.balance = balance
 
 
 class Scripts:
@@ -98,42 +114,44 @@ class Scripts:
         The schedule's ``ZADD`` follows the script in one batch rather than running inside it:
         its key is outside the team's hash tag (Redis Cluster). Sent after the script, it lands
         once the reservation exists; a refused admission schedules a look that finds nothing.
-        A process dying between the two leaves a reservation the audit finds."""
+        A process dying between the two leaves a reservation the audit finds. So do the reads
+        of the price table's version and of Redis's clock (``PricesSeen``): on one Redis, a
+        version read after the script and equal to the one the estimate was made at proves the
+        script ran under it (versions only grow)."""
         t, k = a.team_id, a.key_id
-        schedule = schedule_team(t, time.time())
-        reply = await self.run(
-            "admit",
-            keys=[
-                redis_keys.key_record(t, k),
-                redis_keys.team_record(t),
-                redis_keys.key_rate(t, k),
-                redis_keys.team_rate(t),
-                redis_keys.leases(t, k),
-                redis_keys.reservation(t, a.reservation_id),
-                redis_keys.open_reservations(t),
-                redis_keys.spend(t),
-            ],
-            args=[
-                a.secret_hash,
-                a.estimate_micros,
-                a.reservation_id,
-                a.lease_ttl,
-                a.reservation_ttl,
-                a.key_policy_version,
-                a.team_policy_version,
-                a.endpoint_id,
-                k,
-                a.unbound_for,
-                self._retention.spend,
-                SPEND_FIELDS,
-            ],
-            then=[schedule],
+        then = [schedule_team(t, time.time()), ("GET", redis_keys.PRICE_VERSION), ("TIME",)]
+        reply, _, version, now = await self._run_each(
+            "admit", [(admission_keys(t, k, a.reservation_id), self._admit_args(a))], then
         )
+        seen = PricesSeen(int(version or 0), int(now[0]) * 1000 + int(now[1]) // 1000)
         if reply[0] != "ok":
-            return Refused(str(reply[1]), int(reply[2]), int(reply[3]))
+            return Refused(str(reply[1]), int(reply[2]), int(reply[3]), seen)
         spends = [("daily", *reply[5:7]), ("monthly", *reply[7:9])]
         caps = tuple((name, int(spent), int(cap)) for name, spent, cap in spends if int(cap) > 0)
-        return Admitted(int(reply[1]), int(reply[2]), int(reply[3]), int(reply[4]), caps)
+        return Admitted(int(reply[1]), int(reply[2]), int(reply[3]), int(reply[4]), caps, seen)
+
+    async def take_back(self, team_id: str, key_id: str, reservation_id: str) -> bool:
+        """Undo an admission made at a stale price (``take_back.lua``); False when its
+        reservation is no longer open."""
+        keys = admission_keys(team_id, key_id, reservation_id)
+        return bool((await self.run("take_back", keys=keys, args=[reservation_id]))[0])
+
+    def _admit_args(self, a: Admission) -> list[Any]:
+        return [
+            a.secret_hash,
+            a.estimate_micros,
+            a.reservation_id,
+            a.lease_ttl,
+            a.reservation_ttl,
+            a.key_policy_version,
+            a.team_policy_version,
+            a.endpoint_id,
+            a.key_id,
+            a.unbound_for,
+            self._retention.spend,
+            SPEND_FIELDS,
+            a.price,
+        ]
 
     async def finish(self, e: Ending) -> Finished:
         """Settle, remember the final status and record the caller's webhook, together; then,
@@ -292,16 +310,17 @@ class Scripts:
         then: Sequence[Command] = (),
     ) -> list[Any]:
         """Run script ``name``, and ``then`` the given commands in the same batch."""
-        return (await self._run_each(name, [(keys, args)], then))[0]
+        reply: list[Any] = (await self._run_each(name, [(keys, args)], then))[0]
+        return reply
 
     async def _run_each(
         self,
         name: str,
         calls: Sequence[tuple[Sequence[str], Sequence[Any]]],
         then: Sequence[Command] = (),
-    ) -> list[list[Any]]:
+    ) -> list[Any]:
         """Run script ``name`` once for each ``(keys, args)`` of ``calls``, and ``then`` the
-        given commands, in one batch; each run's reply."""
+        given commands, in one batch; each run's reply, then each command's."""
         started = time.perf_counter()
         sha = self._shas[name]
         batch: list[Command] = [("EVALSHA", sha, len(keys), *keys, *args) for keys, args in calls]
@@ -320,4 +339,4 @@ class Scripts:
         for reply in replies[: len(calls)]:
             if not isinstance(reply, list):
                 raise TypeError(f"{name}.lua answered {type(reply).__name__}, not a list")
-        return replies[: len(calls)]
+        return replies

@@ -10,10 +10,12 @@ import os
 import pytest
 
 from gateway.accounts.tokens import Token
+from gateway.catalog import CATALOG
 from gateway.limits import admission
 from gateway.limits.admission import Admitter
 from gateway.policy.cache import Rules
 from gateway.policy.model import Policy
+from gateway.prices.cache import PriceCache
 from gateway.settings import Settings
 from gateway.store import redis_keys
 from gateway.store.multiplexed import MultiplexedRedis
@@ -24,6 +26,7 @@ from tests.servers import RedisServer
 
 SECRET = "s3cret"
 COST = 100
+INPAINTING = CATALOG["fal-ai/flux-lora/inpainting"]
 
 
 def _admit_four(redis_server: RedisServer, settings: Settings, metrics: Metrics) -> str:
@@ -46,9 +49,9 @@ def _admit_four(redis_server: RedisServer, settings: Settings, metrics: Metrics)
                 ]
             )
             scripts = Scripts(store, metrics, Retention.of(settings))
-            admitter = Admitter(scripts, settings, metrics)
+            admitter = Admitter(scripts, settings, metrics, PriceCache(store))
             for _ in range(4):
-                await admitter.admit(token, rules, "fal-ai/flux-lora/inpainting", COST)
+                await admitter.admit(token, rules, INPAINTING, COST, INPAINTING.catalog_price)
         finally:
             await store.aclose()
 

@@ -5,10 +5,12 @@ usage hash of another day included)."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 
 from gateway.store import redis_keys
 from gateway.store.account_scripts import AccountScripts, Chosen
+from gateway.store.price_scripts import PriceScripts
 from gateway.store.scripts import NAMES
 from tests.servers import RedisServer
 from tests.store.slots import Monitor
@@ -52,6 +54,12 @@ async def _every_script(s: Scene) -> None:
     assert await pool.health("cooling", "a", "f", "1")
     assert await pool.release("a", "r9")
     assert (await pool.edit("delete", "a")).outcome == "deleted"
+    await s.admit(40_000, "r3")
+    assert await s.scripts.take_back(s.team, s.key, "r3")
+    prices = PriceScripts(s.scripts, s.store)
+    later = {"endpoint": "e", "per_megapixel_micros": 1, "effective_at": time.time() + 3600}
+    scheduled = json.loads(await prices.set(json.dumps(later)))
+    assert await prices.cancel(scheduled["version"]) == "cancelled"
 
 
 def test_every_script_touches_only_the_keys_it_is_passed_all_in_one_slot() -> None:

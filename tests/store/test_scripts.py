@@ -16,7 +16,7 @@ from gateway.settings import Settings
 from gateway.store import redis_keys
 from gateway.store.multiplexed import hash_reply
 from gateway.store.retention import Retention
-from gateway.store.script_calls import Admission, Admitted, Ending, Refused
+from gateway.store.script_values import Admission, Admitted, Ending, Refused
 from gateway.store.scripts import BalanceOutOfRange, Scripts
 from gateway.telemetry.metrics import Metrics
 from tests.servers import RedisServer
@@ -60,7 +60,9 @@ class Scene:
             ]
         )
 
-    async def admit(self, estimate: int, reservation: str | None = None) -> Admitted | Refused:
+    async def admit(
+        self, estimate: int, reservation: str | None = None, price: str = ""
+    ) -> Admitted | Refused:
         return await self.scripts.admit(
             Admission(
                 team_id=self.team,
@@ -73,6 +75,7 @@ class Scene:
                 team_policy_version=0,
                 lease_ttl=60,
                 reservation_ttl=3600,
+                price=price,
             )
         )
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from playwright.sync_api import Page, sync_playwright
 
 from tests.jobs import INPAINTING, KONTEXT, submit, valid_body, wait_status
@@ -29,6 +31,17 @@ def seed(gateway: Gateway) -> tuple[str, str]:
         failing = valid_body(KONTEXT, image_url="http://127.0.0.1:9/gone.png")
         failed = submit(caller, KONTEXT, failing)  # fal cannot fetch its input: a failed job
         wait_status(caller, failed["status_url"])
+    with gateway.admin() as admin:  # after the jobs, which are charged at the catalog's prices
+        later = (datetime.now(UTC) + timedelta(days=7)).replace(microsecond=0).isoformat()
+        scheduled = {
+            "per_megapixel_micros": 40_000,
+            "effective_at": later,
+            "note": "fal's new price",
+        }
+        admin.post("/admin/v1/prices", json={"endpoint": INPAINTING, **scheduled})
+        admin.post("/admin/v1/prices", json={"endpoint": KONTEXT, "per_megapixel_micros": 30_000})
+        own = {"per_megapixel_micros": 25_000, "per_request_micros": 500}
+        admin.put(f"/admin/v1/teams/acme/prices/{KONTEXT}", json=own)
     return str(key["id"]), f"acme/{submitted['request_id']}"
 
 
@@ -51,6 +64,7 @@ def main() -> None:
             "overview": "/console",
             "teams": "/console/teams",
             "team": "/console/teams/acme",
+            "prices": "/console/prices",
             "keys": "/console/keys",
             "key": f"/console/keys/{key_id}",
             "usage": "/console/usage",

@@ -12,6 +12,8 @@
 --          the request only when it answers), on top of the reconciler's bind grace
 -- ARGV[11] seconds the spend hash is kept after its last write, and the age of the periods it
 --          drops once it has more than ARGV[12] fields (no cap reads them any more)
+-- ARGV[13] the price the estimate was made at (``Price.encode``: its version first), kept on
+--          the reservation so settlement charges at the same price
 --
 -- Returns {"ok", cost, key rate limit, key rate remaining, key rate reset ms, the team's spend
 --          today and this month with this cost, its daily and monthly caps (0: none)}
@@ -137,7 +139,7 @@ if redis.call('HLEN', KEYS[8]) > tonumber(ARGV[12]) then
 end
 redis.call('HSET', KEYS[6], 'key_id', ARGV[9], 'endpoint', ARGV[8], 'estimate', ARGV[2],
   'cost', int(cost), 'multiplier_ppm', team[3], 'day', day, 'month', month, 'created', now_s,
-  'admitted_ms', int(now_ms),
+  'admitted_ms', int(now_ms), 'price', ARGV[13],
   'unbound_until', now_s + num(ARGV[10]), 'state', 'open')
 redis.call('EXPIRE', KEYS[6], tonumber(ARGV[5]))
 redis.call('ZADD', KEYS[7], now_s, ARGV[3])

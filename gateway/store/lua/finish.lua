@@ -55,7 +55,7 @@ local bound = ARGV[6] ~= '' and redis.call('EXISTS', KEYS[9]) == 1
 
 local settlement, charged, overrun = 'missing', 0, 0
 local r = redis.call('HMGET', KEYS[1], 'state', 'key_id', 'endpoint', 'cost', 'multiplier_ppm',
-  'day', 'month', 'actual', 'estimate', 'webhook_url', 'admitted_ms')
+  'day', 'month', 'actual', 'estimate', 'webhook_url', 'admitted_ms', 'price')
 if r[1] == 'settled' then
   settlement, charged = 'already', num(r[8])
 elseif r[1] then
@@ -95,7 +95,8 @@ elseif r[1] then
   local entry = {KEYS[8], 'MINID', '~', oldest(ARGV[14]), '*', 'request_id', ARGV[6],
     'key_id', key_id, 'endpoint', endpoint, 'day', day, 'images', ARGV[3], 'pixels', ARGV[4],
     'cost_micros', int(charged), 'overrun_micros', int(overrun), 'outcome', ARGV[5],
-    'admitted_ms', r[11] or '', 'list_cost_micros', int(list_cost)}
+    'admitted_ms', r[11] or '', 'list_cost_micros', int(list_cost),
+    'price_version', string.match(r[12] or '', '^%d+') or ''}
   for i = 19, #ARGV do entry[#entry + 1] = ARGV[i] end
   redis.call('XADD', unpack(entry))
   local usage = KEYS[13]

@@ -1,13 +1,22 @@
-"""What the scripts of ``store.scripts`` are given and answer, as values: an admission and its
-reply, a job's ending and what recording it did."""
+"""The values the scripts take and give back (``scripts``): an admission to make and its
+answer, a job's ending and what finishing it did."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 WEBHOOK_ON_RESERVATION = "*"
 """``Ending.webhook_url`` for "the URL the reservation holds" (request records do not repeat
 it, so a finish from a request record knows only that there is one)."""
+
+
+@dataclass(frozen=True)
+class PricesSeen:
+    """What the admission's round trip read besides the script: the price table's version
+    and Redis's clock (ms), to tell whether the price the estimate was made at was current."""
+
+    table_version: int = 0
+    redis_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -20,6 +29,7 @@ class Admitted:
     rate_reset_ms: int
     caps: tuple[tuple[str, int, int], ...] = ()
     """(``daily`` or ``monthly``, the team's spend in it with this cost, its cap) for each cap."""
+    prices: PricesSeen = field(default=PricesSeen(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -29,6 +39,7 @@ class Refused:
     reason: str
     retry_after_ms: int
     detail: int
+    prices: PricesSeen = field(default=PricesSeen(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,8 @@ class Admission:
     unbound_for: int = 0
     """Seconds the job may run without a fal request id (a sync run) before it counts as
     abandoned."""
+    price: str = ""
+    """The price the estimate was made at (``Price.encode``), kept on the reservation."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +86,14 @@ class Ending:
     """Counted as a failed job in the day's usage."""
     usage_fields: tuple[str, ...] = ()
     """More field/value pairs for the job's usage log entry (fal's billable units, ...)."""
+
+
+class BalanceOutOfRange(ValueError):
+    """A credit would take a balance past the largest one allowed."""
+
+    def __init__(self, balance: int) -> None:
+        super().__init__(balance)
+        self.balance = balance
 
 
 @dataclass(frozen=True)
