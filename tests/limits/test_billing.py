@@ -70,7 +70,7 @@ def test_usage_records_keep_fals_billable_units(fleet: list[Gateway]) -> None:
     # 512x512 outputs: each a quarter of fal's megapixel, each billed one unit (rounded up).
     assert by_id[polled]["billable_units"] == 2
     assert (by_id[polled]["megapixels"], by_id[polled]["list_cost_micros"]) == (0.524288, 18352)
-    assert by_id[polled]["price_version"] is None  # until prices are versioned
+    assert by_id[polled]["price_version"] == 0  # the catalog's prices
     assert by_id[synced.headers["x-fal-request-id"]]["billable_units"] == 1
     assert by_id[hooked]["billable_units"] == 1
 
