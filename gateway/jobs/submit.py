@@ -30,6 +30,7 @@ from gateway.limits.settlement import CANCELLED, CHARGED, FAILED, HUNG_UP, REFUS
 from gateway.policy.cache import PolicyCache, StalePolicy
 from gateway.relay.targets import TargetPolicy, TargetRefused
 from gateway.settings import Settings
+from gateway.telemetry import log_context
 from gateway.upstream import FalUpstream
 from gateway.upstream.client import REQUEST_ID_HEADER, json_body
 from gateway.upstream.failover import on_some_account
@@ -75,6 +76,7 @@ class _Held:
 
     def chosen(self, account: str) -> None:
         self.job = dataclasses.replace(self.job, account=account)
+        log_context.bind(account=account)
 
 
 class Submitter:
@@ -131,6 +133,7 @@ class Submitter:
         if not response.is_success:
             await self._finisher.finish(job, Ending(REFUSED))
         else:
+            log_context.bind(fal_request_id=body["request_id"])
             await self._requests.record(
                 token.team_id,
                 token.key_id,
@@ -181,6 +184,7 @@ class Submitter:
             await self._finisher.finish(held.job, Ending(REFUSED))
             raise
         request_id = response.headers.get(REQUEST_ID_HEADER, "")
+        log_context.bind(fal_request_id=request_id)
         job = dataclasses.replace(held.job, request_id=request_id)
         if response.status_code == 200:
             await self._finisher.finish(job, Ending(CHARGED, body))
@@ -195,6 +199,7 @@ class Submitter:
         the cached policy turns out stale at admission, or changed since a refusal it made:
         then it is read again once)."""
         token, endpoint = call.token, call.endpoint
+        log_context.bind(endpoint=endpoint.id)
         secret_hash = token.secret_hash
         for _ in range(2):
             rules = await self._policies.rules(token.team_id, token.key_id, secret_hash)
