@@ -37,7 +37,9 @@ def bind(**fields: str) -> None:
     """Add ``fields`` (empty values are left out) to the lines of the request being handled."""
     found = _fields.get()
     if found is not None:
-        found.update((name, value) for name, value in fields.items() if value)
+        for name, value in fields.items():
+            if value:
+                found[name] = value
 
 
 class ContextFilter(logging.Filter):

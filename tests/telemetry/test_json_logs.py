@@ -190,3 +190,22 @@ def test_an_unusable_request_id_is_replaced_by_a_new_one(json_gateway: Gateway) 
     assert all(re.fullmatch(r"[0-9a-f]{32}", rid) for rid in given), given
     assert len(set(given)) == 3
     access_lines(json_gateway, lambda found: all(with_id(rid)(found) for rid in given))
+
+
+def test_every_worker_logs_json(redis_url: str, emulator: Emulator) -> None:
+    settings = {"log_format": "json", "workers": 2}
+    with Gateway(redis_url, emulator.url, settings) as gateway:
+        token, _ = gateway.new_key()
+        for attempt in range(10):
+            # A new connection each time, so both workers take some.
+            httpx.get(
+                f"{gateway.url}/{KONTEXT}/requests/none/status",
+                headers={"Authorization": f"Bearer {token}", "X-Request-ID": f"w-{attempt}"},
+            )
+        ids = [f"w-{n}" for n in range(10)]
+        lines = access_lines(gateway, lambda found: all(with_id(rid)(found) for rid in ids))
+        started = [r for r in records(gateway) if r["message"].startswith("Started server")]
+    assert len(started) == 2  # each worker's, in JSON
+    assert {line["route"] for line in lines if line["request_id"].startswith("w-")} == {
+        STATUS_ROUTE
+    }
