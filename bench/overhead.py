@@ -22,7 +22,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,8 +59,9 @@ class Stack:
 
 
 @contextlib.contextmanager
-def stack() -> Iterator[Stack]:
-    """redis-server, the emulator, one gateway worker and nginx, all on loopback."""
+def stack(gateway_settings: Mapping[str, object] | None = None) -> Iterator[Stack]:
+    """redis-server, the emulator, one gateway worker (with ``gateway_settings`` on top of
+    the benchmark's) and nginx, all on loopback."""
     with contextlib.ExitStack() as stack_:
         redis = stack_.enter_context(RedisServer())
         emulator = stack_.enter_context(Emulator({"runners": 32, "queue_delay": 0}))
@@ -73,6 +74,7 @@ def stack() -> Iterator[Stack]:
                     "status_coalesce_interval": COALESCE_INTERVAL,
                     # Jobs queued by the submit runs are never looked for in the middle of a run.
                     "reconcile_after": 86400,
+                    **(gateway_settings or {}),
                 },
             )
         )

@@ -62,6 +62,7 @@ from gateway.store.pool import connect_redis, connect_store
 from gateway.store.price_scripts import PriceScripts
 from gateway.store.retention import Retention
 from gateway.store.scripts import Scripts
+from gateway.telemetry.access_log import AccessLog
 from gateway.telemetry.loops import Loop, Supervisor
 from gateway.telemetry.metrics import Metrics, MetricsMiddleware
 from gateway.upstream import FalUpstream
@@ -84,6 +85,7 @@ def _cors(settings: Settings) -> list[Middleware]:
             allow_headers=["*"],
             expose_headers=[
                 "x-fal-request-id",
+                "x-request-id",
                 "x-fal-error-type",
                 "retry-after",
                 "ratelimit-limit",
@@ -250,7 +252,7 @@ def create_app(settings: Settings) -> ASGIApp:
     )
     install_error_handlers(app, page_errors.error_page)
     fast_status = FastStatusPolls(app)
-    return MetricsMiddleware(fast_status, metrics)
+    return AccessLog(MetricsMiddleware(fast_status, metrics), enabled=settings.access_log)
 
 
 def create_app_from_environment() -> ASGIApp:

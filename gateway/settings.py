@@ -7,7 +7,7 @@ Every field can be set from the environment: ``EmulatorSettings.run_time`` is
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -258,6 +258,12 @@ class Settings(BaseSettings):
     """Browser origins allowed to call the gateway (``*`` for any); unset: no CORS."""
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object per line, for a log pipeline; ``text``: lines for people."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    access_log: bool = True
+    """One line per request: method, route template, status, duration, request ids, key, team,
+    endpoint and fal account (never a path, a query string, a body or a secret)."""
     max_data_uri_bytes: Annotated[int, Field(gt=0)] = 16 * 1024 * 1024
     """Largest file inlined as a data URI, decoded (422 ``file_too_large`` beyond)."""
     input_probe_timeout: Annotated[float, Field(gt=0)] = 5.0
@@ -269,6 +275,11 @@ class Settings(BaseSettings):
     """Connections for reading input image headers, apart from fal's and the webhooks'."""
     input_probe_per_key: Annotated[int, Field(ge=1)] = 8
     """Input image headers one key may have being read at once in a process (429 beyond)."""
+
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator(
         "fal_key",

@@ -5,14 +5,21 @@ the last check. A Python traceback, or a record at level ERROR or CRITICAL, fail
 the test declared it: ``@pytest.mark.server_log("exact text")`` (or ``server_log.expect(...)``)
 allows a record that contains the text, a traceback included (its frames and final exception
 line). A declared text that never shows up in such a record fails the test too.
+
+Servers with ``GATEWAY_LOG_FORMAT=json`` write one JSON object per record: its ``level`` decides
+as above, and a traceback in its ``exc_info`` counts as one written out. Such a record is read as
+its text lines (``LEVEL: logger: message``, then the traceback's lines), so declared texts and
+failure messages work alike for both formats.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+import orjson
 
 TRACEBACK = "Traceback (most recent call last)"
 FAILING_LEVELS = frozenset({"ERROR", "CRITICAL"})
@@ -51,7 +58,7 @@ class LogScanner:
         """The incidents in ``lines`` (whole lines); an incident still open at the end of the
         chunk is reported with it, and the rest of its record is passed over later."""
         incidents: list[Incident] = []
-        for line in lines:
+        for line in _as_text(lines):
             level = record_level(line)
             if level is not None:
                 if self._incident is not None:
@@ -69,6 +76,32 @@ class LogScanner:
             self._incident = None
             self._judged = True
         return incidents
+
+
+def _as_text(lines: Iterable[str]) -> Iterator[str]:
+    """``lines``, each JSON log record among them as its text lines."""
+    for line in lines:
+        record = _json_record(line)
+        if record is None:
+            yield line
+            continue
+        yield f"{record['level']}: {record.get('logger', '')}: {record.get('message', '')}"
+        exc_info = record.get("exc_info")
+        if isinstance(exc_info, str):
+            yield from exc_info.splitlines()
+
+
+def _json_record(line: str) -> dict[str, object] | None:
+    """The JSON log record ``line`` holds, or None for a line of text."""
+    if not line.startswith("{"):
+        return None
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("level"), str):
+        return None
+    return record
 
 
 class Expectations:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,48 @@ def test_an_undeclared_server_error_fails_the_test(emulator: Emulator) -> None:
         _second_emulator_on(emulator) as second,
     ):
         _exit_code(second)
+
+
+def _json_line(level: str, message: str, **fields: object) -> str:
+    record = {"level": level, "logger": "gateway.x", "message": message, **fields}
+    return json.dumps(record)
+
+
+def test_json_records_are_judged_by_their_level_and_traceback() -> None:
+    traceback = "\n".join(ASGI_500[1:])
+    error = _json_line("ERROR", "Exception in ASGI application", exc_info=traceback)
+    warned = _json_line("WARNING", "retrying", exc_info=traceback)
+    found = incidents(
+        _json_line("INFO", "GET /healthz 200 0.1 ms", route="/healthz"),
+        error,
+        _json_line("INFO", "fine again"),
+        warned,
+        _json_line("CRITICAL", "down"),
+    )
+    assert found == [
+        ["ERROR: gateway.x: Exception in ASGI application", *ASGI_500[1:]],
+        ASGI_500[1:],
+        ["CRITICAL: gateway.x: down"],
+    ]
+    assert Expectations(["'int' object is not iterable"]).allows(found[0])
+
+
+def test_a_json_gateway_error_fails_the_test_as_a_text_one_does(
+    emulator: Emulator, redis_url: str
+) -> None:
+    env = {
+        "GATEWAY_LOG_FORMAT": "json",
+        "GATEWAY_REDIS_URL": redis_url,
+        "GATEWAY_ADMIN_TOKEN": "admin-test-token",
+    }
+    ready = f"{emulator.url}/.well-known/jwks.json"
+    undeclared = r"(?s)serve --port \d+` logged 1 undeclared error.*ERROR: uvicorn.error: .*use"
+    second = ServerProcess(["serve", "--port", str(emulator.port)], env, ready)
+    with pytest.raises(pytest.fail.Exception, match=undeclared), second:
+        output = _output_once_exited(second)
+    assert all(line.startswith("{") for line in output.splitlines()), output
+
+
+def _output_once_exited(server: ServerProcess) -> str:
+    assert _exit_code(server) != 0
+    return server.output()

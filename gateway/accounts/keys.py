@@ -19,6 +19,7 @@ from gateway.policy.limits import KeyLimits, integer_limits, redis_fields
 from gateway.policy.model import Policy, policy_field, policy_from
 from gateway.store import redis_keys
 from gateway.store.pool import RedisFields, fields_of, store_errors
+from gateway.telemetry import log_context
 
 ACTIVE = "active"
 REVOKED = "revoked"
@@ -109,6 +110,7 @@ def parse_authorization(header: str | None) -> Token:
         if scheme.lower() in ("bearer", "key"):
             token = tokens.parse(value.strip())
             if token is not None:
+                log_context.bind(key_id=token.key_id, team=token.team_id)
                 return token
     raise Unauthorized(INVALID_KEY)
 

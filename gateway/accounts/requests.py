@@ -14,6 +14,7 @@ from gateway.errors import NotFound
 from gateway.store import redis_keys
 from gateway.store.multiplexed import Store, hash_reply
 from gateway.store.pool import store_errors
+from gateway.telemetry import log_context
 from gateway.web import jsoncodec
 
 _MAX_REQUEST_ID = 128
@@ -125,7 +126,7 @@ class RequestRegistry:
             or request_fields.get("app_id") != app_id
         ):
             raise NotFound("Request not found")
-        return _owned(request_id, token.team_id, request_fields)
+        return _bound(_owned(request_id, token.team_id, request_fields))
 
     async def of_key(self, team_id: str, key_id: str, request_id: str) -> OwnedRequest:
         """A request of a key already proven (a portal session's): another key's request is a
@@ -143,7 +144,19 @@ class RequestRegistry:
             fields = hash_reply(
                 await self._store.call("HGETALL", redis_keys.request_record(team_id, request_id))
             )
-        return _owned(request_id, team_id, fields) if fields else None
+        return _bound(_owned(request_id, team_id, fields)) if fields else None
+
+
+def _bound(owned: OwnedRequest) -> OwnedRequest:
+    """``owned``, its ids now on the log lines of the call about it."""
+    log_context.bind(
+        fal_request_id=owned.id,
+        key_id=owned.key_id,
+        team=owned.team_id,
+        endpoint=owned.endpoint_id,
+        account=owned.account,
+    )
+    return owned
 
 
 def _owned(request_id: str, team_id: str, fields: dict[str, str]) -> OwnedRequest:

@@ -7,8 +7,6 @@ admin API's ``keys``, ``teams``, ``prices``, ``usage``, ``deliveries``, ``mainte
 
 from __future__ import annotations
 
-import logging
-
 import click
 
 from gateway.cli import (
@@ -21,16 +19,13 @@ from gateway.cli import (
     upstreams,
     usage,
 )
+from gateway.telemetry.logs import configure_logging
 
 
 @click.group()
 def main() -> None:
     """fal gateway: resell or share fal.ai's FLUX editing endpoints behind your own keys."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # httpx logs every URL it fetches at INFO; input URLs can carry signed tokens.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    configure_logging()  # text; the servers log as their settings say
 
 
 for _command in (

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import tempfile
@@ -12,10 +13,14 @@ from typing import Any, TypeVar
 
 import click
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 
 from gateway.cli.flags import given
 from gateway.settings import EmulatorSettings, Settings
+from gateway.telemetry.logs import configure_logging, logging_config
 from gateway.telemetry.metrics import MULTIPROC_ENV
+
+logger = logging.getLogger(__name__)
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 
@@ -28,9 +33,11 @@ def run_server(
     tls_cert: Path | None = None,
     tls_key: Path | None = None,
     shutdown_timeout: int | None = None,
+    settings: Settings | None = None,
 ) -> None:
     """Serve an ASGI app with uvicorn (uvloop + httptools), optionally over TLS, until a
-    signal stops it; on the signal, open requests get ``shutdown_timeout`` seconds to finish."""
+    signal stops it; on the signal, open requests get ``shutdown_timeout`` seconds to finish.
+    Logs as the gateway's ``settings`` say (else as uvicorn does)."""
     config = uvicorn.Config(
         app,
         host=host,
@@ -39,8 +46,9 @@ def run_server(
         http="httptools",
         ssl_certfile=str(tls_cert) if tls_cert else None,
         ssl_keyfile=str(tls_key) if tls_key else None,
-        log_level="info",
-        access_log=False,
+        log_level=settings.log_level if settings else "info",
+        log_config=_log_config(settings) if settings else LOGGING_CONFIG,
+        access_log=False,  # the gateway's own (``telemetry.access_log``) names routes, not paths
         timeout_graceful_shutdown=shutdown_timeout,
     )
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal. Turning it into
@@ -59,6 +67,10 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _log_config(settings: Settings) -> dict[str, Any]:
+    return logging_config(settings.log_format, settings.log_level)
+
+
 def _tls_options(command: Command) -> Command:
     """``--tls-cert`` and ``--tls-key``: serve HTTPS."""
     path = click.Path(exists=True, path_type=Path)
@@ -75,6 +87,7 @@ def _serve_settings(settings: Settings | EmulatorSettings, app: Any) -> None:
         tls_cert=settings.tls_cert,
         tls_key=settings.tls_key,
         shutdown_timeout=settings.shutdown_timeout if isinstance(settings, Settings) else None,
+        settings=settings if isinstance(settings, Settings) else None,
     )
 
 
@@ -108,16 +121,16 @@ def serve(**flags: Any) -> None:
     from gateway.app import create_app
 
     settings = Settings(**given(**flags))
+    configure_logging(settings.log_format, settings.log_level)
     try:
         settings.link_signing_key()
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     _check_tls(settings)
     if not settings.fal_key:
-        click.echo(
+        logger.warning(
             "GATEWAY_FAL_KEY is not set: jobs go only to the fal accounts already in Redis "
-            "(add one with `fal-gateway upstreams add`)",
-            err=True,
+            "(add one with `fal-gateway upstreams add`)"
         )
     if settings.workers == 1:
         _serve_settings(settings, create_app(settings))
@@ -132,6 +145,8 @@ def serve(**flags: Any) -> None:
         workers=settings.workers,
         loop="uvloop",
         http="httptools",
+        log_level=settings.log_level,
+        log_config=_log_config(settings),
         access_log=False,
         timeout_graceful_shutdown=settings.shutdown_timeout,
         ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
@@ -168,6 +183,7 @@ def dev(port: int | None, emulator_port: int, redis_port: int, data_dir: Path) -
             settings.host,
             settings.port,
             shutdown_timeout=settings.shutdown_timeout,
+            settings=settings,
         )
     finally:
         stack.stop()

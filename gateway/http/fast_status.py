@@ -14,11 +14,13 @@ import re
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.errors import FalError, error_response
-from gateway.http.queue import status, status_answer
+from gateway.http.queue import REQUEST_ROUTES, status, status_answer
 from gateway.http.services import Services
 
 _STATUS_PATH = re.compile(r"/([^/]+)/([^/]+)/requests/([^/]+)/status")
 _WITHOUT_LOGS = frozenset({b"", b"logs=0", b"logs=false"})
+_STATUS_ROUTE = next(r for r in REQUEST_ROUTES if getattr(r, "endpoint", None) is status)
+"""The routed status handler's route: access lines name its path template."""
 
 
 class FastStatusPolls:
@@ -40,6 +42,7 @@ class FastStatusPolls:
             return
         owner, app, request_id = match.groups()
         scope["endpoint"] = status  # the handler name that metrics are labelled with
+        scope["route"] = _STATUS_ROUTE
         authorization = next(
             (
                 value.decode("latin-1")

@@ -21,6 +21,7 @@ from gateway.console.signin import blocked, failed
 from gateway.errors import FalError, Forbidden
 from gateway.http.services import Services, services
 from gateway.limits.usage import days, usage_rows
+from gateway.telemetry import log_context
 
 USAGE_DAYS = 14
 
@@ -201,6 +202,8 @@ def signed_in(role: str, handler: Handler) -> Callable[[Request], Awaitable[Resp
             response = RedirectResponse(f"/{role}/signin", status_code=303)
             cookies(gateway).end(response, role)
             return response
+        if role != CONSOLE:  # a key's session
+            log_context.bind(key_id=session.key_id, team=session.team_id)
         return await handler(request, gateway, session)
 
     return guarded

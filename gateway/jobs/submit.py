@@ -31,6 +31,7 @@ from gateway.policy.cache import PolicyCache, StalePolicy
 from gateway.prices.cache import StalePrice
 from gateway.relay.targets import TargetPolicy, TargetRefused
 from gateway.settings import Settings
+from gateway.telemetry import log_context
 from gateway.upstream import FalUpstream
 from gateway.upstream.client import REQUEST_ID_HEADER, json_body
 from gateway.upstream.failover import on_some_account
@@ -87,6 +88,7 @@ class _Held:
 
     def chosen(self, account: str) -> None:
         self.job = dataclasses.replace(self.job, account=account)
+        log_context.bind(account=account)
 
 
 class Submitter:
@@ -143,6 +145,7 @@ class Submitter:
         if not response.is_success:
             await self._finisher.finish(job, Ending(REFUSED))
         else:
+            log_context.bind(fal_request_id=body["request_id"])
             await self._requests.record(
                 token.team_id,
                 token.key_id,
@@ -194,6 +197,7 @@ class Submitter:
             await self._finisher.finish(held.job, Ending(REFUSED))
             raise
         request_id = response.headers.get(REQUEST_ID_HEADER, "")
+        log_context.bind(fal_request_id=request_id)
         job = dataclasses.replace(held.job, request_id=request_id)
         units = billable_units(response)
         if response.status_code == 200:
@@ -209,6 +213,7 @@ class Submitter:
         the cached policy turns out stale at admission, or changed since a refusal it made, or
         the price it was estimated at no longer applied: then it is prepared again)."""
         token, endpoint = call.token, call.endpoint
+        log_context.bind(endpoint=endpoint.id)
         secret_hash = token.secret_hash
         for _ in range(ATTEMPTS):
             rules = await self._policies.rules(token.team_id, token.key_id, secret_hash)
