@@ -59,6 +59,7 @@ from gateway.store.retention import Retention
 from gateway.store.scripts import Scripts
 from gateway.telemetry.loops import Loop, Supervisor
 from gateway.telemetry.metrics import Metrics, MetricsMiddleware
+from gateway.telemetry.tracing import Tracing, TracingMiddleware
 from gateway.upstream import FalUpstream
 from gateway.upstream.links import Links
 from gateway.upstream.pool import account_pool
@@ -99,9 +100,11 @@ async def _start_relay(outbox: Outbox) -> None:
         await outbox.ensure_group()
 
 
-def create_app(settings: Settings) -> ASGIApp:
-    """Build the gateway for ``settings``; connections open with the app's lifespan."""
+def create_app(settings: Settings, tracing: Tracing | None = None) -> ASGIApp:
+    """Build the gateway for ``settings``; connections open with the app's lifespan. Traced as
+    the ``OTEL_*`` variables say, unless ``tracing`` is given."""
     metrics = Metrics()
+    tracing = tracing or Tracing.from_environment()
     stall_after = max(settings.background_stall_after, 3 * settings.reconcile_interval)
     links = Links(
         settings.public_url,
@@ -117,9 +120,9 @@ def create_app(settings: Settings) -> ASGIApp:
         retention = Retention.of(settings)
         scripts = Scripts(store, metrics, retention)
         accounts = account_pool(settings, store, scripts, metrics)
-        upstream = FalUpstream(settings, metrics, accounts)
+        upstream = FalUpstream(settings, metrics, accounts, tracing)
         requests = RequestRegistry(store, settings.request_retention)
-        finisher = Finisher(scripts, upstream, accounts, links, metrics)
+        finisher = Finisher(scripts, upstream, accounts, links, metrics, tracing)
         keys = KeyStore(redis)
         policies = PolicyCache(store)
         teams = TeamStore(redis)
@@ -146,12 +149,17 @@ def create_app(settings: Settings) -> ASGIApp:
             targets,
             probe,
             teams,
+            tracing,
         )
         statuses = StatusCoalescer(upstream, accounts, settings.status_coalesce_interval)
         job_status = JobStatus(statuses, finisher, links, metrics)
-        reconciler = Reconciler(store, scripts, finisher, upstream, accounts, settings, metrics)
+        reconciler = Reconciler(
+            store, scripts, finisher, upstream, accounts, settings, metrics, tracing
+        )
         probe_accounts = AccountProbe(accounts, upstream, store, settings)
-        worker = DeliveryWorker(redis, store, scripts, keys, targets, outbox, settings, metrics)
+        worker = DeliveryWorker(
+            redis, store, scripts, keys, targets, outbox, settings, metrics, tracing
+        )
         background = Supervisor(
             [
                 Loop("reconciler", reconciler.sweep, settings.reconcile_interval, stall_after),
@@ -193,6 +201,7 @@ def create_app(settings: Settings) -> ASGIApp:
             fal_keys=FalKeys(jwks_client, settings.fal_jwks_url),
             background=background,
             openapi=openapi_document(settings.public_url),
+            tracing=tracing,
         )
         await _start_relay(outbox)
         await accounts.start()
@@ -208,6 +217,7 @@ def create_app(settings: Settings) -> ASGIApp:
             await upstream.aclose()
             await redis.aclose()
             await store.aclose()
+            await tracing.shutdown()
 
     app = Starlette(
         routes=[
@@ -241,7 +251,8 @@ def create_app(settings: Settings) -> ASGIApp:
     )
     install_error_handlers(app, page_errors.error_page)
     fast_status = FastStatusPolls(app)
-    return MetricsMiddleware(fast_status, metrics)
+    measured = MetricsMiddleware(fast_status, metrics)
+    return TracingMiddleware(measured, tracing) if tracing.enabled else measured
 
 
 def create_app_from_environment() -> ASGIApp:

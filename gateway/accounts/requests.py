@@ -39,6 +39,8 @@ class OwnedRequest:
     """When the gateway first saw fal report it running (None: not seen, e.g. nobody polled)."""
     ended_at: float | None = None
     """When the gateway recorded its end."""
+    trace: str = ""
+    """The ``traceparent`` of the request that submitted it, when traced."""
 
 
 class RequestRegistry:
@@ -57,9 +59,11 @@ class RequestRegistry:
         reservation_id: str,
         account: str,
         webhook_url: str | None = None,
+        trace: str = "",
     ) -> None:
-        """Remember who owns ``request_id`` and the fal account it is on, and bind its
-        reservation to it (one round trip)."""
+        """Remember who owns ``request_id``, the fal account it is on and the trace it was
+        submitted in (``trace``, a ``traceparent``), and bind its reservation to it (one round
+        trip)."""
         name = redis_keys.request_record(team_id, request_id)
         fields: dict[str, str] = {
             "key_id": key_id,
@@ -72,6 +76,8 @@ class RequestRegistry:
         }
         if webhook_url:
             fields["webhook"] = "1"
+        if trace:
+            fields["trace"] = trace
         reservation = redis_keys.reservation(team_id, reservation_id)
         async with store_errors():
             await self._store.execute(
@@ -88,6 +94,7 @@ class RequestRegistry:
                         webhook_url or "",
                         "account",
                         account,
+                        *(("trace", trace) if trace else ()),
                     ),
                     ("EXEC",),
                 ]
@@ -150,6 +157,7 @@ def _owned(request_id: str, team_id: str, fields: dict[str, str]) -> OwnedReques
         account=fields.get("account", ""),
         started_at=_seconds(fields.get("started_ms")),
         ended_at=_seconds(fields.get("ended_ms")),
+        trace=fields.get("trace", ""),
     )
 
 

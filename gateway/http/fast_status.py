@@ -14,7 +14,7 @@ import re
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.errors import FalError, error_response
-from gateway.http.queue import status, status_answer
+from gateway.http.queue import REQUEST_ROUTES, status, status_answer, trace_request
 from gateway.http.services import Services
 
 _STATUS_PATH = re.compile(r"/([^/]+)/([^/]+)/requests/([^/]+)/status")
@@ -28,6 +28,7 @@ class FastStatusPolls:
         self.app = app
         self.services = services
         """Set by the app's lifespan, once the services exist."""
+        self._route = next(r for r in REQUEST_ROUTES if getattr(r, "endpoint", None) is status)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = (
@@ -40,6 +41,7 @@ class FastStatusPolls:
             return
         owner, app, request_id = match.groups()
         scope["endpoint"] = status  # the handler name that metrics are labelled with
+        scope["route"] = self._route  # the route template that traces are named by
         authorization = next(
             (
                 value.decode("latin-1")
@@ -52,6 +54,7 @@ class FastStatusPolls:
             owned = await self.services.requests.authorize(
                 authorization, f"{owner}/{app}", request_id
             )
+            trace_request(self.services, owned)
             response = await status_answer(self.services, owned, logs=False)
         except FalError as exc:
             response = error_response(exc)

@@ -32,7 +32,9 @@ from gateway.limits.settlement import (
 )
 from gateway.store import scripts as store
 from gateway.store.scripts import Finished, Scripts
+from gateway.telemetry import tracing
 from gateway.telemetry.metrics import Metrics
+from gateway.telemetry.tracing import OFF, Tracing
 from gateway.upstream import FalUpstream
 from gateway.upstream.client import REQUEST_ID_HEADER, json_body
 from gateway.upstream.links import Links
@@ -57,6 +59,9 @@ class Job:
     ``WEBHOOK_ON_RESERVATION`` when only the reservation holds it."""
     account: str = ""
     """The fal account the job is on (empty: not chosen yet, or recorded before the pool)."""
+    trace: str = ""
+    """The ``traceparent`` of the request that submitted it, when traced: its later hops join
+    that trace (``telemetry.tracing``)."""
 
     @classmethod
     def of(cls, owned: OwnedRequest) -> Job:
@@ -69,7 +74,19 @@ class Job:
             owned.endpoint_id,
             store.WEBHOOK_ON_RESERVATION if owned.webhook else None,
             owned.account,
+            owned.trace,
         )
+
+    @property
+    def attributes(self) -> dict[str, str]:
+        """What names the job in its spans (never its input, output or any secret)."""
+        named = {tracing.TEAM: self.team_id, tracing.KEY: self.key_id}
+        named[tracing.ENDPOINT] = self.endpoint_id
+        if self.request_id:
+            named[tracing.REQUEST_ID] = self.request_id
+        if self.account:
+            named[tracing.ACCOUNT] = self.account
+        return named
 
     @property
     def app_id(self) -> str:
@@ -138,7 +155,9 @@ class Finisher:
         accounts: AccountPool,
         links: Links,
         metrics: Metrics,
+        tracing: Tracing = OFF,
     ) -> None:
+        self._tracing = tracing
         self._scripts = scripts
         self._upstream = upstream
         self._accounts = accounts
@@ -150,6 +169,16 @@ class Finisher:
     async def finish(self, job: Job, ending: Ending) -> Finished:
         """Record ``ending`` (one round trip), and give back the slot the job held on its fal
         account (another); parts already recorded stay as they were."""
+        attributes = {**job.attributes, tracing.OUTCOME: ending.outcome}
+        with self._tracing.job_span("settlement", job.trace, attributes) as span:
+            finished = await self._record(job, ending)
+            span.set_attribute("gateway.settlement", finished.settlement)
+        # Every time, not only when settled by this call: a finish that crashed after settling
+        # would otherwise leave the slot held until it lapses.
+        await self._accounts.release(job.account, job.reservation_id)
+        return finished
+
+    async def _record(self, job: Job, ending: Ending) -> Finished:
         list_cost = images = pixels = 0
         if ending.outcome == CHARGED:
             list_cost, images, pixels = actual_list_cost(job.endpoint_id, ending.output)
@@ -172,6 +201,7 @@ class Finisher:
                 webhook_url=webhook or "",
                 webhook_body=jsoncodec.dumps(self._links.rewrite(ending.event)) if webhook else "",
                 failed=ending.outcome in FAILURES,
+                trace=self._tracing.parent() if webhook else "",
             )
         )
         if finished.settlement == "settled":
@@ -184,9 +214,6 @@ class Finisher:
                     job.request_id,
                     finished.overrun,
                 )
-        # Every time, not only when settled by this call: a finish that crashed after settling
-        # would otherwise leave the slot held until it lapses.
-        await self._accounts.release(job.account, job.reservation_id)
         return finished
 
     async def fetch_and_finish(
@@ -239,11 +266,12 @@ class Finisher:
             logger.warning("could not note that request %s started: %s", owned.id, exc.detail)
 
     async def _finish_logged(self, job: Job, settled: bool, status: dict[str, Any]) -> None:
-        try:
-            if settled:
-                # Its end was recorded already (webhook queued too): only the status is left.
-                await self.finish(job, Ending(CHARGED, final_status=status))
-            else:
-                await self.fetch_and_finish(job, status)
-        except FalError as exc:
-            logger.warning("could not finish request %s yet: %s", job.request_id, exc.detail)
+        with self._tracing.job_span("finish in background", job.trace, job.attributes):
+            try:
+                if settled:
+                    # Its end was recorded already (webhook queued too): only the status is left.
+                    await self.finish(job, Ending(CHARGED, final_status=status))
+                else:
+                    await self.fetch_and_finish(job, status)
+            except FalError as exc:
+                logger.warning("could not finish request %s yet: %s", job.request_id, exc.detail)

@@ -57,6 +57,7 @@ from gateway.store.pool import store_errors
 from gateway.store.retention import Retention
 from gateway.store.scripts import Scripts, schedule_team
 from gateway.telemetry.metrics import Metrics
+from gateway.telemetry.tracing import OFF, Tracing
 from gateway.upstream import FalUpstream
 from gateway.upstream.pool import AccountPool
 
@@ -92,7 +93,9 @@ class Reconciler:
         accounts: AccountPool,
         settings: Settings,
         metrics: Metrics,
+        tracing: Tracing = OFF,
     ) -> None:
+        self._tracing = tracing
         self._store = store
         self._scripts = scripts
         self._finisher = finisher
@@ -118,7 +121,8 @@ class Reconciler:
                 )
             teams = [team for shard_teams in claimed.values() for team in shard_teams]
             if teams:
-                await self._reconcile(now, teams)
+                with self._tracing.span("reconciler pass", {"gateway.teams": len(teams)}):
+                    await self._reconcile(now, teams)
             shards = [shard for shard, got in claimed.items() if len(got) == share]
         await self._count_open()
 
@@ -159,6 +163,7 @@ class Reconciler:
                 fields["endpoint"],
                 fields.get("webhook_url") or None,
                 fields.get("account", ""),
+                fields.get("trace", ""),
             )
             jobs.append((job, fields))
         await self._pipelined(gone)
@@ -167,7 +172,8 @@ class Reconciler:
         async def check(job: Job, fields: dict[str, str]) -> None:
             async with limit:
                 try:
-                    await self._check(job, fields, now)
+                    with self._tracing.job_span("reconcile job", job.trace, job.attributes):
+                        await self._check(job, fields, now)
                 except FalError as exc:
                     detail = exc.detail
                     logger.warning("reservation %s not settled yet: %s", job.reservation_id, detail)

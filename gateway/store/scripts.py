@@ -133,6 +133,8 @@ class Ending:
     webhook_body: str = ""
     failed: bool = False
     """Counted as a failed job in the day's usage."""
+    trace: str = ""
+    """The ``traceparent`` a new delivery is attempted under ('': none)."""
 
 
 class BalanceOutOfRange(ValueError):
@@ -270,6 +272,7 @@ class Scripts:
                 self._retention.spend,
                 self._retention.delivery_grace,
                 "1" if e.failed else "0",
+                e.trace,
             ],
         )
 
