@@ -1,10 +1,10 @@
 """OpenTelemetry traces of a job's hops; off unless the standard ``OTEL_*`` variables ask for them.
 
-Spans (``docs/tracing.md`` shows a job's tree): one per HTTP request (``TracingMiddleware``),
-named by its route template; ``admission``; ``fal <operation>`` for each call to fal, which
-carries the W3C ``traceparent`` header; ``settlement``; ``fal webhook`` for fal's webhook about
-a job; ``webhook delivery`` for each attempt, whose POST carries ``traceparent`` too; and
-``reconciler pass``.
+Spans (``docs/tracing.md`` lists them and shows a job's tree): one per HTTP request
+(``TracingMiddleware``), named by its route template; ``admission``; ``fal <operation>`` for
+each call to fal, which carries the W3C ``traceparent`` header; ``settlement``; ``fal webhook``
+for fal's webhook about a job; ``webhook delivery`` for each attempt, whose POST carries
+``traceparent`` too; ``finish in background``, ``reconciler pass`` and ``reconcile job``.
 
 A job's later hops join the trace of the request that submitted it (``job_span``): that
 request's ``traceparent`` is kept on the job's request record and reservation, and a delivery

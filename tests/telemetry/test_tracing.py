@@ -31,10 +31,13 @@ SUBMIT = "POST /{endpoint:path}"
 POLL = "GET /{owner}/{app}/requests/{request_id}/status"
 
 
-def _settings(redis_url: str, emulator: Emulator, port: int, public_url: str) -> Settings:
+def _settings(
+    redis_url: str, emulator: Emulator, port: int, public_url: str, **overrides: Any
+) -> Settings:
     """What ``tests.servers.Gateway`` sets, for a gateway served in this process."""
     upstream = emulator.url
     return Settings(
+        **overrides,
         port=port,
         redis_url=redis_url,
         public_url=public_url,
@@ -53,14 +56,16 @@ def _settings(redis_url: str, emulator: Emulator, port: int, public_url: str) ->
 class InProcessGateway:
     """The gateway's ASGI app served by uvicorn in a thread of the test, traced into memory."""
 
-    def __init__(self, redis_url: str, emulator: Emulator, public_url: str | None = None) -> None:
+    def __init__(
+        self, redis_url: str, emulator: Emulator, public_url: str | None = None, **settings: Any
+    ) -> None:
         self.exporter = InMemorySpanExporter()
         provider = TracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(self.exporter))
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
-        settings = _settings(redis_url, emulator, port, public_url or self.url)
-        app = create_app(settings, Tracing(provider))
+        built = _settings(redis_url, emulator, port, public_url or self.url, **settings)
+        app = create_app(built, Tracing(provider))
         self._server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
@@ -226,6 +231,29 @@ def test_a_poll_that_finishes_a_job_does_it_in_the_jobs_trace(
     [link] = finishing.links
     assert link.context.span_id in {_context(p).span_id for p in polls}
     print(tree(spans, request))
+
+
+def test_the_reconciler_finishes_a_job_in_its_trace(
+    private_redis_url: str, emulator: Emulator
+) -> None:
+    """Nobody hears of the job's end (no webhook, no poll): the reconciler's pass checks it in
+    the job's trace, linked to the pass."""
+    quick = {"reconcile_interval": 0.2, "reconcile_after": 0.5}
+    closed = "http://127.0.0.1:9"
+    with InProcessGateway(private_redis_url, emulator, public_url=closed, **quick) as traced:
+        with traced.client(traced.new_key()) as caller:
+            submit(caller, KONTEXT, valid_body(KONTEXT))
+        settlement = traced.wait_span("settlement")
+    spans = traced.spans()
+    assert settlement.parent is not None
+    [checked] = [s for s in spans if _context(s).span_id == settlement.parent.span_id]
+    assert checked.name == "reconcile job"
+    assert parent_name(spans, checked) == SUBMIT
+    assert parent_name(spans, only(spans, "fal result")) == "reconcile job"
+    [link] = checked.links
+    assert link.context.span_id in {
+        _context(s).span_id for s in spans if s.name == "reconciler pass"
+    }
 
 
 def test_no_trace_context_reaches_fal_with_tracing_off(
