@@ -65,6 +65,7 @@ from gateway.store.scripts import Scripts
 from gateway.telemetry.access_log import AccessLog
 from gateway.telemetry.loops import Loop, Supervisor
 from gateway.telemetry.metrics import Metrics, MetricsMiddleware
+from gateway.telemetry.tracing import Tracing, TracingMiddleware
 from gateway.upstream import FalUpstream
 from gateway.upstream.links import Links
 from gateway.upstream.pool import account_pool
@@ -106,9 +107,11 @@ async def _start_relay(outbox: Outbox) -> None:
         await outbox.ensure_group()
 
 
-def create_app(settings: Settings) -> ASGIApp:
-    """Build the gateway for ``settings``; connections open with the app's lifespan."""
+def create_app(settings: Settings, tracing: Tracing | None = None) -> ASGIApp:
+    """Build the gateway for ``settings``; connections open with the app's lifespan. Traced as
+    the ``OTEL_*`` variables say, unless ``tracing`` is given."""
     metrics = Metrics()
+    tracing = tracing or Tracing.from_environment()
     stall_after = max(settings.background_stall_after, 3 * settings.reconcile_interval)
     links = Links(
         settings.public_url,
@@ -124,10 +127,10 @@ def create_app(settings: Settings) -> ASGIApp:
         retention = Retention.of(settings)
         scripts = Scripts(store, metrics, retention)
         accounts = account_pool(settings, store, scripts, metrics)
-        upstream = FalUpstream(settings, metrics, accounts)
+        upstream = FalUpstream(settings, metrics, accounts, tracing)
         requests = RequestRegistry(store, settings.request_retention)
         teams = TeamStore(redis)
-        finisher = Finisher(scripts, upstream, accounts, links, metrics, teams)
+        finisher = Finisher(scripts, upstream, accounts, links, metrics, teams, tracing)
         keys = KeyStore(redis)
         policies = PolicyCache(store)
         price_cache = PriceCache(store)
@@ -154,12 +157,17 @@ def create_app(settings: Settings) -> ASGIApp:
             targets,
             probe,
             teams,
+            tracing,
         )
         statuses = StatusCoalescer(upstream, accounts, settings.status_coalesce_interval)
         job_status = JobStatus(statuses, finisher, links, metrics)
-        reconciler = Reconciler(store, scripts, finisher, upstream, accounts, settings, metrics)
+        reconciler = Reconciler(
+            store, scripts, finisher, upstream, accounts, settings, metrics, tracing
+        )
         probe_accounts = AccountProbe(accounts, upstream, store, settings)
-        worker = DeliveryWorker(redis, store, scripts, keys, targets, outbox, settings, metrics)
+        worker = DeliveryWorker(
+            redis, store, scripts, keys, targets, outbox, settings, metrics, tracing
+        )
         background = Supervisor(
             [
                 Loop("reconciler", reconciler.sweep, settings.reconcile_interval, stall_after),
@@ -202,6 +210,7 @@ def create_app(settings: Settings) -> ASGIApp:
             fal_keys=FalKeys(jwks_client, settings.fal_jwks_url),
             background=background,
             openapi=openapi_document(settings.public_url),
+            tracing=tracing,
         )
         await _start_relay(outbox)
         await accounts.start()
@@ -217,6 +226,7 @@ def create_app(settings: Settings) -> ASGIApp:
             await upstream.aclose()
             await redis.aclose()
             await store.aclose()
+            await tracing.shutdown()
 
     app = Starlette(
         routes=[
@@ -252,7 +262,9 @@ def create_app(settings: Settings) -> ASGIApp:
     )
     install_error_handlers(app, page_errors.error_page)
     fast_status = FastStatusPolls(app)
-    return AccessLog(MetricsMiddleware(fast_status, metrics), enabled=settings.access_log)
+    measured = MetricsMiddleware(fast_status, metrics)
+    traced = TracingMiddleware(measured, tracing) if tracing.enabled else measured
+    return AccessLog(traced, enabled=settings.access_log)
 
 
 def create_app_from_environment() -> ASGIApp:

@@ -222,7 +222,10 @@ class Gateway(ServerProcess):
         settings: Mapping[str, object] | None = None,
         *,
         tls: tuple[Path, Path, str] | None = None,
+        extra_env: Mapping[str, str] | None = None,
     ) -> None:
+        """``settings`` are ``GATEWAY_*`` variables without the prefix; ``extra_env`` other
+        variables (``OTEL_*``)."""
         self.port = free_port()
         self.redis_url = redis_url
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
@@ -248,6 +251,7 @@ class Gateway(ServerProcess):
             "GATEWAY_WEBHOOK_CLAIM_IDLE": "1.5",
             "GATEWAY_WEBHOOK_TIMEOUT": "1",
             **{f"GATEWAY_{k.upper()}": str(v) for k, v in (settings or {}).items()},
+            **(extra_env or {}),
         }
         super().__init__(args, env, f"{self.url}/healthz", verify=self.verify)
 

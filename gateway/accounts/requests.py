@@ -49,6 +49,8 @@ class OwnedRequest:
     """Its caller asked to cancel it (``jobs.status``)."""
     price: Price | None = None
     """The price it was admitted at (None: recorded before prices were kept)."""
+    trace: str = ""
+    """The ``traceparent`` of the request that submitted it, when traced."""
 
 
 class RequestRegistry:
@@ -68,9 +70,11 @@ class RequestRegistry:
         account: str,
         webhook_url: str | None = None,
         price: Price | None = None,
+        trace: str = "",
     ) -> None:
-        """Remember who owns ``request_id``, the fal account it is on and the price it was
-        admitted at, and bind its reservation to it (one round trip)."""
+        """Remember who owns ``request_id``, the fal account it is on, the price it was
+        admitted at and the trace it was submitted in (``trace``, a ``traceparent``), and bind
+        its reservation to it (one round trip)."""
         name = redis_keys.request_record(team_id, request_id)
         fields: dict[str, str] = {
             "key_id": key_id,
@@ -85,6 +89,8 @@ class RequestRegistry:
             fields["webhook"] = "1"
         if price is not None:
             fields["price"] = price.encode()
+        if trace:
+            fields["trace"] = trace
         reservation = redis_keys.reservation(team_id, reservation_id)
         async with store_errors():
             await self._store.execute(
@@ -101,6 +107,7 @@ class RequestRegistry:
                         webhook_url or "",
                         "account",
                         account,
+                        *(("trace", trace) if trace else ()),
                     ),
                     ("EXEC",),
                 ]
@@ -177,6 +184,7 @@ def _owned(request_id: str, team_id: str, fields: dict[str, str]) -> OwnedReques
         ended_at=_seconds(fields.get("ended_ms")),
         cancel_asked=bool(fields.get(CANCEL_ASKED)),
         price=Price.decode(fields.get("price")),
+        trace=fields.get("trace", ""),
     )
 
 

@@ -1,8 +1,8 @@
 """The emulator's own control surface under ``/_emulator`` (not part of fal's API).
 
 - ``GET /_emulator/requests[?since=N]``: every request received (method, path, query, status,
-  body up to 64 KiB, a fingerprint of the key used, the ``X-Fal-Tags`` pairs fal would keep),
-  so tests can prove what reached "fal".
+  body up to 64 KiB, a fingerprint of the key used, the ``X-Fal-Tags`` pairs fal would keep, the
+  W3C ``traceparent`` header), so tests can prove what reached "fal".
 - ``DELETE /_emulator/requests``: forget them.
 - ``GET /_emulator/knobs`` and ``PATCH /_emulator/knobs``: read or change behaviour knobs live.
 - ``GET /_emulator/webhooks``: recent webhook delivery attempts and their outcomes.
@@ -99,6 +99,7 @@ def _entry(scope: Scope, body: bytes, status: int | None, started: float) -> dic
         "body": body.decode("utf-8", errors="replace"),
         "key_fingerprint": None if key is None else fingerprint(key),
         "tags": parse_tags(headers.get(TAGS_HEADER)),
+        "traceparent": headers.get("traceparent"),
     }
 
 

@@ -14,7 +14,7 @@ import re
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.errors import FalError, error_response
-from gateway.http.queue import REQUEST_ROUTES, status, status_answer
+from gateway.http.queue import REQUEST_ROUTES, status, status_answer, trace_request
 from gateway.http.services import Services
 
 _STATUS_PATH = re.compile(r"/([^/]+)/([^/]+)/requests/([^/]+)/status")
@@ -42,7 +42,7 @@ class FastStatusPolls:
             return
         owner, app, request_id = match.groups()
         scope["endpoint"] = status  # the handler name that metrics are labelled with
-        scope["route"] = _STATUS_ROUTE
+        scope["route"] = _STATUS_ROUTE  # the route template access lines and traces name
         authorization = next(
             (
                 value.decode("latin-1")
@@ -55,6 +55,7 @@ class FastStatusPolls:
             owned = await self.services.requests.authorize(
                 authorization, f"{owner}/{app}", request_id
             )
+            trace_request(self.services, owned)
             response = await status_answer(self.services, owned, logs=False)
         except FalError as exc:
             response = error_response(exc)

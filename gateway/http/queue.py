@@ -21,6 +21,7 @@ from gateway.catalog import Endpoint, find_endpoint
 from gateway.errors import NotFound
 from gateway.http.access import allowed_caller, check_browser_origin
 from gateway.http.services import Services, services
+from gateway.jobs.finisher import Job
 from gateway.jobs.submit import Accepted, Call
 from gateway.protocol.routes import catch_all_routes, request_routes
 from gateway.upstream.client import REQUEST_ID_HEADER, forwarded_headers, json_body, relayed_headers
@@ -91,7 +92,14 @@ async def _owned(request: Request) -> tuple[Services, OwnedRequest]:
     app_id, request_id = f"{params['owner']}/{params['app']}", params["request_id"]
     owned = await svc.requests.authorize(request.headers.get("authorization"), app_id, request_id)
     await check_browser_origin(svc, request)
+    trace_request(svc, owned)
     return svc, owned
+
+
+def trace_request(svc: Services, owned: OwnedRequest) -> None:
+    """Name the caller's request (team, key, endpoint, fal request id, account) in its span."""
+    if svc.tracing.enabled:
+        svc.tracing.annotate(Job.of(owned).attributes)
 
 
 async def job_call(svc: Services, request: Request) -> Call:

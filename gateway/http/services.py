@@ -25,6 +25,7 @@ from gateway.store.multiplexed import Store
 from gateway.store.scripts import Scripts
 from gateway.telemetry.loops import Supervisor
 from gateway.telemetry.metrics import Metrics
+from gateway.telemetry.tracing import OFF, Tracing
 from gateway.upstream import FalUpstream
 from gateway.upstream.links import Links
 from gateway.upstream.pool import AccountPool
@@ -56,6 +57,7 @@ class Services:
     background: Supervisor
     openapi: dict[str, Any] = field(default_factory=dict)
     """The OpenAPI document, built once."""
+    tracing: Tracing = OFF
 
 
 def services(request: Request) -> Services:

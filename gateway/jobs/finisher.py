@@ -39,7 +39,9 @@ from gateway.store import redis_keys
 from gateway.store import script_values as store
 from gateway.store.script_values import Finished
 from gateway.store.scripts import Scripts
+from gateway.telemetry import tracing
 from gateway.telemetry.metrics import Metrics
+from gateway.telemetry.tracing import OFF, Tracing
 from gateway.upstream import FalUpstream
 from gateway.upstream.client import REQUEST_ID_HEADER, json_body
 from gateway.upstream.fal_billing import billable_units
@@ -70,6 +72,9 @@ class Job:
     price: Price | None = None
     """The price it was admitted at, which it is charged at (None: admitted before prices were
     kept, charged at the catalog's)."""
+    trace: str = ""
+    """The ``traceparent`` of the request that submitted it, when traced: its later hops join
+    that trace (``telemetry.tracing``)."""
 
     @classmethod
     def of(cls, owned: OwnedRequest) -> Job:
@@ -84,7 +89,19 @@ class Job:
             owned.account,
             owned.cancel_asked,
             owned.price,
+            owned.trace,
         )
+
+    @property
+    def attributes(self) -> dict[str, str]:
+        """What names the job in its spans (never its input, output or any secret)."""
+        named = {tracing.TEAM: self.team_id, tracing.KEY: self.key_id}
+        named[tracing.ENDPOINT] = self.endpoint_id
+        if self.request_id:
+            named[tracing.REQUEST_ID] = self.request_id
+        if self.account:
+            named[tracing.ACCOUNT] = self.account
+        return named
 
     @property
     def app_id(self) -> str:
@@ -161,7 +178,9 @@ class Finisher:
         links: Links,
         metrics: Metrics,
         teams: TeamStore,
+        tracing: Tracing = OFF,
     ) -> None:
+        self._tracing = tracing
         self._scripts = scripts
         self._teams = teams
         self._upstream = upstream
@@ -174,6 +193,16 @@ class Finisher:
     async def finish(self, job: Job, ending: Ending) -> Finished:
         """Record ``ending`` (one round trip), and give back the slot the job held on its fal
         account (another); parts already recorded stay as they were."""
+        attributes = {**job.attributes, tracing.OUTCOME: ending.outcome}
+        with self._tracing.job_span("settlement", job.trace, attributes) as span:
+            finished = await self._record(job, ending)
+            span.set_attribute("gateway.settlement", finished.settlement)
+        # Every time, not only when settled by this call: a finish that crashed after settling
+        # would otherwise leave the slot held until it lapses.
+        await self._accounts.release(job.account, job.reservation_id)
+        return finished
+
+    async def _record(self, job: Job, ending: Ending) -> Finished:
         list_cost = images = pixels = 0
         if ending.outcome == FAILED and job.cancel_asked:
             ending = dataclasses.replace(ending, outcome=CANCELLED, ran=True)
@@ -201,6 +230,7 @@ class Finisher:
                 webhook_body=jsoncodec.dumps(self._links.rewrite(ending.event)) if webhook else "",
                 failed=ending.outcome in FAILURES,
                 usage_fields=("billable_units", ending.billable_units),
+                trace=self._tracing.parent() if webhook else "",
             )
         )
         if finished.settlement == "settled":
@@ -213,9 +243,6 @@ class Finisher:
                     job.request_id,
                     finished.overrun,
                 )
-        # Every time, not only when settled by this call: a finish that crashed after settling
-        # would otherwise leave the slot held until it lapses.
-        await self._accounts.release(job.account, job.reservation_id)
         return finished
 
     async def cancel_asked(self, owned: OwnedRequest) -> None:
@@ -307,11 +334,12 @@ class Finisher:
             logger.warning("could not note that request %s started: %s", owned.id, exc.detail)
 
     async def _finish_logged(self, job: Job, settled: bool, status: dict[str, Any]) -> None:
-        try:
-            if settled:
-                # Its end was recorded already (webhook queued too): only the status is left.
-                await self.finish(job, Ending(CHARGED, final_status=status))
-            else:
-                await self.fetch_and_finish(job, status)
-        except FalError as exc:
-            logger.warning("could not finish request %s yet: %s", job.request_id, exc.detail)
+        with self._tracing.job_span("finish in background", job.trace, job.attributes):
+            try:
+                if settled:
+                    # Its end was recorded already (webhook queued too): only the status is left.
+                    await self.finish(job, Ending(CHARGED, final_status=status))
+                else:
+                    await self.fetch_and_finish(job, status)
+            except FalError as exc:
+                logger.warning("could not finish request %s yet: %s", job.request_id, exc.detail)

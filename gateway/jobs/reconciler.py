@@ -60,6 +60,7 @@ from gateway.store.pool import store_errors
 from gateway.store.retention import Retention
 from gateway.store.scripts import Scripts, schedule_team
 from gateway.telemetry.metrics import Metrics
+from gateway.telemetry.tracing import OFF, Tracing
 from gateway.upstream import FalUpstream
 from gateway.upstream.pool import AccountPool
 
@@ -95,7 +96,9 @@ class Reconciler:
         accounts: AccountPool,
         settings: Settings,
         metrics: Metrics,
+        tracing: Tracing = OFF,
     ) -> None:
+        self._tracing = tracing
         self._store = store
         self._scripts = scripts
         self._finisher = finisher
@@ -122,7 +125,8 @@ class Reconciler:
                 )
             teams = [team for shard_teams in claimed.values() for team in shard_teams]
             if teams:
-                await self._reconcile(now, teams)
+                with self._tracing.span("reconciler pass", {"gateway.teams": len(teams)}):
+                    await self._reconcile(now, teams)
             shards = [shard for shard, got in claimed.items() if len(got) == share]
         await self._count_open(now)
 
@@ -165,6 +169,7 @@ class Reconciler:
                 fields.get("account", ""),
                 bool(fields.get(CANCEL_ASKED)),
                 Price.decode(fields.get("price")),
+                fields.get("trace", ""),
             )
             jobs.append((job, fields))
         await self._pipelined(gone)
@@ -173,7 +178,8 @@ class Reconciler:
         async def check(job: Job, fields: dict[str, str]) -> None:
             async with limit:
                 try:
-                    await self._check(job, fields, now)
+                    with self._tracing.job_span("reconcile job", job.trace, job.attributes):
+                        await self._check(job, fields, now)
                 except FalError as exc:
                     detail = exc.detail
                     logger.warning("reservation %s not settled yet: %s", job.reservation_id, detail)

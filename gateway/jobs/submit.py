@@ -31,7 +31,8 @@ from gateway.policy.cache import PolicyCache, StalePolicy
 from gateway.prices.cache import StalePrice
 from gateway.relay.targets import TargetPolicy, TargetRefused
 from gateway.settings import Settings
-from gateway.telemetry import log_context
+from gateway.telemetry import log_context, tracing
+from gateway.telemetry.tracing import OFF, Tracing
 from gateway.upstream import FalUpstream
 from gateway.upstream.client import REQUEST_ID_HEADER, json_body
 from gateway.upstream.failover import on_some_account
@@ -105,7 +106,9 @@ class Submitter:
         targets: TargetPolicy,
         probe: InputProbe,
         teams: TeamStore,
+        tracing: Tracing = OFF,
     ) -> None:
+        self._tracing = tracing
         self._settings = settings
         self._policies = policies
         self._admitter = admitter
@@ -145,16 +148,19 @@ class Submitter:
         if not response.is_success:
             await self._finisher.finish(job, Ending(REFUSED))
         else:
-            log_context.bind(fal_request_id=body["request_id"])
+            request_id = body["request_id"]
+            log_context.bind(fal_request_id=request_id)
+            self._tracing.annotate({tracing.REQUEST_ID: request_id, tracing.ACCOUNT: job.account})
             await self._requests.record(
                 token.team_id,
                 token.key_id,
-                body["request_id"],
+                request_id,
                 endpoint,
                 admission.reservation_id,
                 credential.account,
                 webhook_url,
                 admission.price,
+                self._tracing.parent(),
             )
         return Accepted(response, body, submission, admission)
 
@@ -200,6 +206,7 @@ class Submitter:
         log_context.bind(fal_request_id=request_id)
         job = dataclasses.replace(held.job, request_id=request_id)
         units = billable_units(response)
+        self._tracing.annotate({tracing.REQUEST_ID: request_id, tracing.ACCOUNT: job.account})
         if response.status_code == 200:
             await self._finisher.finish(job, Ending(CHARGED, body, billable_units=units))
         else:
@@ -211,7 +218,20 @@ class Submitter:
     ) -> tuple[Submission, Admission, Job]:
         """Prepare the body under the key's policy and admit it (one Redis round trip, unless
         the cached policy turns out stale at admission, or changed since a refusal it made, or
-        the price it was estimated at no longer applied: then it is prepared again)."""
+        the price it was estimated at no longer applied: then it is prepared again), in a span
+        of its own."""
+        call_attributes = {
+            tracing.TEAM: call.token.team_id,
+            tracing.KEY: call.token.key_id,
+            tracing.ENDPOINT: call.endpoint.id,
+        }
+        self._tracing.annotate(call_attributes)
+        with self._tracing.span("admission", call_attributes):
+            return await self._admit_fresh(call, unbound_for)
+
+    async def _admit_fresh(
+        self, call: Call, unbound_for: float
+    ) -> tuple[Submission, Admission, Job]:
         token, endpoint = call.token, call.endpoint
         log_context.bind(endpoint=endpoint.id)
         secret_hash = token.secret_hash

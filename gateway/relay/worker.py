@@ -42,6 +42,7 @@ from collections.abc import Iterable
 from secrets import token_hex
 
 import httpx
+from opentelemetry.trace import SpanKind
 from redis.asyncio import Redis
 
 from gateway.accounts.keys import KeyStore
@@ -57,7 +58,9 @@ from gateway.store.multiplexed import Command, Store, hash_reply
 from gateway.store.pool import store_errors
 from gateway.store.retention import Retention
 from gateway.store.scripts import Scripts
+from gateway.telemetry import tracing
 from gateway.telemetry.metrics import Metrics
+from gateway.telemetry.tracing import OFF, Attributes, Tracing
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +103,9 @@ class DeliveryWorker:
         outbox: Outbox,
         settings: Settings,
         metrics: Metrics,
+        tracing: Tracing = OFF,
     ) -> None:
+        self._tracing = tracing
         self._redis = redis
         self._store = store
         self._scripts = scripts
@@ -241,24 +246,44 @@ class DeliveryWorker:
     async def _attempt(
         self, name: str, team_id: str, delivery_id: str, record: dict[str, str]
     ) -> None:
-        """Send once and record the outcome: delivered, dead, or a retry scheduled."""
+        """Send once and record the outcome, in a span of the job's trace."""
         attempts = int(record.get("attempts") or 0) + 1
+        attributes: Attributes = {
+            tracing.TEAM: team_id,
+            tracing.KEY: record.get("key_id", ""),
+            tracing.REQUEST_ID: record.get("request_id", ""),
+            tracing.ATTEMPT: attempts,
+        }
+        parent = record.get("trace", "")
+        with self._tracing.job_span(
+            "webhook delivery", parent, attributes, SpanKind.CLIENT
+        ) as span:
+            outcome, status = await self._send_and_record(
+                name, team_id, delivery_id, record, attempts
+            )
+            span.set_attribute(tracing.OUTCOME, outcome)
+            if status is not None:
+                span.set_attribute(tracing.HTTP_STATUS, status)
+
+    async def _send_and_record(
+        self, name: str, team_id: str, delivery_id: str, record: dict[str, str], attempts: int
+    ) -> tuple[str, int | None]:
+        """Send attempt number ``attempts`` and record its outcome: delivered, dead, or a retry
+        scheduled; that outcome and the receiver's status code."""
         now = time.time()
         retry_in: float | None = None
         error, status = await self._send(team_id, record, now)
         self._metrics.delivery_attempts.inc()
         if error is None:
-            update = {"status": DELIVERED, "delivered_at": repr(time.time())}
-            self._metrics.deliveries.labels("delivered").inc()
+            outcome, update = DELIVERED, {"status": DELIVERED, "delivered_at": repr(time.time())}
         else:
             schedule = self._settings.webhook_retry_schedule
             if attempts > len(schedule):
-                update = {"status": DEAD}
-                self._metrics.deliveries.labels("dead").inc()
+                outcome, update = DEAD, {"status": DEAD}
             else:
                 retry_in = schedule[attempts - 1] * random.uniform(1 - JITTER, 1 + JITTER)  # noqa: S311
-                update = {"next_at": repr(now + retry_in)}
-                self._metrics.deliveries.labels("retry").inc()
+                outcome, update = "retry", {"next_at": repr(now + retry_in)}
+        self._metrics.deliveries.labels(outcome).inc()
         fields = {
             "attempts": str(attempts),
             "last_error": error or "",
@@ -275,6 +300,7 @@ class DeliveryWorker:
             commands += self._retry(team_id, delivery_id, now + retry_in)
         async with store_errors():
             await self._store.execute(commands)
+        return outcome, status
 
     async def _send(
         self, team_id: str, record: dict[str, str], now: float
@@ -289,6 +315,7 @@ class DeliveryWorker:
         body = record["body"]
         url, headers, extensions = target.pinned_request()
         headers |= signature_headers(record["request_id"], body, secrets, int(now))
+        self._tracing.inject(headers)
         try:
             response = await self._client.post(
                 url, content=body.encode(), headers=headers, extensions=extensions

@@ -70,9 +70,10 @@ too. Read by every admission in the same batch (``Scripts.admit``). Lives foreve
 def request_record(team_id: str, request_id: str) -> str:
     """HASH of one forwarded request (owning key, app, endpoint, time, reservation, whether
     the caller asked for a webhook, the price it was admitted at, when it was seen running and
-    asked to be cancelled, fal's final status in short form): every value under
-    Redis' ``hash-max-listpack-value`` (64 bytes) in the usual cases, so the hash stays compact
-    (``accounts.requests``). Expires ``request_retention`` seconds after submit."""
+    asked to be cancelled, fal's final status in short form, the ``traceparent`` of its submit
+    when traced): every value under Redis' ``hash-max-listpack-value`` (64 bytes) in the usual
+    cases, so the hash stays compact (``accounts.requests``). Expires ``request_retention``
+    seconds after submit."""
     return f"{PREFIX}:{{{team_id}}}:req:{request_id}"
 
 
@@ -104,8 +105,9 @@ def leases(team_id: str, key_id: str) -> str:
 
 def reservation(team_id: str, reservation_id: str) -> str:
     """HASH of one credit reservation (key, endpoint, cost, the price it was admitted at,
-    period, state, request id, the caller's webhook URL, when its caller asked to cancel it).
-    Expires ``request_retention`` seconds after admission."""
+    period, state, request id, the caller's webhook URL, when its caller asked to cancel it, the
+    ``traceparent`` of its submit when traced). Expires ``request_retention`` seconds after
+    admission."""
     return f"{PREFIX}:{{{team_id}}}:resv:{reservation_id}"
 
 
@@ -222,11 +224,12 @@ def delivery_team(delivery_id: str) -> str:
 
 
 def delivery(team_id: str, delivery_id: str) -> str:
-    """HASH of one webhook delivery to a caller (target, body, status, attempts, last error).
-    Its existence also marks fal's webhook for that request as received. Expires
-    ``Retention.delivery_pending`` after it was created or replayed (its retry schedule plus
-    ``delivery_retention``), and ``delivery_retention`` after it was delivered or dead-lettered
-    (set by the delivery worker)."""
+    """HASH of one webhook delivery to a caller (target, body, status, attempts, last error,
+    the ``traceparent`` its attempts are traced under when traced). Its existence also marks
+    fal's webhook for that request as received. Expires ``Retention.delivery_pending`` after it
+    was created or replayed (its retry schedule plus ``delivery_retention``), and
+    ``delivery_retention`` after it was delivered or dead-lettered (set by the delivery
+    worker)."""
     return f"{PREFIX}:{{{team_id}}}:delivery:{delivery_id}"
 
 

@@ -86,6 +86,8 @@ class Ending:
     """Counted as a failed job in the day's usage."""
     usage_fields: tuple[str, ...] = ()
     """More field/value pairs for the job's usage log entry (fal's billable units, ...)."""
+    trace: str = ""
+    """The ``traceparent`` a new delivery is attempted under ('': none)."""
 
 
 class BalanceOutOfRange(ValueError):

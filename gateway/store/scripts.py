@@ -214,6 +214,7 @@ class Scripts:
                 self._retention.spend,
                 self._retention.delivery_grace,
                 "1" if e.failed else "0",
+                e.trace,
                 *e.usage_fields,
             ],
         )

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
+from opentelemetry.trace import Span, SpanKind
 
 from gateway.errors import (
     FalError,
@@ -24,8 +25,11 @@ from gateway.errors import (
     UpstreamUnreachable,
 )
 from gateway.settings import Settings
+from gateway.telemetry import tracing
 from gateway.telemetry.metrics import Metrics
+from gateway.telemetry.tracing import OFF, Tracing
 from gateway.upstream.pool import REFUSED_STATUSES, Credential
+from gateway.upstream.transport import not_connected, timed_out
 from gateway.web import jsoncodec
 
 USER_AGENT = "fal-gateway/0.1"
@@ -65,25 +69,6 @@ def json_body(response: httpx.Response) -> Any:
         ) from exc
 
 
-def _timed_out(exc: BaseException) -> bool:
-    """Whether a transport failure was a timeout. httpx-aiohttp 0.2 maps a refused connection to
-    ``ConnectTimeout``, so the aiohttp error underneath decides when there is one (aiohttp's
-    timeout errors are ``TimeoutError``s)."""
-    cause = exc.__cause__ if isinstance(exc, httpx.TransportError) else exc
-    if isinstance(cause, aiohttp.ClientError | TimeoutError):
-        return isinstance(cause, TimeoutError)
-    return isinstance(exc, httpx.TimeoutException)
-
-
-def _not_connected(exc: BaseException) -> bool:
-    """Whether a transport failure happened before any of the request was sent: no
-    connection could be opened (refused, unresolvable host, failed TLS handshake)."""
-    cause = exc.__cause__ if isinstance(exc, httpx.TransportError) else exc
-    if isinstance(cause, aiohttp.ClientError):
-        return isinstance(cause, aiohttp.ClientConnectorError)
-    return isinstance(exc, httpx.ConnectError)
-
-
 class HealthObserver(Protocol):
     """Told of fal's answers that say something of an account's health (``AccountPool``)."""
 
@@ -111,8 +96,15 @@ def forwarded_headers(headers: Mapping[str, str]) -> dict[str, str]:
 class FalUpstream:
     """fal's queue API and file hosts."""
 
-    def __init__(self, settings: Settings, metrics: Metrics, health: HealthObserver) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        health: HealthObserver,
+        tracing: Tracing = OFF,
+    ) -> None:
         self._health = health
+        self._tracing = tracing
         self._queue = settings.upstream_queue_url.rstrip("/")
         self._run = settings.upstream_run_url.rstrip("/")
         self._rest = settings.upstream_rest_url.rstrip("/")
@@ -192,17 +184,20 @@ class FalUpstream:
         """A call whose answer is read whole (JSON), over the pool directly; ``limits``
         replaces the usual timeouts, ``long`` takes the pool of long calls."""
         session = self._long_session if long else self._session
-        with self._observed(operation, credential.account):
+        with self._observed(operation, credential.account) as span:
+            sent = self._headers(credential, headers, content)
+            self._tracing.inject(sent)
             async with session.request(
                 method,
                 url,
                 data=content,
                 params=params,
-                headers=self._headers(credential, headers, content),
+                headers=sent,
                 timeout=limits or self._timeout,
             ) as response:
                 body = await response.read()
                 answer = httpx.Response(response.status, headers=response.raw_headers, content=body)
+            span.set_attribute(tracing.HTTP_STATUS, answer.status_code)
         if answer.status_code in REFUSED_STATUSES or (
             answer.status_code == 429 and operation in STARTS_WORK
         ):
@@ -219,20 +214,27 @@ class FalUpstream:
     ) -> httpx.Response:
         """Send a built request; ``credential`` when it carries a key (its answer then tells
         of the account's health), ``account`` names the account of a call without one."""
-        with self._observed(operation, credential.account if credential else account):
+        with self._observed(operation, credential.account if credential else account) as span:
+            if credential is not None:  # fal's API; its file hosts are sent no trace context
+                self._tracing.inject(request.headers)
             response = await self._client.send(request, stream=stream)
+            span.set_attribute(tracing.HTTP_STATUS, response.status_code)
         if credential is not None and response.status_code in REFUSED_STATUSES:
             await self._health.observe(credential, response.status_code, b"", response.headers)
         return response
 
     @contextlib.contextmanager
-    def _observed(self, operation: str, account: str) -> Iterator[None]:
-        """Count and time an upstream call, and map its transport failures."""
+    def _observed(self, operation: str, account: str) -> Iterator[Span]:
+        """Count, time and trace an upstream call, and map its transport failures."""
         started = time.perf_counter()
         self._metrics.upstream_calls.labels(account, operation).inc()
+        attributes = {tracing.OPERATION: operation, tracing.ACCOUNT: account}
         try:
-            with self._errors(operation, account):
-                yield
+            with (
+                self._tracing.span(f"fal {operation}", attributes, SpanKind.CLIENT) as span,
+                self._errors(operation, account),
+            ):
+                yield span
         finally:
             self._metrics.upstream_seconds.labels(operation).observe(time.perf_counter() - started)
 
@@ -241,11 +243,11 @@ class FalUpstream:
         try:
             yield
         except (httpx.TransportError, aiohttp.ClientError, TimeoutError) as exc:
-            if _timed_out(exc):
+            if timed_out(exc):
                 self._failed(operation, "timeout", account)
                 raise UpstreamTimeout("fal did not answer in time") from exc
             self._failed(operation, "unavailable", account)
-            if _not_connected(exc):
+            if not_connected(exc):
                 raise UpstreamUnreachable("fal could not be reached") from exc
             raise UpstreamUnavailable("fal could not be reached") from exc
 

@@ -22,7 +22,8 @@
 -- ARGV[15] seconds ledger entries are kept   ARGV[16] seconds the spend hash is kept
 -- ARGV[17] seconds a new delivery may wait to be attempted before the reconciler queues it again
 -- ARGV[18] '1' when the outcome counts as a failed job in the day's usage, else '0'
--- ARGV[19..] more field/value pairs for the usage log entry (e.g. fal's billable units)
+-- ARGV[19] the ``traceparent`` a new delivery is attempted under ('': none)
+-- ARGV[20..] more field/value pairs for the usage log entry (e.g. fal's billable units)
 --
 -- Returns {settlement, charged, delivery, overrun}: settlement "settled" (by this call),
 -- "already" or "missing" (the reservation expired); charged the actual cost; delivery "new",
@@ -97,7 +98,7 @@ elseif r[1] then
     'cost_micros', int(charged), 'overrun_micros', int(overrun), 'outcome', ARGV[5],
     'admitted_ms', r[11] or '', 'list_cost_micros', int(list_cost),
     'price_version', string.match(r[12] or '', '^%d+') or ''}
-  for i = 19, #ARGV do entry[#entry + 1] = ARGV[i] end
+  for i = 20, #ARGV do entry[#entry + 1] = ARGV[i] end
   redis.call('XADD', unpack(entry))
   local usage = KEYS[13]
   local field = key_id .. '|' .. endpoint .. '|'
@@ -128,6 +129,9 @@ if url ~= '' then
     redis.call('HSET', KEYS[10], 'team_id', ARGV[11], 'key_id', ARGV[12],
       'request_id', ARGV[6], 'url', url, 'body', ARGV[10], 'status', 'pending',
       'attempts', 0, 'next_at', now, 'created', now, 'last_error', '', 'last_status', '')
+    if ARGV[19] ~= '' then
+      redis.call('HSET', KEYS[10], 'trace', ARGV[19])
+    end
     redis.call('EXPIRE', KEYS[10], ARGV[13])
     redis.call('ZADD', KEYS[11], now, ARGV[6])
     redis.call('ZREMRANGEBYSCORE', KEYS[11], '-inf', '(' .. (tonumber(now) - tonumber(ARGV[13])))
