@@ -1,6 +1,6 @@
 """OpenTelemetry traces of a job's hops; off unless the standard ``OTEL_*`` variables ask for them.
 
-Spans (``docs/tracing.md`` lists them and shows a job's tree): one per HTTP request
+Spans (``docs/operations.md``, Traces, lists them and shows a job's tree): one per HTTP request
 (``TracingMiddleware``), named by its route template; ``admission``; ``fal <operation>`` for
 each call to fal, which carries the W3C ``traceparent`` header; ``settlement``; ``fal webhook``
 for fal's webhook about a job; ``webhook delivery`` for each attempt, whose POST carries
@@ -36,7 +36,7 @@ SpanScope = contextlib.AbstractContextManager[Span]
 TRACEPARENT = "traceparent"
 SERVICE_NAME = "fal-gateway"
 
-# Attribute names beyond OpenTelemetry's HTTP conventions (docs/tracing.md lists them).
+# Attribute names beyond OpenTelemetry's HTTP conventions (docs/operations.md, Traces, lists them).
 TEAM = "gateway.team_id"
 KEY = "gateway.key_id"
 ENDPOINT = "fal.endpoint"
