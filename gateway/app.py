@@ -115,7 +115,7 @@ def create_app(settings: Settings) -> ASGIApp:
         redis = connect_redis(settings)
         store = connect_store(settings)
         retention = Retention.of(settings)
-        scripts = Scripts(store, metrics, retention)
+        scripts = Scripts(store, metrics, retention, settings.alert_webhook_url)
         accounts = account_pool(settings, store, scripts, metrics)
         upstream = FalUpstream(settings, metrics, accounts)
         requests = RequestRegistry(store, settings.request_retention)

@@ -15,7 +15,7 @@ from pydantic import Field
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
-from gateway.accounts import indexes
+from gateway.accounts import indexes, tokens
 from gateway.accounts.keys import rfc3339
 from gateway.accounts.tokens import TEAM_ID_PATTERN
 from gateway.errors import NotFound
@@ -41,6 +41,8 @@ class Team:
     policy_version: int
     sync_hangup: str = "charge"
     """What a sync run whose caller hung up costs: ``charge`` (as fal bills it) or ``refund``."""
+    alert_webhook_url: str = ""
+    """Where the team's own low-balance alerts go (empty: nowhere)."""
 
     @classmethod
     def from_record(cls, team_id: str, fields: dict[str, str]) -> Team:
@@ -55,6 +57,7 @@ class Team:
             policy=policy_from(fields.get("policy")),
             policy_version=int(fields.get("policy_version", "0")),
             sync_hangup=fields.get("sync_hangup") or "charge",
+            alert_webhook_url=fields.get("alert_url", ""),
         )
 
     def public(self) -> dict[str, Any]:
@@ -68,6 +71,7 @@ class Team:
             "price_multiplier": str(Decimal(self.multiplier_ppm) / PPM),
             "limits": self.limits,
             "sync_hangup": self.sync_hangup,
+            "alert_webhook_url": self.alert_webhook_url or None,
             "policy": self.policy.model_dump(exclude_defaults=True),
         }
 
@@ -176,6 +180,19 @@ class TeamStore:
         await self.require(team_id)
         await store_policy(self._redis, redis_keys.team_record(team_id), policy)
         return await self.require(team_id)
+
+    async def set_alert_webhook(self, team_id: str, url: str | None) -> str | None:
+        """Send the team's low-balance alerts to ``url``, signed with a new secret (returned,
+        never shown again; the previous one stops at once); None removes the webhook."""
+        await self.require(team_id)
+        record = redis_keys.team_record(team_id)
+        async with store_errors():
+            if url is None:
+                await self._redis.hdel(record, "alert_url", "alert_secret")
+                return None
+            secret = tokens.new_webhook_secret()
+            await self._redis.hset(record, mapping={"alert_url": url, "alert_secret": secret})
+        return secret
 
     async def ledger(self, team_id: str, limit: int) -> list[dict[str, Any]]:
         """The newest ``limit`` ledger entries, newest first."""

@@ -22,10 +22,12 @@
 -- ARGV[15] seconds ledger entries are kept   ARGV[16] seconds the spend hash is kept
 -- ARGV[17] seconds a new delivery may wait to be attempted before the reconciler queues it again
 -- ARGV[18] '1' when the outcome counts as a failed job in the day's usage, else '0'
+-- KEYS[14..17] and ARGV[19..24]: the team's alert deliveries (alert_delivery.lua)
 --
--- Returns {settlement, charged, delivery, overrun}: settlement "settled" (by this call),
--- "already" or "missing" (the reservation expired); charged the actual cost; delivery "new",
--- "duplicate" or "none"; overrun what the actual cost exceeded the reservation by. Or, having
+-- Returns {settlement, charged, delivery, overrun, alerts raised, alert deliveries}: settlement
+-- "settled" (by this call), "already" or "missing" (the reservation expired); charged the actual
+-- cost; delivery "new", "duplicate" or "none"; overrun what the actual cost exceeded the
+-- reservation by; the alerts a settlement raised (team_alerts.lua). Or, having
 -- written nothing, {"wrong_day", day} when KEYS[13] is not the usage hash of the reservation's
 -- day: the caller runs it again with that day's key.
 --
@@ -53,6 +55,7 @@ end
 local bound = ARGV[6] ~= '' and redis.call('EXISTS', KEYS[9]) == 1
 
 local settlement, charged, overrun = 'missing', 0, 0
+local alerts = alert_sender({KEYS[14], KEYS[15], KEYS[16], KEYS[17]}, KEYS[12], 19)
 local r = redis.call('HMGET', KEYS[1], 'state', 'key_id', 'endpoint', 'cost', 'multiplier_ppm',
   'day', 'month', 'actual', 'estimate', 'webhook_url', 'admitted_ms')
 if r[1] == 'settled' then
@@ -76,8 +79,8 @@ elseif r[1] then
   local balance = redis.call('HINCRBY', KEYS[2], 'balance', int(-charged))
   redis.call('HINCRBY', KEYS[3], 'reserved', int(-reserved))
   redis.call('HINCRBY', KEYS[3], 'spent', int(charged))
-  redis.call('HINCRBY', KEYS[6], 'd:' .. day, int(charged - reserved))
-  redis.call('HINCRBY', KEYS[6], 'm:' .. r[7], int(charged - reserved))
+  local spent_day = redis.call('HINCRBY', KEYS[6], 'd:' .. day, int(charged - reserved))
+  local spent_month = redis.call('HINCRBY', KEYS[6], 'm:' .. r[7], int(charged - reserved))
   redis.call('EXPIRE', KEYS[6], ARGV[16])
   redis.call('ZREM', KEYS[4], ARGV[1])
   redis.call('ZREM', KEYS[5], ARGV[1])
@@ -105,6 +108,7 @@ elseif r[1] then
     redis.call('HINCRBY', usage, field .. 'failed', 1)
   end
   redis.call('EXPIRE', usage, ARGV[14])
+  team_alerts(alerts, KEYS[2], ARGV[11], balance, {day, spent_day, r[7], spent_month})
 end
 
 -- A record that has expired stays gone (HSET alone would recreate it without an expiry).
@@ -132,4 +136,4 @@ if url ~= '' then
     redis.call('EXPIRE', KEYS[12], ARGV[13])
   end
 end
-return {settlement, int(charged), delivery, int(overrun)}
+return {settlement, int(charged), delivery, int(overrun), alerts.raised, alerts.ids}
