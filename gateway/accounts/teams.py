@@ -181,18 +181,22 @@ class TeamStore:
         await store_policy(self._redis, redis_keys.team_record(team_id), policy)
         return await self.require(team_id)
 
-    async def set_alert_webhook(self, team_id: str, url: str | None) -> str | None:
+    async def set_alert_webhook(self, team_id: str, url: str) -> str:
         """Send the team's low-balance alerts to ``url``, signed with a new secret (returned,
-        never shown again; the previous one stops at once); None removes the webhook."""
+        never shown again; the previous one stops at once)."""
         await self.require(team_id)
-        record = redis_keys.team_record(team_id)
+        secret = tokens.new_webhook_secret()
+        fields: RedisFields = {"alert_url": url, "alert_secret": secret}
         async with store_errors():
-            if url is None:
-                await self._redis.hdel(record, "alert_url", "alert_secret")
-                return None
-            secret = tokens.new_webhook_secret()
-            await self._redis.hset(record, mapping={"alert_url": url, "alert_secret": secret})
+            await self._redis.hset(redis_keys.team_record(team_id), mapping=fields)
         return secret
+
+    async def remove_alert_webhook(self, team_id: str) -> Team:
+        """Send the team's alerts to the operator only."""
+        await self.require(team_id)
+        async with store_errors():
+            await self._redis.hdel(redis_keys.team_record(team_id), "alert_url", "alert_secret")
+        return await self.require(team_id)
 
     async def ledger(self, team_id: str, limit: int) -> list[dict[str, Any]]:
         """The newest ``limit`` ledger entries, newest first."""

@@ -1,6 +1,6 @@
 """The console's teams: the list with balances and caps, creating one, a team's page with its
 ledger, credit and debit with a note, and its limits and price multiplier. Forms are read with
-the admin API's own models (``TeamCreate``, ``Credit``, ``TeamLimits``)."""
+the admin API's own models (``TeamCreate``, ``Credit``, ``TeamLimits``, ``AlertWebhook``)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from gateway.accounts.tokens import new_id
 from gateway.console.forms import form_fields
 from gateway.console.sessions import CONSOLE, Session
 from gateway.errors import FalError, RequestValidationFailed
-from gateway.http.admin_teams import Credit, TeamCreate, team_id_of
+from gateway.http.admin_teams import AlertWebhook, Credit, TeamCreate, set_alert_webhook, team_id_of
 from gateway.http.console_view import back, policy_context, posted, posted_policy, view
 from gateway.http.pages import signed_in
 from gateway.http.services import Services
@@ -82,6 +82,9 @@ async def show_team(
         ledger=await gateway.teams.ledger(team.id, LEDGER_SHOWN),
         credit_fields=form_fields(Credit, context.pop("credit_form", {})),
         limit_fields=form_fields(TeamLimits, limits_form or limit_values(team)),
+        alert_fields=form_fields(
+            AlertWebhook, context.pop("alert_form", None) or {"url": team.alert_webhook_url}
+        ),
         **policy_context(team.policy, context.pop("policy", None)),
         **context,
     )
@@ -113,6 +116,31 @@ async def update_limits(request: Request, gateway: Services, session: Session) -
     return back(f"/console/teams/{team_id}", "Limits saved")
 
 
+async def update_alert_webhook(request: Request, gateway: Services, session: Session) -> Response:
+    form, spec, error = await posted(request, session, AlertWebhook)
+    team = await gateway.teams.require(team_id_of(request))
+    if form.get("remove"):
+        await gateway.teams.remove_alert_webhook(team.id)
+        return back(f"/console/teams/{team.id}", "Alert webhook removed")
+    if spec is None:
+        return await show_team(request, gateway, session, alert_form=form, error=error)
+    try:
+        secret = await set_alert_webhook(gateway, team.id, spec.url)
+    except RequestValidationFailed as exc:
+        reason = "; ".join(str(item["msg"]) for item in exc.errors)
+        return await show_team(request, gateway, session, alert_form=form, error=reason)
+    return view(
+        request,
+        session,
+        "/console/teams",
+        "console/key_secret.html",
+        title="Alert webhook secret",
+        team=team.public(),
+        secrets=[("Alert webhook secret", "alert", secret)],
+        notice=f"Low-balance alerts of {team.name} go to {spec.url}",
+    )
+
+
 async def update_policy(request: Request, gateway: Services, session: Session) -> Response:
     text, policy, error = await posted_policy(request, session)
     team_id = team_id_of(request)
@@ -129,4 +157,9 @@ ROUTES = [
     Route("/console/teams/{team_id}/credits", signed_in(CONSOLE, credit_team), methods=["POST"]),
     Route("/console/teams/{team_id}/limits", signed_in(CONSOLE, update_limits), methods=["POST"]),
     Route("/console/teams/{team_id}/policy", signed_in(CONSOLE, update_policy), methods=["POST"]),
+    Route(
+        "/console/teams/{team_id}/alert-webhook",
+        signed_in(CONSOLE, update_alert_webhook),
+        methods=["POST"],
+    ),
 ]

@@ -130,6 +130,7 @@ CHANGES = [
     "/console/teams/web-csrf/credits",
     "/console/teams/web-csrf/limits",
     "/console/teams/web-csrf/policy",
+    "/console/teams/web-csrf/alert-webhook",
     "/console/keys",
     "/console/keys/{key}/revoke",
     "/console/keys/{key}/webhook-secret",
