@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.installed
 JS     := tests/js
 JS_STAMP := $(JS)/node_modules/.installed
 
-.PHONY: install serve emulator test lint typecheck format bench clean nginx-installed chromium-installed
+.PHONY: install serve emulator test lint typecheck format bench clean nginx-installed chromium-installed \
+	promtool-installed
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required (set PYTHON=...)")'
@@ -54,7 +55,14 @@ chromium-installed:
 			&& apt-get update -qq && apt-get install -y -qq chromium; } \
 		|| { echo "make test needs Chromium (apt-get install chromium)"; exit 1; }
 
-test: lint typecheck $(JS_STAMP) nginx-installed chromium-installed
+# promtool (Debian's prometheus package), for the tests of the alert rules and the dashboard.
+promtool-installed:
+	@command -v promtool >/dev/null \
+		|| { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] \
+			&& apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus; } \
+		|| { echo "make test needs promtool (apt-get install prometheus)"; exit 1; }
+
+test: lint typecheck $(JS_STAMP) nginx-installed chromium-installed promtool-installed
 	$(BIN)/pytest
 
 format: install

@@ -78,7 +78,7 @@ async def _reconciler(
         settings.media_hosts,
         settings.link_signing_key(),
     )
-    finisher = Finisher(scripts, upstream, accounts, links, metrics)
+    finisher = Finisher(scripts, upstream, accounts, links, metrics, TeamStore(redis))
     try:
         if "scripts" in inspect.signature(Reconciler).parameters:
             yield Reconciler(store, scripts, finisher, upstream, accounts, settings, metrics)

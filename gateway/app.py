@@ -17,6 +17,7 @@ from gateway.accounts.teams import TeamStore
 from gateway.errors import StoreUnavailable, install_error_handlers
 from gateway.http import (
     admin,
+    admin_billing,
     admin_deliveries,
     admin_exports,
     admin_maintenance,
@@ -119,10 +120,10 @@ def create_app(settings: Settings) -> ASGIApp:
         accounts = account_pool(settings, store, scripts, metrics)
         upstream = FalUpstream(settings, metrics, accounts)
         requests = RequestRegistry(store, settings.request_retention)
-        finisher = Finisher(scripts, upstream, accounts, links, metrics)
+        teams = TeamStore(redis)
+        finisher = Finisher(scripts, upstream, accounts, links, metrics, teams)
         keys = KeyStore(redis)
         policies = PolicyCache(store)
-        teams = TeamStore(redis)
         targets = TargetPolicy(settings.webhook_allow_http, settings.webhook_allowed_networks)
         probe = InputProbe(
             targets,
@@ -217,6 +218,7 @@ def create_app(settings: Settings) -> ASGIApp:
             *admin_teams.ROUTES,
             *admin_deliveries.ROUTES,
             *admin_exports.ROUTES,
+            *admin_billing.ROUTES,
             *admin_maintenance.ROUTES,
             *admin_upstreams.ROUTES,
             *console.ROUTES,

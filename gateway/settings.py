@@ -43,6 +43,12 @@ class EmulatorKnobs(BaseModel):
     fail_submit_status: Annotated[int, Field(ge=500, le=599)] = 503
     fail_job_rate: Rate = 0.0
     """Share of jobs that run and then fail with a 500 ``internal_server_error`` result."""
+    failed_run_units: Annotated[float, Field(ge=0, le=10**6)] = 0.0
+    """``x-fal-billable-units`` on a job that ran and ended without output (a runner failure,
+    a cancel while running); 0: none, as fal bills only outputs of its Model APIs."""
+    units_factor: dict[str, Annotated[float, Field(ge=0, le=1000)]] = {}
+    """Endpoint id -> factor on the billable units reported for its outputs (1 when absent):
+    an endpoint fal bills differently from its published rule, for reconciliation tests."""
     webhook_delay: Seconds = 0.0
     """Wait before the first webhook delivery attempt (a slow webhook)."""
     webhook_drop_attempts: Annotated[int, Field(ge=0)] = 0
@@ -218,6 +224,12 @@ class Settings(BaseSettings):
     background_stall_after: Annotated[float, Field(gt=0)] = 300.0
     """A background loop (reconciler, webhook delivery) with no pass finished for this long (or
     three reconcile intervals, if longer) makes ``/readyz`` answer 503."""
+    cap_warning_ratio: Annotated[float, Field(gt=0, le=1)] = 0.9
+    """Share of a team's daily or monthly cap whose crossing by an admission is counted
+    (``gateway_team_cap_warnings_total``) and logged as a warning naming the team."""
+    metrics_team_label: bool = False
+    """Label ``gateway_team_cap_warnings_total`` with the team id too: a series per team that
+    nears a cap, so only where the number of teams is bounded (empty label otherwise)."""
     background_stop_timeout: Annotated[float, Field(gt=0)] = 5.0
     """On shutdown, how long background loops may take to stop before they are abandoned."""
     shutdown_timeout: Annotated[int, Field(ge=1)] = 20

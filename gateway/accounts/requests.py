@@ -16,6 +16,10 @@ from gateway.store.pool import store_errors
 from gateway.web import jsoncodec
 
 _MAX_REQUEST_ID = 128
+STARTED = "started_ms"
+"""The record's field for when the gateway first saw fal report the job running."""
+CANCEL_ASKED = "cancel_ms"
+"""The record's field for when the job's caller first asked to cancel it."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,8 @@ class OwnedRequest:
     """When the gateway first saw fal report it running (None: not seen, e.g. nobody polled)."""
     ended_at: float | None = None
     """When the gateway recorded its end."""
+    cancel_asked: bool = False
+    """Its caller asked to cancel it (``jobs.status``)."""
 
 
 class RequestRegistry:
@@ -148,8 +154,9 @@ def _owned(request_id: str, team_id: str, fields: dict[str, str]) -> OwnedReques
         webhook=fields.get("webhook") == "1" or bool(fields.get("webhook_url")),
         final_status=_final_status(request_id, fields.get("final_status")),
         account=fields.get("account", ""),
-        started_at=_seconds(fields.get("started_ms")),
+        started_at=_seconds(fields.get(STARTED)),
         ended_at=_seconds(fields.get("ended_ms")),
+        cancel_asked=bool(fields.get(CANCEL_ASKED)),
     )
 
 

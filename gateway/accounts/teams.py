@@ -20,7 +20,13 @@ from gateway.accounts.keys import rfc3339
 from gateway.accounts.tokens import TEAM_ID_PATTERN
 from gateway.errors import NotFound
 from gateway.policy.cache import store_policy
-from gateway.policy.limits import PPM, TeamLimits, integer_limits, redis_fields
+from gateway.policy.limits import (
+    DEFAULT_CHARGE_RULE,
+    PPM,
+    TeamLimits,
+    integer_limits,
+    redis_fields,
+)
 from gateway.policy.model import Policy, policy_field, policy_from
 from gateway.store import redis_keys
 from gateway.store.pool import RedisFields, fields_of, store_errors
@@ -41,6 +47,10 @@ class Team:
     policy_version: int
     sync_hangup: str = "charge"
     """What a sync run whose caller hung up costs: ``charge`` (as fal bills it) or ``refund``."""
+    failed_job: str = DEFAULT_CHARGE_RULE
+    """What a failed job costs (``limits.charge_rules``)."""
+    cancelled_running: str = DEFAULT_CHARGE_RULE
+    """What a job cancelled while it ran costs, when it produced nothing."""
     alert_webhook_url: str = ""
     """Where the team's own low-balance alerts go (empty: nowhere)."""
 
@@ -57,6 +67,8 @@ class Team:
             policy=policy_from(fields.get("policy")),
             policy_version=int(fields.get("policy_version", "0")),
             sync_hangup=fields.get("sync_hangup") or "charge",
+            failed_job=fields.get("failed_job") or DEFAULT_CHARGE_RULE,
+            cancelled_running=fields.get("cancelled_running") or DEFAULT_CHARGE_RULE,
             alert_webhook_url=fields.get("alert_url", ""),
         )
 
@@ -71,6 +83,8 @@ class Team:
             "price_multiplier": str(Decimal(self.multiplier_ppm) / PPM),
             "limits": self.limits,
             "sync_hangup": self.sync_hangup,
+            "failed_job": self.failed_job,
+            "cancelled_running": self.cancelled_running,
             "alert_webhook_url": self.alert_webhook_url or None,
             "policy": self.policy.model_dump(exclude_defaults=True),
         }

@@ -46,3 +46,16 @@ def estimate(
         size, exact = request.largest_output_size(), False
     per_image = image_cost_micros(size, price_per_megapixel_micros)
     return Estimate(size, request.num_images, per_image * request.num_images, exact)
+
+
+FAL_MEGAPIXEL = 1024 * 1024
+"""Pixels in the megapixel fal bills by. fal quotes its per-megapixel prices as the price of a
+1024x1024 image (its pricing pages and third-party price lists); the exact figure is not
+published (UNCONFIRMED)."""
+
+
+def fal_billable_units(size: Size, num_images: int = 1) -> int:
+    """The units fal bills ``num_images`` output images of ``size`` in: "images are billed by
+    rounding up to the nearest megapixel" (fal.ai/models/fal-ai/flux-general), per image. The
+    emulator bills by this rule; the reconciliation report expects it."""
+    return num_images * max(1, -(-size.width * size.height // FAL_MEGAPIXEL))

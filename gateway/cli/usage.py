@@ -1,5 +1,6 @@
-"""``fal-gateway usage``: requests, images, megapixels and cost, as a table, CSV or JSON; and
-``fal-gateway usage export``: every settled request in a time range, streamed."""
+"""``fal-gateway usage``: requests, images, megapixels and cost, as a table, CSV or JSON;
+``usage export``: every settled request in a time range, streamed; ``usage records``: the same
+a page at a time, from a cursor; ``usage reconcile``: the charges against fal's bill."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import click
 from gateway.cli.admin import admin_call, admin_download, connect, connection, export_options
 from gateway.cli.flags import given
 from gateway.cli.output import json_option, table
+from gateway.limits.exports import USAGE_COLUMNS
 from gateway.limits.usage import COLUMNS
 
 
@@ -90,3 +92,96 @@ def export(
     usage retention are gone. Connection flags go before `export`."""
     params = {"team_id": team_id, "from": start, "to": end, "format": fmt}
     admin_download(ctx, "/usage/export", params, output)
+
+
+@usage.command("records")
+@click.option("--team", "team_id", help="Only this team [every team].")
+@click.option("--from", "start", help="First day (YYYY-MM-DD, UTC) or RFC 3339 time.")
+@click.option("--to", "end", help="Last day (all of it) or RFC 3339 time [now].")
+@click.option("--after", help="Start after this cursor (the `next` a page ended with).")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@click.option("--all", "every", is_flag=True, help="Follow the cursor to the last page.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True
+)
+@click.pass_context
+def records(
+    ctx: click.Context,
+    team_id: str | None,
+    start: str | None,
+    end: str | None,
+    after: str | None,
+    limit: int,
+    every: bool,
+    fmt: str,
+) -> None:
+    """Settled requests a page at a time (price version, billable units, megapixels, cost), as
+    CSV or JSON lines; the cursor to go on from is printed to stderr (`next: ...`) unless the
+    page was the last. Connection flags go before `records`."""
+    query = given(team_id=team_id, to=end, limit=str(limit))
+    if start:
+        query["from"] = start
+    first = True
+    while True:
+        page = admin_call(ctx, "GET", "/usage/records?" + urlencode(given(**query, after=after)))
+        if fmt == "jsonl":
+            click.echo("".join(json.dumps(row) + "\n" for row in page["records"]), nl=False)
+        else:
+            text = _csv(page["records"], list(USAGE_COLUMNS))
+            click.echo(text if first else text.partition("\n")[2], nl=False)
+        first, after = False, page["next"]
+        if after is None or not every:
+            break
+    if after is not None:
+        click.echo(f"next: {after}", err=True)
+
+
+RECONCILED = [
+    "day",
+    "endpoint",
+    "jobs",
+    "jobs_without_units",
+    "flagged_jobs",
+    "billable_units",
+    "expected_units",
+    "list_cost_micros",
+    "fal_cost_micros",
+    "charged_micros",
+    "price_ratio",
+    "units_ratio",
+    "flags",
+]
+FLAGGED = ["request_id", "team_id", "endpoint", "outcome", "billable_units", "expected_units"]
+
+
+@usage.command("reconcile")
+@click.option("--from", "start", help="First day (YYYY-MM-DD, UTC) or RFC 3339 time.")
+@click.option("--to", "end", help="Last day (all of it) or RFC 3339 time [now].")
+@click.option("--tolerance", help="How far a ratio may be from 1 unflagged [0.05].")
+@click.option("--limit", type=click.IntRange(0, 1000), help="Most flagged jobs listed [100].")
+@json_option
+@click.pass_context
+def reconcile(
+    ctx: click.Context,
+    start: str | None,
+    end: str | None,
+    tolerance: str | None,
+    limit: int | None,
+    as_json: bool,
+) -> None:
+    """The gateway's charges against fal's billable units, by day and endpoint, with the jobs
+    whose list price or units disagree with fal's bill. Connection flags go before
+    `reconcile`."""
+    query = given(to=end, tolerance=tolerance, limit=None if limit is None else str(limit))
+    if start:
+        query["from"] = start
+    report = admin_call(ctx, "GET", "/reconciliation?" + urlencode(query))
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    rows = [{**row, "flags": ",".join(row["flags"])} for row in report["rows"]]
+    click.echo(table(rows, RECONCILED))
+    jobs = [{**job, "flags": ",".join(job["flags"])} for job in report["flagged_jobs"]]
+    if jobs:
+        click.echo(f"\nflagged jobs (tolerance {report['tolerance']}):")
+        click.echo(table(jobs, [*FLAGGED, "flags"]))

@@ -1,7 +1,8 @@
 """The emulator's own control surface under ``/_emulator`` (not part of fal's API).
 
 - ``GET /_emulator/requests[?since=N]``: every request received (method, path, query, status,
-  body up to 64 KiB, a fingerprint of the key used), so tests can prove what reached "fal".
+  body up to 64 KiB, a fingerprint of the key used, the ``X-Fal-Tags`` pairs fal would keep),
+  so tests can prove what reached "fal".
 - ``DELETE /_emulator/requests``: forget them.
 - ``GET /_emulator/knobs`` and ``PATCH /_emulator/knobs``: read or change behaviour knobs live.
 - ``GET /_emulator/webhooks``: recent webhook delivery attempts and their outcomes.
@@ -25,6 +26,7 @@ from gateway.emulator.auth import credential, fingerprint
 from gateway.emulator.routes_queue import emulator_of
 from gateway.errors import BadRequest, RequestValidationFailed
 from gateway.settings import EmulatorKnobs
+from gateway.upstream.fal_billing import TAGS_HEADER, parse_tags
 
 CONTROL_PREFIX = "/_emulator"
 BODY_LOG_LIMIT = 64 * 1024
@@ -96,6 +98,7 @@ def _entry(scope: Scope, body: bytes, status: int | None, started: float) -> dic
         "status": status,
         "body": body.decode("utf-8", errors="replace"),
         "key_fingerprint": None if key is None else fingerprint(key),
+        "tags": parse_tags(headers.get(TAGS_HEADER)),
     }
 
 

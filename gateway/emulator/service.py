@@ -14,11 +14,13 @@ import random
 import time
 import uuid
 from collections.abc import Coroutine
+from decimal import Decimal
 from typing import Any
 
 import httpx
 
 from gateway.catalog import Endpoint
+from gateway.catalog.pricing import fal_billable_units
 from gateway.emulator.files import FileStore, Uploads
 from gateway.emulator.inputs import InputFetchError, fetch_input
 from gateway.emulator.jobs import Job, JobQueue, JobState, Outcome
@@ -27,6 +29,7 @@ from gateway.emulator.signing import WebhookSigner
 from gateway.emulator.webhooks import WebhookSender
 from gateway.errors import NotFound, ServiceUnavailable
 from gateway.settings import EmulatorKnobs, EmulatorSettings
+from gateway.upstream.fal_billing import BILLABLE_UNITS_HEADER, units_text
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +171,11 @@ class Emulator:
             with contextlib.suppress(asyncio.CancelledError):
                 await production
             job.log("Request cancelled" if cancelled else "Runner failed", level="ERROR")
-            self._finish(job, CANCELLED if cancelled else INJECTED_FAILURE)
+            outcome = CANCELLED if cancelled else INJECTED_FAILURE
+            if knobs.failed_run_units:
+                units = units_text(Decimal(str(knobs.failed_run_units)))
+                outcome = dataclasses.replace(outcome, headers={BILLABLE_UNITS_HEADER: units})
+            self._finish(job, outcome)
             return
         outcome = await production
         job.log("Request completed" if outcome.ok else "Request failed")
@@ -206,7 +213,18 @@ class Emulator:
         except (InputFetchError, ImageLoadError) as exc:
             item = {"loc": ["body", exc.field], "msg": exc.message, "type": exc.error_type}
             return Outcome(422, {"detail": [item]}, exc.error_type)
-        return Outcome(200, self._output(job, seed, images))
+        return Outcome(
+            200,
+            self._output(job, seed, images),
+            headers={BILLABLE_UNITS_HEADER: self._billable_units(job, images)},
+        )
+
+    def _billable_units(self, job: Job, images: list[RenderedImage]) -> str:
+        """fal's units for the outputs (``catalog.pricing.fal_billable_units``), times the
+        endpoint's ``units_factor``."""
+        units = sum(fal_billable_units(image.size) for image in images)
+        factor = self.knobs.units_factor.get(job.endpoint.id, 1.0)
+        return units_text(units * Decimal(str(factor)))
 
     def _output(self, job: Job, seed: int, images: list[RenderedImage]) -> dict[str, Any]:
         request = job.request

@@ -32,6 +32,8 @@ def limit_values(team: Team) -> dict[str, Any]:
         **team.limits,
         "price_multiplier": public["price_multiplier"],
         "sync_hangup": team.sync_hangup,
+        "failed_job": team.failed_job,
+        "cancelled_running": team.cancelled_running,
     }
 
 

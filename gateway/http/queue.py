@@ -39,6 +39,9 @@ IGNORED_COUNT_HEADER = "X-Gateway-Ignored-Fields-Count"
 MAX_IGNORED_LISTED = 50
 MAX_IGNORED_NAME = 128
 RESERVED_HEADER = "X-Gateway-Reserved-Micros"
+STREAM_SHUTDOWN_MARGIN = 1.0
+"""Seconds before the end of ``shutdown_timeout`` at which status streams still open are ended
+(sse-starlette notices the signal up to 0.5 s late)."""
 """Credit held for the request (list price times the team's multiplier) until it settles."""
 
 
@@ -141,8 +144,14 @@ async def status_stream(request: Request) -> Response:
         response, body = watch.refused
         svc.upstream.check("status_stream", response, owned.account)
         return relay(response, svc.links.rewrite(body))
+    # On SIGTERM sse-starlette would end every stream at once; a stream instead runs on to its
+    # job's end, and is ended cleanly a margin before uvicorn cancels what is still open.
+    grace = max(0, svc.settings.shutdown_timeout - STREAM_SHUTDOWN_MARGIN)
     return EventSourceResponse(
-        watch.events, headers={REQUEST_ID_HEADER: owned.id}, background=BackgroundTask(watch.close)
+        watch.events,
+        headers={REQUEST_ID_HEADER: owned.id},
+        background=BackgroundTask(watch.close),
+        shutdown_grace_period=grace,
     )
 
 
@@ -165,6 +174,7 @@ async def fetch_result(svc: Services, owned: OwnedRequest) -> tuple[httpx.Respon
 async def cancel(request: Request) -> Response:
     svc, owned = await _owned(request)
     credential = await svc.accounts.credential(owned.account)
+    await svc.job_status.cancelling(owned)
     response = await svc.upstream.cancel(credential, owned.app_id, owned.id)
     svc.upstream.check("cancel", response, credential.account)
     body = json_body(response)

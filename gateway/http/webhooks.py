@@ -18,7 +18,6 @@ from starlette.routing import Route
 from gateway.accounts.tokens import TEAM_ID_PATTERN
 from gateway.errors import BadRequest, Unauthorized
 from gateway.http.services import services
-from gateway.jobs.finisher import Job, from_fal_webhook
 from gateway.relay.fal_signature import WebhookRejected, verify
 from gateway.web import jsoncodec
 from gateway.web.jsoncodec import JSONResponse
@@ -47,7 +46,7 @@ async def fal_webhook(request: Request) -> Response:
     if owned is None:
         svc.metrics.fal_webhooks.labels("unknown").inc()
         return JSONResponse({"status": "ignored"})
-    finished = await svc.finisher.finish(Job.of(owned), from_fal_webhook(event))
+    finished = await svc.finisher.finish_from_webhook(owned, event)
     fresh = finished.delivery != "duplicate"
     svc.metrics.fal_webhooks.labels("accepted" if fresh else "duplicate").inc()
     return JSONResponse({"status": "accepted" if fresh else "duplicate"})

@@ -18,10 +18,13 @@ from typing import Any
 
 import httpx
 
-from gateway.accounts.requests import OwnedRequest, stored_status
+from gateway.accounts.requests import CANCEL_ASKED, STARTED, OwnedRequest, stored_status
+from gateway.accounts.teams import TeamStore
 from gateway.catalog import find_endpoint
 from gateway.errors import FalError
+from gateway.limits import charge_rules
 from gateway.limits.settlement import (
+    CANCELLED,
     CHARGED,
     FAILED,
     FAILURES,
@@ -30,11 +33,15 @@ from gateway.limits.settlement import (
     USE_ESTIMATE,
     actual_list_cost,
 )
-from gateway.store import scripts as store
-from gateway.store.scripts import Finished, Scripts
+from gateway.policy.limits import DEFAULT_CHARGE_RULE
+from gateway.store import redis_keys
+from gateway.store import script_calls as store
+from gateway.store.script_calls import Finished
+from gateway.store.scripts import Scripts
 from gateway.telemetry.metrics import Metrics
 from gateway.upstream import FalUpstream
 from gateway.upstream.client import REQUEST_ID_HEADER, json_body
+from gateway.upstream.fal_billing import billable_units
 from gateway.upstream.links import Links
 from gateway.upstream.pool import AccountPool
 from gateway.web import jsoncodec
@@ -57,6 +64,8 @@ class Job:
     ``WEBHOOK_ON_RESERVATION`` when only the reservation holds it."""
     account: str = ""
     """The fal account the job is on (empty: not chosen yet, or recorded before the pool)."""
+    cancel_asked: bool = False
+    """Its caller asked to cancel it: an end without output is a cancellation, not a failure."""
 
     @classmethod
     def of(cls, owned: OwnedRequest) -> Job:
@@ -69,6 +78,7 @@ class Job:
             owned.endpoint_id,
             store.WEBHOOK_ON_RESERVATION if owned.webhook else None,
             owned.account,
+            owned.cancel_asked,
         )
 
     @property
@@ -82,13 +92,19 @@ class Ending:
     """What was seen of a job's end."""
 
     outcome: str
-    """``CHARGED`` for an output; any other outcome is a full refund."""
+    """``CHARGED`` for an output; other outcomes are refunded, but for what the team's charge
+    rules price (``limits.charge_rules``) and a sync hang-up (``HUNG_UP``)."""
     output: Any = None
     """fal's output, priced when the outcome is ``CHARGED``."""
     final_status: dict[str, Any] | None = None
     """fal's status of the finished request, to answer later polls with."""
     event: dict[str, Any] | None = None
     """The webhook payload for the caller, in fal's shape (URLs not yet rewritten)."""
+    billable_units: str = ""
+    """What fal says it billed for the job (``x-fal-billable-units``); empty: not said."""
+    ran: bool = False
+    """A cancellation of a job that ran (priced by the team's ``cancelled_running`` rule); a
+    cancellation in the queue, or of a sync run, is never charged here."""
 
 
 def completed_status(request_id: str) -> dict[str, Any]:
@@ -119,15 +135,16 @@ def from_result(request_id: str, response: httpx.Response) -> Ending:
     except FalError:
         body = None
     event: dict[str, Any] = {"request_id": request_id, "gateway_request_id": request_id}
+    units = billable_units(response)
     if response.status_code == 200:
         event |= {"status": "OK", "payload": body}
-        return Ending(CHARGED, body, completed_status(request_id), event)
+        return Ending(CHARGED, body, completed_status(request_id), event, units)
     event |= {
         "status": "ERROR",
         "error": f"Invalid status code: {response.status_code}",
         "payload": body,
     }
-    return Ending(FAILED, event=event)
+    return Ending(FAILED, event=event, billable_units=units)
 
 
 class Finisher:
@@ -138,8 +155,10 @@ class Finisher:
         accounts: AccountPool,
         links: Links,
         metrics: Metrics,
+        teams: TeamStore,
     ) -> None:
         self._scripts = scripts
+        self._teams = teams
         self._upstream = upstream
         self._accounts = accounts
         self._links = links
@@ -151,10 +170,14 @@ class Finisher:
         """Record ``ending`` (one round trip), and give back the slot the job held on its fal
         account (another); parts already recorded stay as they were."""
         list_cost = images = pixels = 0
+        if ending.outcome == FAILED and job.cancel_asked:
+            ending = dataclasses.replace(ending, outcome=CANCELLED, ran=True)
         if ending.outcome == CHARGED:
             list_cost, images, pixels = actual_list_cost(job.endpoint_id, ending.output)
         elif ending.outcome == HUNG_UP:
             list_cost = USE_ESTIMATE
+        elif ending.outcome == FAILED or ending.ran:
+            list_cost = await self._nothing_produced_cost(job, ending)
         webhook = job.webhook_url if ending.event is not None else None
         finished = await self._scripts.finish(
             store.Ending(
@@ -172,6 +195,7 @@ class Finisher:
                 webhook_url=webhook or "",
                 webhook_body=jsoncodec.dumps(self._links.rewrite(ending.event)) if webhook else "",
                 failed=ending.outcome in FAILURES,
+                usage_fields=("billable_units", ending.billable_units),
             )
         )
         if finished.settlement == "settled":
@@ -188,6 +212,41 @@ class Finisher:
         # would otherwise leave the slot held until it lapses.
         await self._accounts.release(job.account, job.reservation_id)
         return finished
+
+    async def cancel_asked(self, owned: OwnedRequest) -> None:
+        """Note that ``owned``'s caller asked to cancel it, before fal is asked to: whichever
+        path then sees it end without output (a poll, fal's webhook, the reconciler, which reads
+        the reservation) records a cancellation, priced by the ``cancelled_running`` rule."""
+        reservation = redis_keys.reservation(owned.team_id, owned.reservation_id)
+        await self._scripts.job_seen(owned.team_id, owned.id, CANCEL_ASKED, reservation)
+
+    async def _nothing_produced_cost(self, job: Job, ending: Ending) -> int:
+        """The list-price cost of a failed job, or of one cancelled while it ran, by its
+        team's rule (``limits.charge_rules``)."""
+        team = await self._teams.get(job.team_id)
+        rule = DEFAULT_CHARGE_RULE
+        if team is not None:
+            rule = team.failed_job if ending.outcome == FAILED else team.cancelled_running
+        return charge_rules.list_cost(rule, job.endpoint_id, ending.billable_units)
+
+    async def finish_from_webhook(self, owned: OwnedRequest, event: dict[str, Any]) -> Finished:
+        """Record the end fal's webhook reports. fal's webhook does not say what fal billed,
+        so unless the job's end is already recorded, its result is fetched for that first (a
+        failed fetch leaves the units unknown)."""
+        ending = from_fal_webhook(event)
+        job = Job.of(owned)
+        if not owned.settled:
+            ending = dataclasses.replace(ending, billable_units=await self._units_of(job))
+        return await self.finish(job, ending)
+
+    async def _units_of(self, job: Job) -> str:
+        try:
+            credential = await self._accounts.credential(job.account)
+            response = await self._upstream.result(credential, job.app_id, job.request_id)
+        except FalError as exc:
+            logger.warning("billable units of %s unknown: %s", job.request_id, exc.detail)
+            return ""
+        return billable_units(response)
 
     async def fetch_and_finish(
         self, job: Job, status: dict[str, Any] | None = None
@@ -234,7 +293,7 @@ class Finisher:
 
     async def _started_logged(self, owned: OwnedRequest) -> None:
         try:
-            await self._scripts.job_started(owned.team_id, owned.id)
+            await self._scripts.job_seen(owned.team_id, owned.id, STARTED)
         except FalError as exc:  # only the history misses it
             logger.warning("could not note that request %s started: %s", owned.id, exc.detail)
 

@@ -41,11 +41,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Iterable
 from typing import Any
 
 from redis.exceptions import RedisError
 
+from gateway.accounts.requests import CANCEL_ASKED
 from gateway.errors import FalError
 from gateway.jobs.finisher import Ending, Finisher, Job
 from gateway.limits.settlement import ABANDONED
@@ -112,6 +114,7 @@ class Reconciler:
             await self._audit()
         shards = list(range(redis_keys.SHARDS))
         share = math.ceil(TEAMS_PER_CLAIM / redis_keys.SHARDS)
+        now = time.time()
         while shards:
             async with store_errors():
                 now, claimed = await self._scripts.claim_due_teams(
@@ -121,7 +124,7 @@ class Reconciler:
             if teams:
                 await self._reconcile(now, teams)
             shards = [shard for shard, got in claimed.items() if len(got) == share]
-        await self._count_open()
+        await self._count_open(now)
 
     async def _reconcile(self, now: float, teams: list[str]) -> None:
         """Check the claimed ``teams``' due reservations, then release the teams."""
@@ -160,6 +163,7 @@ class Reconciler:
                 fields["endpoint"],
                 fields.get("webhook_url") or None,
                 fields.get("account", ""),
+                bool(fields.get(CANCEL_ASKED)),
             )
             jobs.append((job, fields))
         await self._pipelined(gone)
@@ -265,8 +269,9 @@ class Reconciler:
             if int(threshold or 0) > 0 and int(balance or 0) < int(threshold)
         )
 
-    async def _count_open(self) -> None:
-        """Set the gauges from the teams on the schedule, the only ones with open reservations."""
+    async def _count_open(self, now: float) -> None:
+        """Set the gauges from the teams on the schedule, the only ones with open reservations
+        (``now``: Redis's time, which admission times are in)."""
         async with store_errors():
             scheduled = await self._store.execute(
                 [
@@ -282,10 +287,13 @@ class Reconciler:
             for command in (
                 ("ZCARD", redis_keys.open_reservations(t)),
                 ("HGET", redis_keys.team_record(t), "reserved"),
+                ("ZRANGE", redis_keys.open_reservations(t), 0, 0, "WITHSCORES"),
             )
         )
-        self._metrics.reservations_outstanding.set(sum(int(c) for c in counts[::2]))
-        self._metrics.reserved_micros.set(sum(int(r or 0) for r in counts[1::2]))
+        self._metrics.reservations_outstanding.set(sum(int(c) for c in counts[::3]))
+        self._metrics.reserved_micros.set(sum(int(r or 0) for r in counts[1::3]))
+        oldest = min((float(first[1]) for first in counts[2::3] if first), default=now)
+        self._metrics.oldest_reservation_age.set(max(0.0, now - oldest))
 
     async def _first_work(self, teams: list[str]) -> list[tuple[float | None, float | None]]:
         """For each team, the admission time of its oldest open reservation and the earliest

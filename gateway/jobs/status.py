@@ -64,6 +64,12 @@ class JobStatus:
         if response.status_code == 200 and not owned.settled:
             await self._finisher.finish(Job.of(owned), from_result(owned.id, response))
 
+    async def cancelling(self, owned: OwnedRequest) -> None:
+        """The caller asks to cancel ``owned``: noted first, so that an end without output
+        counts as its cancellation however it is seen (``Finisher.cancel_asked``)."""
+        if not owned.settled:
+            await self._finisher.cancel_asked(owned)
+
     async def cancelled(self, owned: OwnedRequest, status_code: int, body: Any) -> None:
         """fal answered a cancel: a job that left the queue before any work is refunded (fal's
         own webhook for it is relayed when it comes)."""

@@ -33,6 +33,7 @@ from gateway.settings import Settings
 from gateway.upstream import FalUpstream
 from gateway.upstream.client import REQUEST_ID_HEADER, json_body
 from gateway.upstream.failover import on_some_account
+from gateway.upstream.fal_billing import billable_units, tagged
 from gateway.upstream.links import Links
 from gateway.upstream.pool import AccountPool
 
@@ -57,6 +58,12 @@ class Call:
     body: bytes
     headers: dict[str, str]
     """The caller's headers to forward to fal."""
+
+
+def fal_headers(call: Call) -> dict[str, str]:
+    """The caller's headers for fal, tagged with its team and key (``X-Fal-Tags``), so that
+    fal's own usage reports split by customer."""
+    return tagged(call.headers, {"team": call.token.team_id, "key": call.token.key_id})
 
 
 SYNC_SETTLE_MARGIN = 60.0
@@ -118,7 +125,7 @@ class Submitter:
                 self._accounts,
                 job.reservation_id,
                 lambda credential: self._upstream.submit(
-                    credential, endpoint.id, submission.body, call.headers, relay_url
+                    credential, endpoint.id, submission.body, fal_headers(call), relay_url
                 ),
                 held.chosen,
             )
@@ -156,7 +163,7 @@ class Submitter:
                 self._accounts,
                 job.reservation_id,
                 lambda credential: self._upstream.run(
-                    credential, call.endpoint.id, submission.body, call.headers
+                    credential, call.endpoint.id, submission.body, fal_headers(call)
                 ),
                 held.chosen,
             )
@@ -182,10 +189,11 @@ class Submitter:
             raise
         request_id = response.headers.get(REQUEST_ID_HEADER, "")
         job = dataclasses.replace(held.job, request_id=request_id)
+        units = billable_units(response)
         if response.status_code == 200:
-            await self._finisher.finish(job, Ending(CHARGED, body))
+            await self._finisher.finish(job, Ending(CHARGED, body, billable_units=units))
         else:
-            await self._finisher.finish(job, Ending(FAILED))
+            await self._finisher.finish(job, Ending(FAILED, billable_units=units))
         return Accepted(response, body, submission, admission)
 
     async def _admit(

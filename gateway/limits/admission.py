@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import uuid
 from dataclasses import dataclass
@@ -10,9 +11,12 @@ from gateway.accounts.tokens import Token
 from gateway.errors import INVALID_KEY, FalError, PaymentRequired, RateLimited, Unauthorized
 from gateway.policy.cache import Rules, StalePolicy
 from gateway.settings import Settings
-from gateway.store import scripts as store
-from gateway.store.scripts import Refused, Scripts
+from gateway.store import script_calls as store
+from gateway.store.script_calls import Refused
+from gateway.store.scripts import Scripts
 from gateway.telemetry.metrics import Metrics
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -100,8 +104,27 @@ class Admitter:
             self._metrics.admissions.labels(result.reason).inc()
             raise _refusal(result.reason, result.retry_after_ms, result.detail)
         self._metrics.admissions.labels("admitted").inc()
+        for cap, spent, cap_micros in result.caps:
+            self._warn_near_cap(token.team_id, cap, spent - result.cost_micros, spent, cap_micros)
         return Admission(
             reservation_id=reservation_id,
             cost_micros=result.cost_micros,
             headers=_rate_headers(result.rate_limit, result.rate_remaining, result.rate_reset_ms),
+        )
+
+    def _warn_near_cap(self, team_id: str, cap: str, before: int, after: int, limit: int) -> None:
+        """Count and log the admission that took a team's spend past the warning share of a
+        cap: one per team and period, as admissions are serialized by ``admit.lua``."""
+        threshold = self._settings.cap_warning_ratio * limit
+        if not before < threshold <= after:
+            return
+        team = team_id if self._settings.metrics_team_label else ""
+        self._metrics.cap_warnings.labels(cap, team).inc()
+        logger.warning(
+            "team %s has spent %d of its %s cap of %d micros (%.0f%%)",
+            team_id,
+            after,
+            cap,
+            limit,
+            100 * after / limit,
         )

@@ -56,6 +56,9 @@ class Stored:
 
 
 SyncHangup = Literal["charge", "refund"]
+ChargeRule = Literal["refund", "charge_billable_units", "charge_estimate"]
+"""What a job that ran and produced nothing costs (``limits.charge_rules``)."""
+DEFAULT_CHARGE_RULE = "charge_billable_units"
 Micros = Annotated[int, Field(ge=0, le=MAX_MICROS)]
 Rate = Annotated[int, Field(ge=1, le=MAX_RATE)]
 
@@ -147,6 +150,24 @@ class TeamLimits(BaseModel):
         ),
         Stored("sync_hangup", encode=str),
     ] = "charge"
+    failed_job: Annotated[
+        ChargeRule,
+        Field(
+            description="A job fal accepted that failed: charge what fal billed for it "
+            "(charge_billable_units), refund it (refund), or charge its reservation "
+            "(charge_estimate)."
+        ),
+        Stored("failed_job", encode=str),
+    ] = "charge_billable_units"
+    cancelled_running: Annotated[
+        ChargeRule,
+        Field(
+            description="A job cancelled while it ran that ended without output: charge what "
+            "fal billed for it (charge_billable_units), refund it (refund), or charge its "
+            "reservation (charge_estimate)."
+        ),
+        Stored("cancelled_running", encode=str),
+    ] = "charge_billable_units"
 
 
 def stored_limits(model: type[BaseModel]) -> Iterator[tuple[str, Stored]]:

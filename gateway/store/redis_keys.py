@@ -52,7 +52,8 @@ def team_record(team_id: str) -> str:
 
 def request_record(team_id: str, request_id: str) -> str:
     """HASH of one forwarded request (owning key, app, endpoint, time, reservation, whether
-    the caller asked for a webhook, fal's final status in short form): every value under
+    the caller asked for a webhook, when it was seen running and asked to be cancelled, fal's
+    final status in short form): every value under
     Redis' ``hash-max-listpack-value`` (64 bytes) in the usual cases, so the hash stays compact
     (``accounts.requests``). Expires ``request_retention`` seconds after submit."""
     return f"{PREFIX}:{{{team_id}}}:req:{request_id}"
@@ -86,7 +87,8 @@ def leases(team_id: str, key_id: str) -> str:
 
 def reservation(team_id: str, reservation_id: str) -> str:
     """HASH of one credit reservation (key, endpoint, cost, period, state, request id, the
-    caller's webhook URL). Expires ``request_retention`` seconds after admission."""
+    caller's webhook URL, when its caller asked to cancel it). Expires ``request_retention``
+    seconds after admission."""
     return f"{PREFIX}:{{{team_id}}}:resv:{reservation_id}"
 
 
@@ -139,8 +141,10 @@ def ledger(team_id: str) -> str:
 
 
 def usage_log(team_id: str) -> str:
-    """STREAM with one usage record per settled request, read by the usage export
-    (``limits.exports``). Entries older than ``usage_retention`` are trimmed by each write."""
+    """STREAM with one usage record per settled request (its list-price cost, charge and fal's
+    billable units among them), read by the usage export and the billing reconciliation
+    (``limits.exports``, ``limits.reconciliation``). Entries older than ``usage_retention`` are
+    trimmed by each write."""
     return f"{PREFIX}:{{{team_id}}}:usage:log"
 
 

@@ -5,16 +5,18 @@ Every key a script touches is in its ``KEYS``, and they share one hash tag: a te
 reconciler's schedule (``{reconcile:<n>}``), so they run on Redis Cluster too. What a team's script
 would write to a shared structure (the team's place on the schedule, its new delivery's queue entry)
 is sent as plain commands in the same or the next round trip; ``redis_keys.undelivered`` and the
-audit cover a crash between the two. Scripts run with EVALSHA on the process's multiplexed
-connection and are loaded when Redis does not know them yet (after a restart or a flush).
+audit cover a crash between the two.
+
+Scripts run with EVALSHA on the process's multiplexed connection and are loaded when Redis does
+not know them yet (after a restart or a flush).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
@@ -27,12 +29,15 @@ from gateway.store.multiplexed import Command, Store
 from gateway.store.pool import store_errors
 from gateway.store.queueing import queue_delivery, schedule_team
 from gateway.store.retention import SPEND_FIELDS, Retention
+from gateway.store.script_calls import Admission, Admitted, Ending, Finished, Refused
 from gateway.telemetry.metrics import Metrics
+
+logger = logging.getLogger(__name__)
 
 NAMES = (
     "admit",
     "finish",
-    "job_started",
+    "job_seen",
     "credit",
     "claim",
     "release",
@@ -51,10 +56,6 @@ PRELUDES = {
 }
 """Sources put before a script's own: the alerts it may raise (``store.alerts``)."""
 
-WEBHOOK_ON_RESERVATION = "*"
-"""``Ending.webhook_url`` for "the URL the reservation holds" (request records do not repeat
-it, so a finish from a request record knows only that there is one)."""
-
 
 def _source(name: str) -> str:
     files = (*PRELUDES.get(name, ()), name)
@@ -63,84 +64,12 @@ def _source(name: str) -> str:
     )
 
 
-@dataclass(frozen=True)
-class Admitted:
-    """``admit.lua`` reserved the credit and took a lease."""
-
-    cost_micros: int
-    rate_limit: int
-    rate_remaining: int
-    rate_reset_ms: int
-
-
-@dataclass(frozen=True)
-class Refused:
-    """``admit.lua`` refused, and why."""
-
-    reason: str
-    retry_after_ms: int
-    detail: int
-
-
-@dataclass(frozen=True)
-class Admission:
-    """What to reserve for one submit."""
-
-    team_id: str
-    key_id: str
-    secret_hash: str
-    estimate_micros: int
-    reservation_id: str
-    endpoint_id: str
-    key_policy_version: int
-    team_policy_version: int
-    lease_ttl: int
-    reservation_ttl: int
-    unbound_for: int = 0
-    """Seconds the job may run without a fal request id (a sync run) before it counts as
-    abandoned."""
-
-
-@dataclass(frozen=True)
-class Ending:
-    """How one job ended, as ``finish.lua`` records it."""
-
-    team_id: str
-    key_id: str
-    reservation_id: str
-    request_id: str
-    outcome: str
-    list_cost: int = 0
-    """The actual list price (micros); -1 charges the admission estimate."""
-    images: int = 0
-    pixels: int = 0
-    final_status: str = ""
-    """fal's final status (JSON) to answer later polls with; empty: none."""
-    webhook_url: str = ""
-    """Where to queue the caller's webhook (``WEBHOOK_ON_RESERVATION``: the reservation's);
-    empty: nowhere."""
-    webhook_body: str = ""
-    failed: bool = False
-    """Counted as a failed job in the day's usage."""
-
-
 class BalanceOutOfRange(ValueError):
     """A credit would take a balance past the largest one allowed."""
 
     def __init__(self, balance: int) -> None:
         super().__init__(balance)
         self.balance = balance
-
-
-@dataclass(frozen=True)
-class Finished:
-    settlement: str
-    """``settled`` (by this call), ``already`` or ``missing``."""
-    charged: int
-    delivery: str
-    """``new``, ``duplicate`` or ``none``."""
-    overrun: int = 0
-    """What the actual cost exceeded the reservation by (not charged)."""
 
 
 class Scripts:
@@ -200,7 +129,9 @@ class Scripts:
         )
         if reply[0] != "ok":
             return Refused(str(reply[1]), int(reply[2]), int(reply[3]))
-        return Admitted(int(reply[1]), int(reply[2]), int(reply[3]), int(reply[4]))
+        spends = [("daily", *reply[5:7]), ("monthly", *reply[7:9])]
+        caps = tuple((name, int(spent), int(cap)) for name, spent, cap in spends if int(cap) > 0)
+        return Admitted(int(reply[1]), int(reply[2]), int(reply[3]), int(reply[4]), caps)
 
     async def finish(self, e: Ending) -> Finished:
         """Settle, remember the final status and record the caller's webhook, together; then,
@@ -263,14 +194,15 @@ class Scripts:
                 self._retention.delivery_grace,
                 "1" if e.failed else "0",
                 *alert_args,
+                *e.usage_fields,
             ],
         )
 
-    async def job_started(self, team_id: str, request_id: str) -> bool:
-        """Remember that the job was seen running, unless it was before; whether this did."""
-        reply = await self.run(
-            "job_started", keys=[redis_keys.request_record(team_id, request_id)], args=[]
-        )
+    async def job_seen(self, team_id: str, request_id: str, field: str, *also: str) -> bool:
+        """Note when the job was first seen so (``field``: ``started_ms``, ``cancel_ms``) on its
+        request record and the records ``also`` names, unless it was; whether this did."""
+        keys = [redis_keys.request_record(team_id, request_id), *also]
+        reply = await self.run("job_seen", keys=keys, args=[field])
         return bool(int(reply[0]))
 
     async def credit(

@@ -86,6 +86,8 @@ class Supervisor:
             except Exception as exc:  # noqa: BLE001 - a loop must outlive any failure
                 failures += 1
                 self._metrics.background_failures.labels(loop.name).inc()
+                if _redis_failure(exc):
+                    self._metrics.redis_errors.labels(loop.name).inc()
                 delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** min(failures - 1, 16))
                 _log_failure(loop.name, exc, delay)
                 await asyncio.sleep(delay)
@@ -107,6 +109,13 @@ def _log_failure(name: str, exc: Exception, delay: float) -> None:
         logger.warning("background loop %s failed, retrying in %.1f s: %s", name, delay, detail)
     else:
         logger.error("background loop %s failed, retrying in %.1f s", name, delay, exc_info=exc)
+
+
+def _redis_failure(exc: Exception) -> bool:
+    """``exc`` says Redis could not serve (alone, or first in a task group's failures)."""
+    while isinstance(exc, ExceptionGroup):
+        exc = exc.exceptions[0]
+    return isinstance(exc, StoreUnavailable | RedisError)
 
 
 def _operational(exc: Exception) -> bool:

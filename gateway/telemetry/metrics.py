@@ -21,7 +21,10 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.errors import StoreUnavailable
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+STORE_UNAVAILABLE = StoreUnavailable.error_type.encode()
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
@@ -90,6 +93,13 @@ class Metrics:
             multiprocess_mode="mostrecent",
         )
 
+        self.redis_errors = Counter(
+            "gateway_redis_errors_total",
+            "Redis could not serve: requests answered 503 for it (source request) and "
+            "background loop passes that failed on it (source: the loop).",
+            ["source"],
+            registry=self.registry,
+        )
         self.redis_seconds = Histogram(
             "gateway_redis_duration_seconds",
             "Time Redis took for the gateway's scripts and commands, by operation.",
@@ -126,6 +136,20 @@ class Metrics:
             "Reservations not settled yet, as last counted by the reconciler.",
             registry=self.registry,
             multiprocess_mode="mostrecent",
+        )
+        self.oldest_reservation_age = Gauge(
+            "gateway_reservations_oldest_age_seconds",
+            "Age of the oldest reservation not settled yet (0: none), as last counted by the "
+            "reconciler; a job normally settles within seconds of its end.",
+            registry=self.registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.cap_warnings = Counter(
+            "gateway_team_cap_warnings_total",
+            "Admissions that took a team's spend past GATEWAY_CAP_WARNING_RATIO of its daily or "
+            "monthly cap, by cap (and team, only with GATEWAY_METRICS_TEAM_LABEL: unbounded).",
+            ["cap", "team"],
+            registry=self.registry,
         )
         self.reserved_micros = Gauge(
             "gateway_reserved_micros",
@@ -230,6 +254,8 @@ class MetricsMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 self._timer(_route(scope)).observe(time.perf_counter() - started)
+                if status == 503 and _store_unavailable(message):
+                    self.metrics.redis_errors.labels("request").inc()
             await send(message)
 
         self.metrics.in_flight.inc()
@@ -251,6 +277,11 @@ class MetricsMiddleware:
         if counter is None:
             counter = self._counters[key] = self.metrics.requests.labels(route, method, str(status))
         return counter
+
+
+def _store_unavailable(start: Message) -> bool:
+    """A 503 answered because Redis could not serve (``StoreUnavailable``'s error type)."""
+    return (b"x-fal-error-type", STORE_UNAVAILABLE) in start.get("headers", ())
 
 
 def _route(scope: Scope) -> str:

@@ -54,6 +54,8 @@ def test_redis_down_fails_closed_and_recovers(emulator: Emulator) -> None:
             ready = httpx.get(f"{gateway.url}/readyz")
             assert ready.status_code == 503
             assert ready.json()["redis"] == "down"
+            metrics = httpx.get(f"{gateway.url}/metrics").text
+            assert 'gateway_redis_errors_total{source="request"} 1.0' in metrics
 
             # Same port, fresh data: the key is gone, but the gateway reconnects by itself.
             redis.start()

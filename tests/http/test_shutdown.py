@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -13,7 +14,7 @@ from httpx_sse import connect_sse
 
 from tests.jobs import KONTEXT, submit, valid_body
 from tests.peer import Peer
-from tests.servers import Emulator, Gateway, RedisServer
+from tests.servers import Emulator, Gateway, RedisServer, UpstreamLog
 
 UNFINISHED = "ASGI callable returned without completing response."
 """uvicorn's account of each status stream cut by the shutdown."""
@@ -76,3 +77,70 @@ def test_shutdown_under_load_finishes_in_seconds(redis_server: RedisServer, peer
         assert stream.cut.is_set()
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{gateway.url}/healthz")
+
+
+class Watcher(threading.Thread):
+    """Follows one status stream to its end, keeping the statuses it was sent."""
+
+    def __init__(self, client: httpx.Client, status_url: str) -> None:
+        super().__init__(daemon=True)
+        self.client, self.status_url = client, status_url
+        self.open = threading.Event()
+        self.statuses: list[str] = []
+
+    def run(self) -> None:
+        with connect_sse(self.client, "GET", f"{self.status_url}/stream") as source:
+            for event in source.iter_sse():
+                self.statuses.append(event.json()["status"])
+                self.open.set()
+
+
+def _in_flight(gateway: Gateway) -> float:
+    """Requests the gateway is answering now (``gateway_requests_in_flight``)."""
+    found = re.search(
+        r"^gateway_requests_in_flight (\S+)$", httpx.get(f"{gateway.url}/metrics").text, re.M
+    )
+    assert found is not None
+    return float(found[1])
+
+
+def test_sigterm_drains_a_sync_run_and_a_status_stream_before_exiting(
+    redis_server: RedisServer,
+) -> None:
+    """What a rolling update relies on: the requests open when SIGTERM comes are answered in
+    full (within ``SHUTDOWN_TIMEOUT``), then the process exits cleanly."""
+    runs_a_while = {"queue_delay": 0, "run_time": 2.5, "log_interval": 0.5}
+    with (
+        Emulator(runs_a_while) as emulator,
+        Gateway(redis_server.url, emulator.url, {"shutdown_timeout": 30}) as gateway,
+    ):
+        token, _ = gateway.new_key()
+        client = gateway.client(token)
+        job = submit(client, KONTEXT, valid_body(KONTEXT))
+        watcher = Watcher(client, job["status_url"])
+        watcher.start()
+        assert watcher.open.wait(10)
+        upstream = UpstreamLog(emulator)
+        sync: list[httpx.Response] = []
+        runner = threading.Thread(
+            target=lambda: sync.append(client.post(f"/sync/{KONTEXT}", json=valid_body(KONTEXT))),
+            daemon=True,
+        )
+        runner.start()
+        deadline = time.monotonic() + 10
+        while _in_flight(gateway) < 3:  # the stream, the sync run and this metrics request
+            assert time.monotonic() < deadline, "the sync run never started"
+            time.sleep(0.05)
+        # fal logs a request once answered: the sync run is still running there.
+        assert not [r for r in upstream.requests() if str(r["path"]).startswith("/sync/")]
+        assert gateway.process is not None
+        gateway.process.send_signal(signal.SIGTERM)
+        gateway.process.wait(timeout=30)
+        watcher.join(10)
+        runner.join(10)
+        client.close()
+    assert gateway.process.returncode == 0
+    assert watcher.statuses[-1] == "COMPLETED"
+    [response] = sync
+    assert response.status_code == 200
+    assert response.json()["images"]

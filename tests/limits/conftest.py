@@ -23,6 +23,20 @@ def fleet(redis_url: str, fast_emulator: Emulator) -> Iterator[list[Gateway]]:
         ]
 
 
+@pytest.fixture
+def knobs(fast_emulator: Emulator) -> Iterator[Any]:
+    """A function that changes the fast emulator's knobs; they are as before once the test ends."""
+    with fast_emulator.client() as client:
+        before = client.get("/_emulator/knobs").json()
+
+    def set_knobs(**changes: Any) -> None:
+        with fast_emulator.client() as client:
+            client.patch("/_emulator/knobs", json=changes).raise_for_status()
+
+    yield set_knobs
+    set_knobs(**before)
+
+
 def new_team(gateway: Gateway, funds: int, **limits: Any) -> str:
     team_id = f"t-{os.urandom(5).hex()}"
     gateway.ensure_team(team_id, funds, **limits)

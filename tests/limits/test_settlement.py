@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import signal
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -17,17 +16,6 @@ from tests.peer import SilentServer
 from tests.servers import Emulator, Gateway, RedisServer, free_port
 
 FUNDS = 10_000_000  # an input the gateway cannot read reserves up to ~7 units
-KNOBS_RESET = {"fail_submit_rate": 0, "fail_job_rate": 0, "queue_delay": 0, "run_time": 0.05}
-
-
-@pytest.fixture
-def knobs(fast_emulator: Emulator) -> Iterator[Any]:
-    def set_knobs(**changes: Any) -> None:
-        with fast_emulator.client() as client:
-            client.patch("/_emulator/knobs", json=changes).raise_for_status()
-
-    yield set_knobs
-    set_knobs(**KNOBS_RESET)
 
 
 def _untouched(gateway: Gateway, team: str) -> bool:

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 from gateway.relay.outbox import Outbox
 from gateway.store import redis_keys
 from gateway.store.retention import SPEND_FIELDS
-from gateway.store.scripts import WEBHOOK_ON_RESERVATION, Admitted
+from gateway.store.script_calls import WEBHOOK_ON_RESERVATION, Admitted
 from tests.servers import RedisServer
 from tests.store.test_scripts import RETENTION, Scene, run
 

@@ -27,9 +27,11 @@ async def _every_script(s: Scene) -> None:
     )
     await s.admit(40_000, "r1")
     await s.bind("r1", "req-1")
-    assert await s.scripts.job_started(s.team, "req-1")
-    assert not await s.scripts.job_started(s.team, "req-1")  # the first sighting stays
-    assert not await s.scripts.job_started(s.team, "req-gone")  # nor is a record made anew
+    assert await s.scripts.job_seen(s.team, "req-1", "started_ms")
+    assert not await s.scripts.job_seen(s.team, "req-1", "started_ms")  # the first sighting stays
+    assert not await s.scripts.job_seen(
+        s.team, "req-gone", "started_ms"
+    )  # nor is a record made anew
     hook = {"webhook_url": "https://example.com/h", "webhook_body": "{}"}
     await s.scripts.finish(s.ending("r1", "req-1", list_cost=1_000, **hook))
     await s.admit(40_000, "r2")  # admitted "yesterday": its usage goes to that day's hash

@@ -16,14 +16,8 @@ from gateway.settings import Settings
 from gateway.store import redis_keys
 from gateway.store.multiplexed import hash_reply
 from gateway.store.retention import Retention
-from gateway.store.scripts import (
-    Admission,
-    Admitted,
-    BalanceOutOfRange,
-    Ending,
-    Refused,
-    Scripts,
-)
+from gateway.store.script_calls import Admission, Admitted, Ending, Refused
+from gateway.store.scripts import BalanceOutOfRange, Scripts
 from gateway.telemetry.metrics import Metrics
 from tests.servers import RedisServer
 from tests.store.slots import SlotCheckedStore

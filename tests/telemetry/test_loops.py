@@ -46,6 +46,8 @@ def test_a_loop_outlives_any_failure_and_says_so(caplog: pytest.LogCaptureFixtur
     with caplog.at_level(logging.WARNING, logger=loops.__name__):
         asyncio.run(scenario())
     assert _sample(metrics, "gateway_background_failures_total", "work") == 2
+    # Only the first failure was Redis's.
+    assert metrics.registry.get_sample_value("gateway_redis_errors_total", {"source": "work"}) == 1
     last = _sample(metrics, "gateway_background_last_success_timestamp_seconds", "work")
     assert last is not None
     assert abs(last - time.time()) < 60

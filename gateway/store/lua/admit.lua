@@ -13,7 +13,8 @@
 -- ARGV[11] seconds the spend hash is kept after its last write, and the age of the periods it
 --          drops once it has more than ARGV[12] fields (no cap reads them any more)
 --
--- Returns {"ok", cost, key rate limit, key rate remaining, key rate reset ms}
+-- Returns {"ok", cost, key rate limit, key rate remaining, key rate reset ms, the team's spend
+--          today and this month with this cost, its daily and monthly caps (0: none)}
 --      or {"refused", reason, retry after ms (0: none), detail number}.
 
 local now_parts = redis.call('TIME')
@@ -140,4 +141,5 @@ redis.call('HSET', KEYS[6], 'key_id', ARGV[9], 'endpoint', ARGV[8], 'estimate', 
   'unbound_until', now_s + num(ARGV[10]), 'state', 'open')
 redis.call('EXPIRE', KEYS[6], tonumber(ARGV[5]))
 redis.call('ZADD', KEYS[7], now_s, ARGV[3])
-return {'ok', int(cost), num(key[8]), remaining, reset}
+return {'ok', int(cost), num(key[8]), remaining, reset, int(spent_day + cost), int(daily_cap),
+  int(spent_month + cost), int(monthly_cap)}

@@ -23,6 +23,7 @@
 -- ARGV[17] seconds a new delivery may wait to be attempted before the reconciler queues it again
 -- ARGV[18] '1' when the outcome counts as a failed job in the day's usage, else '0'
 -- KEYS[14..17] and ARGV[19..24]: the team's alert deliveries (alert_delivery.lua)
+-- ARGV[25..] more field/value pairs for the usage log entry (e.g. fal's billable units)
 --
 -- Returns {settlement, charged, delivery, overrun, alerts raised, alert deliveries}: settlement
 -- "settled" (by this call), "already" or "missing" (the reservation expired); charged the actual
@@ -94,10 +95,12 @@ elseif r[1] then
       'amount_micros', int(-charged), 'balance_micros', balance, 'request_id', ARGV[6],
       'key_id', key_id, 'note', endpoint)
   end
-  redis.call('XADD', KEYS[8], 'MINID', '~', oldest(ARGV[14]), '*', 'request_id', ARGV[6],
+  local entry = {KEYS[8], 'MINID', '~', oldest(ARGV[14]), '*', 'request_id', ARGV[6],
     'key_id', key_id, 'endpoint', endpoint, 'day', day, 'images', ARGV[3], 'pixels', ARGV[4],
     'cost_micros', int(charged), 'overrun_micros', int(overrun), 'outcome', ARGV[5],
-    'admitted_ms', r[11] or '')
+    'admitted_ms', r[11] or '', 'list_cost_micros', int(list_cost)}
+  for i = 25, #ARGV do entry[#entry + 1] = ARGV[i] end
+  redis.call('XADD', unpack(entry))
   local usage = KEYS[13]
   local field = key_id .. '|' .. endpoint .. '|'
   redis.call('HINCRBY', usage, field .. 'requests', 1)
