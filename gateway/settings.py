@@ -6,10 +6,19 @@ Every field can be set from the environment: ``EmulatorSettings.run_time`` is
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Seconds = Annotated[float, Field(ge=0)]
@@ -105,6 +114,14 @@ class EmulatorSettings(BaseSettings, EmulatorKnobs):
         )
 
 
+def _webhook_secret(value: str) -> bool:
+    """``value`` is a Standard Webhooks secret: ``whsec_`` and some base64."""
+    try:
+        return value.startswith("whsec_") and bool(base64.b64decode(value[6:], validate=True))
+    except ValueError:
+        return False
+
+
 def _split_commas(value: Any) -> Any:
     if isinstance(value, str):
         return tuple(part.strip() for part in value.split(",") if part.strip())
@@ -115,7 +132,11 @@ class Settings(BaseSettings):
     """Settings of the gateway (``fal-gateway serve`` and ``dev``)."""
 
     model_config = SettingsConfigDict(
-        env_prefix="GATEWAY_", env_file=".env", frozen=True, extra="ignore"
+        env_prefix="GATEWAY_",
+        env_file=".env",
+        frozen=True,
+        extra="ignore",
+        hide_input_in_errors=True,  # the input holds secrets (fal keys, the alert secret)
     )
 
     host: str = "127.0.0.1"
@@ -252,6 +273,16 @@ class Settings(BaseSettings):
     busy receiver is left queued and taken up again after ``webhook_claim_idle``."""
     webhook_secret_grace: Annotated[float, Field(ge=0)] = 24 * 3600.0
     """After a webhook secret is rotated, the old one keeps signing for this long."""
+    alert_webhook_url: str = ""
+    """Where the operator's alerts go (``team.low_balance``, ``team.near_cap``,
+    ``upstream.disabled``, ``upstream.failing``), signed as callers' webhooks are; empty: none."""
+    alert_webhook_secret: SecretStr | None = None
+    """Signs the operator's alerts: a Standard Webhooks secret (``whsec_<base64>``)."""
+    alert_upstream_failures: Annotated[int, Field(ge=0)] = 0
+    """Failed calls to fal on one account within ``alert_upstream_window`` that raise an
+    ``upstream.failing`` alert (once per window); 0: none."""
+    alert_upstream_window: Annotated[float, Field(ge=1)] = 300.0
+    """Seconds of the windows failed calls are counted in for ``alert_upstream_failures``."""
     max_body_bytes: Annotated[int, Field(gt=0)] = 48 * 1024 * 1024
     """Largest request body accepted (413 beyond)."""
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
@@ -292,6 +323,15 @@ class Settings(BaseSettings):
     @classmethod
     def _split(cls, value: Any) -> Any:
         return _split_commas(value)
+
+    @model_validator(mode="after")
+    def _alert_secret(self) -> Settings:
+        secret = self.alert_webhook_secret
+        if self.alert_webhook_url and secret is None:
+            raise ValueError("GATEWAY_ALERT_WEBHOOK_URL needs GATEWAY_ALERT_WEBHOOK_SECRET")
+        if secret is not None and not _webhook_secret(secret.get_secret_value()):
+            raise ValueError("GATEWAY_ALERT_WEBHOOK_SECRET must be whsec_<base64>")
+        return self
 
     def account_sealing_key(self) -> bytes:
         """The secret that seals the pool's fal keys: ``account_secret``, else the link's."""

@@ -15,7 +15,7 @@ from pydantic import Field
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
-from gateway.accounts import indexes
+from gateway.accounts import indexes, tokens
 from gateway.accounts.keys import rfc3339
 from gateway.accounts.tokens import TEAM_ID_PATTERN
 from gateway.catalog import CATALOG
@@ -55,6 +55,8 @@ class Team:
     """What a job cancelled while it ran costs, when it produced nothing."""
     prices: dict[str, Price] = field(default_factory=dict)
     """The team's own price of an endpoint, by endpoint id, where it has one."""
+    alert_webhook_url: str = ""
+    """Where the team's own low-balance alerts go (empty: nowhere)."""
 
     @classmethod
     def from_record(cls, team_id: str, fields: dict[str, str]) -> Team:
@@ -72,6 +74,7 @@ class Team:
             failed_job=fields.get("failed_job") or DEFAULT_CHARGE_RULE,
             cancelled_running=fields.get("cancelled_running") or DEFAULT_CHARGE_RULE,
             prices=team_prices({e: fields.get(redis_keys.team_price_field(e)) for e in CATALOG}),
+            alert_webhook_url=fields.get("alert_url", ""),
         )
 
     def public(self) -> dict[str, Any]:
@@ -87,6 +90,7 @@ class Team:
             "sync_hangup": self.sync_hangup,
             "failed_job": self.failed_job,
             "cancelled_running": self.cancelled_running,
+            "alert_webhook_url": self.alert_webhook_url or None,
             "policy": self.policy.model_dump(exclude_defaults=True),
             "prices": {
                 endpoint: {"version": price.version, **price.terms()}
@@ -198,6 +202,23 @@ class TeamStore:
     async def set_policy(self, team_id: str, policy: Policy) -> Team:
         await self.require(team_id)
         await store_policy(self._redis, redis_keys.team_record(team_id), policy)
+        return await self.require(team_id)
+
+    async def set_alert_webhook(self, team_id: str, url: str) -> str:
+        """Send the team's low-balance alerts to ``url``, signed with a new secret (returned,
+        never shown again; the previous one stops at once)."""
+        await self.require(team_id)
+        secret = tokens.new_webhook_secret()
+        fields: RedisFields = {"alert_url": url, "alert_secret": secret}
+        async with store_errors():
+            await self._redis.hset(redis_keys.team_record(team_id), mapping=fields)
+        return secret
+
+    async def remove_alert_webhook(self, team_id: str) -> Team:
+        """Send the team's alerts to the operator only."""
+        await self.require(team_id)
+        async with store_errors():
+            await self._redis.hdel(redis_keys.team_record(team_id), "alert_url", "alert_secret")
         return await self.require(team_id)
 
     async def ledger(self, team_id: str, limit: int) -> list[dict[str, Any]]:

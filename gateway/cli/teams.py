@@ -114,6 +114,27 @@ def price(
     show(answer, as_json, rows_of("prices", PRICE_COLUMNS))
 
 
+@group.command("alert-webhook")
+@click.argument("team_id")
+@click.argument("url", required=False)
+@click.option("--remove", is_flag=True, help="Send the team's alerts to the operator only.")
+@json_option
+@click.pass_context
+def alert_webhook(
+    ctx: click.Context, team_id: str, url: str | None, remove: bool, as_json: bool
+) -> None:
+    """Send the team's low-balance alerts to URL too, signed with a new secret (shown only
+    now; setting it again makes a new one)."""
+    if bool(url) == remove:
+        raise click.UsageError("give a URL, or --remove")
+    path = f"/teams/{team_id}/alert-webhook"
+    if remove:
+        show(admin_call(ctx, "DELETE", path), as_json, team_text)
+        return
+    data = admin_call(ctx, "PUT", path, {"url": url})
+    show(data, as_json, lambda d: f"url: {d['url']}\nsecret: {d['secret']}")
+
+
 @group.command("export-ledger")
 @click.argument("team_id")
 @export_options

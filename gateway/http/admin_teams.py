@@ -12,12 +12,14 @@ from starlette.routing import Route
 
 from gateway.accounts.teams import TeamId
 from gateway.accounts.tokens import TEAM_ID_PATTERN, new_id
-from gateway.errors import BadRequest, FalError
+from gateway.errors import BadRequest, FalError, RequestValidationFailed
 from gateway.http.admin import admin, body, path_name, query
+from gateway.http.services import Services
 from gateway.limits.credits import add_credit
 from gateway.limits.usage import GROUPS, usage_rows
 from gateway.policy.limits import MAX_MICROS, TeamLimits
 from gateway.policy.model import Policy
+from gateway.relay.targets import TargetRefused
 from gateway.web.jsoncodec import JSONResponse
 
 
@@ -40,6 +42,25 @@ class Credit(BaseModel):
         if value == 0:
             raise ValueError("amount_micros must not be 0")
         return value
+
+
+class AlertWebhook(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: Annotated[str, Field(min_length=1, max_length=2000)]
+    """Where the team's low-balance alerts go (https; signed like a key's webhooks)."""
+
+
+async def set_alert_webhook(gateway: Services, team_id: str, url: str) -> str:
+    """Send ``team_id``'s low-balance alerts to ``url`` (422 when no webhook may go there);
+    the new signing secret, shown only now."""
+    try:
+        gateway.targets.check_url(url, "url")
+    except TargetRefused as exc:
+        raise RequestValidationFailed(
+            [{"loc": ["body", "url"], "msg": str(exc), "type": "value_error"}]
+        ) from exc
+    return await gateway.teams.set_alert_webhook(team_id, url)
 
 
 class LedgerQuery(BaseModel):
@@ -89,6 +110,18 @@ async def credit_team(request: Request) -> Response:
     team = await gateway.teams.require(team_id_of(request))
     entry = await add_credit(gateway.scripts, team, spec.amount_micros, spec.note)
     return JSONResponse({"entry": entry, "balance_micros": entry["balance_micros"]}, 201)
+
+
+async def put_alert_webhook(request: Request) -> Response:
+    gateway = admin(request)
+    spec = await body(request, AlertWebhook)
+    secret = await set_alert_webhook(gateway, team_id_of(request), spec.url)
+    return JSONResponse({"url": spec.url, "secret": secret})
+
+
+async def delete_alert_webhook(request: Request) -> Response:
+    gateway = admin(request)
+    return JSONResponse((await gateway.teams.remove_alert_webhook(team_id_of(request))).public())
 
 
 async def team_ledger(request: Request) -> Response:
@@ -144,5 +177,7 @@ ROUTES = [
     Route("/admin/v1/teams/{team_id}/policy", set_team_policy, methods=["PUT"]),
     Route("/admin/v1/teams/{team_id}/credits", credit_team, methods=["POST"]),
     Route("/admin/v1/teams/{team_id}/ledger", team_ledger, methods=["GET"]),
+    Route("/admin/v1/teams/{team_id}/alert-webhook", put_alert_webhook, methods=["PUT"]),
+    Route("/admin/v1/teams/{team_id}/alert-webhook", delete_alert_webhook, methods=["DELETE"]),
     Route("/admin/v1/usage", usage, methods=["GET"]),
 ]

@@ -1,7 +1,7 @@
 """The console's teams: the list with balances and caps, creating one, a team's page with its
-ledger, credit and debit with a note, its limits and price multiplier, and its own prices. Forms
-are read with the admin API's own models (``TeamCreate``, ``Credit``, ``TeamLimits``,
-``PriceTerms``)."""
+ledger, credit and debit with a note, its limits and price multiplier, its own prices and its
+low-balance webhook. Forms are read with the admin API's own models (``TeamCreate``, ``Credit``,
+``TeamLimits``, ``PriceTerms``, ``AlertWebhook``)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,13 @@ from gateway.catalog import CATALOG
 from gateway.console.forms import form_fields
 from gateway.console.sessions import CONSOLE, Session
 from gateway.errors import FalError, RequestValidationFailed
-from gateway.http.admin_teams import Credit, TeamCreate, team_id_of
+from gateway.http.admin_teams import (
+    AlertWebhook,
+    Credit,
+    TeamCreate,
+    set_alert_webhook,
+    team_id_of,
+)
 from gateway.http.console_prices import team_price_context
 from gateway.http.console_view import back, policy_context, posted, posted_policy, view
 from gateway.http.pages import require_csrf, signed_in
@@ -89,6 +95,9 @@ async def show_team(
         ledger=await gateway.teams.ledger(team.id, LEDGER_SHOWN),
         credit_fields=form_fields(Credit, context.pop("credit_form", {})),
         limit_fields=form_fields(TeamLimits, limits_form or limit_values(team)),
+        alert_fields=form_fields(
+            AlertWebhook, context.pop("alert_form", None) or {"url": team.alert_webhook_url}
+        ),
         **policy_context(team.policy, context.pop("policy", None)),
         **prices,
         **context,
@@ -119,6 +128,31 @@ async def update_limits(request: Request, gateway: Services, session: Session) -
     except FalError as exc:
         return await show_team(request, gateway, session, limits_form=form, error=str(exc))
     return back(f"/console/teams/{team_id}", "Limits saved")
+
+
+async def update_alert_webhook(request: Request, gateway: Services, session: Session) -> Response:
+    form, spec, error = await posted(request, session, AlertWebhook)
+    team = await gateway.teams.require(team_id_of(request))
+    if form.get("remove"):
+        await gateway.teams.remove_alert_webhook(team.id)
+        return back(f"/console/teams/{team.id}", "Alert webhook removed")
+    if spec is None:
+        return await show_team(request, gateway, session, alert_form=form, error=error)
+    try:
+        secret = await set_alert_webhook(gateway, team.id, spec.url)
+    except RequestValidationFailed as exc:
+        reason = "; ".join(str(item["msg"]) for item in exc.errors)
+        return await show_team(request, gateway, session, alert_form=form, error=reason)
+    return view(
+        request,
+        session,
+        "/console/teams",
+        "console/key_secret.html",
+        title="Alert webhook secret",
+        team=team.public(),
+        secrets=[("Alert webhook secret", "alert", secret)],
+        notice=f"Low-balance alerts of {team.name} go to {spec.url}",
+    )
 
 
 async def update_policy(request: Request, gateway: Services, session: Session) -> Response:
@@ -161,5 +195,10 @@ ROUTES = [
     Route("/console/teams/{team_id}/prices", signed_in(CONSOLE, set_price), methods=["POST"]),
     Route(
         "/console/teams/{team_id}/prices/clear", signed_in(CONSOLE, clear_price), methods=["POST"]
+    ),
+    Route(
+        "/console/teams/{team_id}/alert-webhook",
+        signed_in(CONSOLE, update_alert_webhook),
+        methods=["POST"],
     ),
 ]

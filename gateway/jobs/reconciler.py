@@ -57,8 +57,9 @@ from gateway.settings import Settings
 from gateway.store import redis_keys
 from gateway.store.multiplexed import Command, Store, hash_reply
 from gateway.store.pool import store_errors
+from gateway.store.queueing import schedule_team
 from gateway.store.retention import Retention
-from gateway.store.scripts import Scripts, schedule_team
+from gateway.store.scripts import Scripts
 from gateway.telemetry.metrics import Metrics
 from gateway.telemetry.tracing import OFF, Tracing
 from gateway.upstream import FalUpstream
@@ -236,14 +237,19 @@ class Reconciler:
 
     async def _audit(self) -> None:
         """Put every team with open reservations or undelivered deliveries on the schedule (at
-        its earliest look)."""
+        its earliest look), and the pool's alerts' owner with undelivered ones; count the teams
+        below their low-balance threshold."""
         cursor = "0"
-        audited = rescheduled = 0
+        audited = rescheduled = low = 0
+        first = True
         while True:
             async with store_errors():
                 cursor, teams = await self._store.call(
                     "SSCAN", redis_keys.TEAM_INDEX, cursor, "COUNT", COMMANDS_PER_BATCH
                 )
+            low += await self._count_low(teams)
+            if first:
+                teams, first = [*teams, redis_keys.UPSTREAM_ALERTS], False
             after = self._settings.reconcile_after
             looks = [
                 (team, min(_times(opened, deadline, after), default=None))
@@ -258,6 +264,18 @@ class Reconciler:
             if cursor == "0":
                 break
         logger.info("reconciler audit: %d teams, %d with open work", audited, rescheduled)
+        self._metrics.teams_low_balance.set(low)
+
+    async def _count_low(self, teams: list[str]) -> int:
+        """How many of ``teams`` have a balance below their low-balance threshold."""
+        replies = await self._pipelined(
+            ("HMGET", redis_keys.team_record(t), "balance", "low_balance") for t in teams
+        )
+        return sum(
+            1
+            for balance, threshold in replies
+            if int(threshold or 0) > 0 and int(balance or 0) < int(threshold)
+        )
 
     async def _count_open(self, now: float) -> None:
         """Set the gauges from the teams on the schedule, the only ones with open reservations

@@ -126,6 +126,22 @@ class TeamLimits(BaseModel):
         Field(description="Requests allowed at once, all keys."),
         Stored("rate_burst"),
     ] = None
+    low_balance_micros: Annotated[
+        Micros | None,
+        Field(
+            description="Alert (team.low_balance) once each time the balance falls below this, "
+            "in micro-units."
+        ),
+        Stored("low_balance", flag="--low-balance"),
+    ] = None
+    near_cap_percent: Annotated[
+        Annotated[int, Field(ge=1, le=100)] | None,
+        Field(
+            description="Alert (team.near_cap) once a day's or month's spend reaches this "
+            "percentage of its cap."
+        ),
+        Stored("near_cap_pct"),
+    ] = None
     sync_hangup: Annotated[
         SyncHangup,
         Field(

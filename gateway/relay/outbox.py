@@ -13,8 +13,8 @@ from redis.exceptions import ResponseError
 from gateway.accounts.keys import rfc3339
 from gateway.store import redis_keys
 from gateway.store.pool import fields_of, store_errors
+from gateway.store.queueing import queue_delivery, schedule_team
 from gateway.store.retention import Retention
-from gateway.store.scripts import queue_delivery, schedule_team
 
 PENDING = "pending"
 DELIVERED = "delivered"
@@ -104,8 +104,9 @@ class Outbox:
             team_slot = self._redis.pipeline(transaction=True)
             team_slot.hset(name, mapping={"status": PENDING, "attempts": "0", "next_at": repr(now)})
             team_slot.expire(name, ttl)
-            team_slot.zadd(index, {delivery_id: int(now)})
-            team_slot.expire(index, ttl)
+            if key_id:  # an alert belongs to no key
+                team_slot.zadd(index, {delivery_id: int(now)})
+                team_slot.expire(index, ttl)
             team_slot.zadd(undelivered, {delivery_id: now + self._retention.delivery_grace})
             team_slot.expire(undelivered, ttl)
             await team_slot.execute()

@@ -53,20 +53,21 @@ class TargetPolicy:
             ipaddress.ip_network(n, strict=False) for n in allowed_networks
         )
 
-    def check_url(self, url: str) -> str:
-        """The host of an acceptable webhook URL (scheme and form only)."""
+    def check_url(self, url: str, name: str = "fal_webhook") -> str:
+        """The host of an acceptable webhook URL (scheme and form only); refusals call it
+        ``name``."""
         try:
             parts = urlsplit(url)
             port = parts.port
         except ValueError as exc:
-            raise TargetRefused("fal_webhook is not a valid URL") from exc
+            raise TargetRefused(f"{name} is not a valid URL") from exc
         schemes = ("https", "http") if self._allow_http else ("https",)
         if parts.scheme.lower() not in schemes:
-            raise TargetRefused(f"fal_webhook must use {' or '.join(schemes)}")
+            raise TargetRefused(f"{name} must use {' or '.join(schemes)}")
         if not parts.hostname or parts.username or parts.password:
-            raise TargetRefused("fal_webhook must name a host, without credentials")
+            raise TargetRefused(f"{name} must name a host, without credentials")
         if port == 0:
-            raise TargetRefused("fal_webhook has an invalid port")
+            raise TargetRefused(f"{name} has an invalid port")
         return parts.hostname
 
     def check_address(self, address: IPAddress) -> None:

@@ -19,8 +19,8 @@ from typing import Any
 from gateway.relay.outbox import PENDING
 from gateway.store import redis_keys
 from gateway.store.multiplexed import Command
+from gateway.store.queueing import queue_delivery
 from gateway.store.retention import Retention
-from gateway.store.scripts import queue_delivery
 
 logger = logging.getLogger(__name__)
 

@@ -40,6 +40,7 @@ import socket
 import time
 from collections.abc import Iterable
 from secrets import token_hex
+from typing import Any
 
 import httpx
 from opentelemetry.trace import SpanKind
@@ -53,7 +54,7 @@ from gateway.relay.signing import signature_headers
 from gateway.relay.slots import Slots, target_of
 from gateway.relay.targets import TargetPolicy, TargetRefused
 from gateway.settings import Settings
-from gateway.store import legacy, redis_keys
+from gateway.store import alerts, legacy, redis_keys
 from gateway.store.multiplexed import Command, Store, hash_reply
 from gateway.store.pool import store_errors
 from gateway.store.retention import Retention
@@ -307,13 +308,18 @@ class DeliveryWorker:
     ) -> tuple[str | None, int | None]:
         """POST the signed delivery; the error (None on a 2xx) and the status code. A rotated
         secret's grace is checked against ``now`` itself, not the signature's whole second."""
-        try:
-            target = await self._targets.resolve(record["url"])
-        except TargetRefused as exc:
-            return str(exc), None
-        secrets = await self._keys.webhook_secrets(team_id, record["key_id"], now)
+        signer = record.get("signer", "")
+        url, headers, extensions = record["url"], dict[str, str](), dict[str, Any]()
+        if signer != alerts.OPERATOR:  # the operator's own receiver is trusted wherever it is
+            try:
+                target = await self._targets.resolve(record["url"])
+            except TargetRefused as exc:
+                return str(exc), None
+            url, headers, extensions = target.pinned_request()
+        secrets = await self._signing_secrets(signer, team_id, record["key_id"], now)
+        if signer and not secrets:  # an alert whose team removed its webhook meanwhile
+            return "no secret to sign the alert with", None
         body = record["body"]
-        url, headers, extensions = target.pinned_request()
         headers |= signature_headers(record["request_id"], body, secrets, int(now))
         self._tracing.inject(headers)
         try:
@@ -325,6 +331,22 @@ class DeliveryWorker:
         if response.is_success:
             return None, response.status_code
         return f"answered {response.status_code}", response.status_code
+
+    async def _signing_secrets(
+        self, signer: str, team_id: str, key_id: str, now: float
+    ) -> list[str]:
+        """The secrets that sign a delivery: the operator's alert secret, the team's, or (a
+        caller's webhook) its key's."""
+        if signer == alerts.OPERATOR:
+            secret = self._settings.alert_webhook_secret
+            return [secret.get_secret_value()] if secret else []
+        if signer == alerts.TEAM:
+            async with store_errors():
+                found = await self._store.call(
+                    "HGET", redis_keys.team_record(team_id), "alert_secret"
+                )
+            return [str(found)] if found else []
+        return await self._keys.webhook_secrets(team_id, key_id, now)
 
     async def _report_queue(self) -> None:
         """Deliveries queued or waiting for a retry, and the age of the oldest queued entry."""

@@ -1,11 +1,12 @@
 """The account pool's scripts, as typed methods (``lua/pick_account.lua``, ``release_account``,
-``account_health``, ``account_edit``). Every key is one of ``redis_keys.UPSTREAM_*``: the
+``account_health``, ``account_edit``, ``count_failures``). Every key is one of
+``redis_keys.UPSTREAM_*`` or an alert delivery of ``redis_keys.UPSTREAM_ALERTS``: the
 ``{upstreams}`` hash tag, so the whole pool is in one slot on Redis Cluster."""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from gateway.store import redis_keys
@@ -51,8 +52,17 @@ class Edited:
 class AccountScripts:
     """The pool's scripts on the hot path's connection."""
 
-    def __init__(self, scripts: Scripts, slot_ttl: float, assumed_duration: float) -> None:
+    def __init__(
+        self,
+        scripts: Scripts,
+        slot_ttl: float,
+        assumed_duration: float,
+        failures_alert: int = 0,
+        failures_window: float = 300,
+    ) -> None:
         self._scripts = scripts
+        self._failures_alert = failures_alert
+        self._failures_window = failures_window
         self._slot_ttl = str(max(1, round(slot_ttl)))
         self._assumed_ms = str(round(assumed_duration * 1000))
 
@@ -78,10 +88,35 @@ class AccountScripts:
     async def health(self, change: str, account: str, fingerprint: str, detail: str) -> bool:
         """Record what fal said of ``account``'s key (``account_health.lua``); True when its
         state changed."""
+        owner = redis_keys.UPSTREAM_ALERTS
+        slots, alert_args = self._scripts.alerts.prepare(owner, 1)
         reply = await self._scripts.run(
-            "account_health", keys=POOL_KEYS[:2], args=[change, account, fingerprint, detail]
+            "account_health",
+            keys=[*POOL_KEYS[:2], redis_keys.undelivered(owner), *slots],
+            args=[change, account, fingerprint, detail, *alert_args],
         )
-        return reply == [1]
+        await self._scripts.alerts.queue(owner, reply[-2:])
+        return bool(reply[0] == 1)
+
+    async def count_failures(self, day: str, failed: Mapping[str, int]) -> None:
+        """Add failed calls per account to the ``day``'s counts and the alert window's
+        (``count_failures.lua``: ``upstream.failing`` once an account's reach the threshold)."""
+        owner = redis_keys.UPSTREAM_ALERTS
+        slots, alert_args = self._scripts.alerts.prepare(owner, len(failed))
+        counts = [part for name, n in failed.items() for part in (name, n)]
+        window = redis_keys.UPSTREAM_FAILURE_WINDOW
+        reply = await self._scripts.run(
+            "count_failures",
+            keys=[redis_keys.upstream_failures(day), window, redis_keys.undelivered(owner), *slots],
+            args=[
+                *alert_args,
+                redis_keys.UPSTREAM_FAILURES_KEPT,
+                self._failures_alert,
+                self._failures_window,
+                *counts,
+            ],
+        )
+        await self._scripts.alerts.queue(owner, reply)
 
     async def edit(
         self,

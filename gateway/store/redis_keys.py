@@ -45,7 +45,9 @@ def key_record(team_id: str, key_id: str) -> str:
 
 def team_record(team_id: str) -> str:
     """HASH of one team (its ``policy``, as JSON; its price overrides, one field each named by
-    ``team_price_field``). Lives until deleted."""
+    ``team_price_field``; its alert thresholds, the flags that keep a crossing from alerting
+    twice, ``low_alerted``, ``near_day`` and ``near_month``, and its own alert webhook,
+    ``alert_url`` and ``alert_secret``: ``store.alerts``). Lives until deleted."""
     return f"{PREFIX}:{{{team_id}}}:team"
 
 
@@ -272,6 +274,17 @@ def upstream_failures(day: str) -> str:
     write."""
     return f"{PREFIX}:{{upstreams}}:failures:{day}"
 
+
+UPSTREAM_FAILURE_WINDOW = f"{PREFIX}:{{upstreams}}:failure-window"
+"""HASH account name → failed calls in the current alert window, and ``<account>|start`` → when
+that window began (s): what raises an ``upstream.failing`` alert once per window
+(``count_failures.lua``). Expires two windows after its last write."""
+
+UPSTREAM_ALERTS = "upstreams"
+"""The owner of the operator's alerts about fal accounts, in place of a team id: their delivery
+records (``delivery``) and ``undelivered`` set are in the ``{upstreams}`` slot, written by the
+pool's scripts together with the state change they report; the reconciler looks at it as at a
+team. (A team with this id would share that set harmlessly: delivery ids never collide.)"""
 
 UPSTREAM_FAILURES_KEPT = 8 * 86400
 """Seconds a day's failed calls are kept: the console shows the last week."""

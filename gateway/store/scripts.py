@@ -1,12 +1,12 @@
 """The Lua scripts, as typed methods: each builds its ``KEYS`` from ``redis_keys`` and reads its
-reply into a value. Sources are ``lua/<name>.lua`` in this package. Every key a script touches
-is in its ``KEYS``, and they share one hash tag: a team's (``{<team_id>}``), one shard's of the
-delivery queue (``{deliveries:<n>}``) or of the reconciler's schedule (``{reconcile:<n>}``), the
-pool of fal accounts' (``{upstreams}``) or the price table's (``{prices}``), so they run on Redis
-Cluster too. What a team's script would write to a shared structure (the
-team's place on the schedule, its new delivery's queue entry) is sent as plain commands in the
-same or the next round trip; ``redis_keys.undelivered`` and the audit cover a crash between the
-two.
+reply into a value. Sources are ``lua/<name>.lua`` in this package, after their ``PRELUDES``.
+Every key a script touches is in its ``KEYS``, and they share one hash tag: a team's
+(``{<team_id>}``), one shard's of the delivery queue (``{deliveries:<n>}``) or of the
+reconciler's schedule (``{reconcile:<n>}``), the pool of fal accounts' (``{upstreams}``) or the
+price table's (``{prices}``), so they run on Redis Cluster too. What a team's script would write
+to a shared structure (the team's place on the schedule, its new delivery's queue entry) is
+sent as plain commands in the same or the next round trip; ``redis_keys.undelivered`` and the
+audit cover a crash between the two.
 
 Scripts run with EVALSHA on the process's multiplexed connection and are loaded when Redis does
 not know them yet (after a restart or a flush).
@@ -24,10 +24,11 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from gateway.errors import FalError
 from gateway.store import redis_keys
+from gateway.store.alerts import Alerts
 from gateway.store.multiplexed import Command, Store
 from gateway.store.pool import store_errors
+from gateway.store.queueing import queue_delivery, schedule_team
 from gateway.store.retention import SPEND_FIELDS, Retention
 from gateway.store.script_values import Admission as Admission
 from gateway.store.script_values import Admitted as Admitted
@@ -57,21 +58,20 @@ NAMES = (
     "take_back",
     "price_set",
     "price_cancel",
+    "count_failures",
 )
+PRELUDES = {
+    name: ("alert_delivery", "team_alerts") if name in ("finish", "credit") else ("alert_delivery",)
+    for name in ("finish", "credit", "account_health", "count_failures")
+}
+"""Sources put before a script's own: the alerts it may raise (``store.alerts``)."""
 
 
 def _source(name: str) -> str:
-    return resources.files(__package__).joinpath("lua", f"{name}.lua").read_text()
-
-
-def queue_delivery(team_id: str, delivery_id: str, ttl_ms: int) -> list[Command]:
-    """Commands that put a delivery on its shard's stream and (re)write its team lookup, kept
-    ``ttl_ms``; each in its own slot, so they may go in any batch."""
-    stream = redis_keys.delivery_stream(redis_keys.shard_of(team_id))
-    return [
-        ("XADD", stream, "*", "team_id", team_id, "delivery_id", delivery_id),
-        ("SET", redis_keys.delivery_team(delivery_id), team_id, "PX", max(ttl_ms, 1)),
-    ]
+    files = (*PRELUDES.get(name, ()), name)
+    return "\n".join(
+        resources.files(__package__).joinpath("lua", f"{f}.lua").read_text() for f in files
+    )
 
 
 def admission_keys(team_id: str, key_id: str, reservation_id: str) -> list[str]:
@@ -88,16 +88,14 @@ def admission_keys(team_id: str, key_id: str, reservation_id: str) -> list[str]:
     ]
 
 
-def schedule_team(team_id: str, at: float | str) -> Command:
-    """The command that puts a team on its shard's reconcile schedule at ``at`` at the latest."""
-    due = redis_keys.reconcile_due(redis_keys.shard_of(team_id))
-    return ("ZADD", due, "LT", at if isinstance(at, str) else f"{at:.6f}", team_id)
-
-
 class Scripts:
     """The scripts, timed per call; Redis being unreachable is a 503 (``store_errors``)."""
 
-    def __init__(self, store: Store, metrics: Metrics, retention: Retention) -> None:
+    def __init__(
+        self, store: Store, metrics: Metrics, retention: Retention, alert_url: str = ""
+    ) -> None:
+        self.alerts = Alerts(store, metrics, retention, alert_url)
+        """Alerts' deliveries, to ``alert_url`` (the operator's; empty: none) and teams'."""
         self._store = store
         self._metrics = metrics
         self._retention = retention
@@ -166,18 +164,16 @@ class Scripts:
         if reply[0] == "wrong_day":
             raise RuntimeError(f"finish.lua named two days for reservation {e.reservation_id}")
         finished = Finished(str(reply[0]), int(reply[1]), str(reply[2]), int(reply[3]))
-        if finished.delivery == "new":
-            delivery_id = e.request_id or e.reservation_id
-            ttl_ms = self._retention.delivery_pending * 1000
-            try:
-                await self._store_call(queue_delivery(e.team_id, delivery_id, ttl_ms))
-            except FalError as exc:  # recorded as undelivered: the reconciler queues it
-                logger.warning("delivery %s left for the reconciler to queue: %s", delivery_id, exc)
+        ttl_ms = self._retention.delivery_pending * 1000
+        delivery_id = e.request_id or e.reservation_id
+        new = queue_delivery(e.team_id, delivery_id, ttl_ms) if finished.delivery == "new" else []
+        await self.alerts.queue(e.team_id, reply[-2:], new)
         return finished
 
     async def _finish(self, e: Ending, day: str) -> list[Any]:
         t = e.team_id
         reservation = redis_keys.reservation(t, e.reservation_id)
+        alert_keys, alert_args = self.alerts.prepare(t, 4)
         return await self.run(
             "finish",
             keys=[
@@ -194,6 +190,7 @@ class Scripts:
                 redis_keys.key_deliveries(t, e.key_id),
                 redis_keys.undelivered(t),
                 redis_keys.usage_day(t, day),
+                *alert_keys,
             ],
             args=[
                 e.reservation_id,
@@ -214,6 +211,7 @@ class Scripts:
                 self._retention.spend,
                 self._retention.delivery_grace,
                 "1" if e.failed else "0",
+                *alert_args,
                 e.trace,
                 *e.usage_fields,
             ],
@@ -232,15 +230,18 @@ class Scripts:
         """Change a team's balance and write its ledger entry; the new balance and the entry's
         id, or None when the team does not exist. ``BalanceOutOfRange`` (nothing written) when
         the balance would pass ``max_balance`` either way, moving away from zero."""
+        keys, args = self.alerts.prepare(team_id, 2)
+        team, ledger = redis_keys.team_record(team_id), redis_keys.ledger(team_id)
         reply = await self.run(
             "credit",
-            keys=[redis_keys.team_record(team_id), redis_keys.ledger(team_id)],
-            args=[amount_micros, note, max_balance, self._retention.ledger],
+            keys=[team, ledger, redis_keys.undelivered(team_id), *keys],
+            args=[amount_micros, note, max_balance, self._retention.ledger, *args],
         )
         if reply[0] == "missing":
             return None
         if reply[0] == "out_of_range":
             raise BalanceOutOfRange(int(reply[1]))
+        await self.alerts.queue(team_id, reply[-2:])
         return int(reply[0]), str(reply[1])
 
     async def promote_retries(self, most: int) -> int:
@@ -298,10 +299,6 @@ class Scripts:
         args = [str(part) for index, member in moved for part in (index + 1, member)]
         reply = await self.run("forget", keys=keys, args=args)
         return int(reply[0])
-
-    async def _store_call(self, commands: Sequence[Command]) -> list[Any]:
-        async with store_errors():
-            return await self._store.execute(commands)
 
     async def run(
         self,

@@ -181,6 +181,20 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="mostrecent",
         )
+        self.alerts = Counter(
+            "gateway_alerts_total",
+            "Alerts raised, by type (team.low_balance, team.near_cap, upstream.disabled, "
+            "upstream.failing): one per crossing, whether or not a webhook receives it.",
+            ["type"],
+            registry=self.registry,
+        )
+        self.teams_low_balance = Gauge(
+            "gateway_teams_low_balance",
+            "Teams whose balance is below their low-balance threshold, as of the reconciler's "
+            "last audit.",
+            registry=self.registry,
+            multiprocess_mode="mostrecent",
+        )
         self.background_last_success = Gauge(
             "gateway_background_last_success_timestamp_seconds",
             "When each background loop (reconciler, webhook delivery) last finished a pass.",

@@ -1,6 +1,7 @@
 """Failed calls to fal per account (fal unreachable, too slow, a 5xx of its own, a refusal),
-for the console: counted in each process, added to Redis's daily counts, which every replica
-shares, at each refresh of the pool (so a failing fal costs no Redis write per call)."""
+for the console and the operator's ``upstream.failing`` alert: counted in each process, added
+to Redis's daily and alert-window counts, which every replica shares, at each refresh of the
+pool (so a failing fal costs no Redis write per call)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ from datetime import UTC, datetime, timedelta
 
 from gateway.errors import StoreUnavailable
 from gateway.store import redis_keys
-from gateway.store.multiplexed import Command, Store, hash_reply
+from gateway.store.account_scripts import AccountScripts
+from gateway.store.multiplexed import Store, hash_reply
 from gateway.store.pool import store_errors
 
 
 class CallFailures:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, scripts: AccountScripts) -> None:
         self._store = store
+        self._scripts = scripts
         self._pending: Counter[str] = Counter()
 
     def count(self, account: str) -> None:
@@ -28,12 +31,8 @@ class CallFailures:
         if not self._pending:
             return
         pending, self._pending = self._pending, Counter()
-        day = redis_keys.upstream_failures(datetime.now(UTC).date().isoformat())
-        commands: list[Command] = [("HINCRBY", day, name, n) for name, n in pending.items()]
-        commands.append(("EXPIRE", day, redis_keys.UPSTREAM_FAILURES_KEPT))
         try:
-            async with store_errors():
-                await self._store.execute(commands)
+            await self._scripts.count_failures(datetime.now(UTC).date().isoformat(), pending)
         except StoreUnavailable:
             self._pending.update(pending)
 

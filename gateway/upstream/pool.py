@@ -282,11 +282,17 @@ def account_pool(
 ) -> AccountPool:
     """The pool as a gateway process uses it, on the hot path's connection."""
     account_scripts = AccountScripts(
-        scripts, settings.lease_ttl, settings.upstream_assumed_job_seconds
+        scripts,
+        settings.lease_ttl,
+        settings.upstream_assumed_job_seconds,
+        settings.alert_upstream_failures,
+        settings.alert_upstream_window,
     )
     sealer = Sealer(settings.account_sealing_key(), KEY_CONTEXT)
     accounts = AccountStore(store, account_scripts, sealer, settings.request_retention)
-    return AccountPool(accounts, account_scripts, settings, metrics, CallFailures(store))
+    return AccountPool(
+        accounts, account_scripts, settings, metrics, CallFailures(store, account_scripts)
+    )
 
 
 def _retry_after(headers: Mapping[str, str], default: float) -> float:

@@ -58,6 +58,10 @@ def _refused(response: Any, loc: list[str]) -> None:
         ("rate_burst", 10**9),
         ("price_multiplier", "1e30"),
         ("price_multiplier", "Infinity"),
+        ("low_balance_micros", -1),
+        ("low_balance_micros", MAX_MICROS + 1),
+        ("near_cap_percent", 0),
+        ("near_cap_percent", 101),
     ],
 )
 def test_out_of_range_team_limits_are_422_and_not_stored(

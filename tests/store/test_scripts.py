@@ -114,11 +114,13 @@ def _flat(fields: dict[str, str | int]) -> list[str | int]:
     return [item for pair in fields.items() for item in pair]
 
 
-def run(redis_server: RedisServer, body: Callable[[Scene], Awaitable[None]]) -> None:
+def run(
+    redis_server: RedisServer, body: Callable[[Scene], Awaitable[None]], alert_url: str = ""
+) -> None:
     async def main() -> None:
         store = SlotCheckedStore(redis_server.url, 2.0)
         try:
-            scene = Scene(store, Scripts(store, METRICS, RETENTION))
+            scene = Scene(store, Scripts(store, METRICS, RETENTION, alert_url))
             await scene.setup()
             await body(scene)
         finally:

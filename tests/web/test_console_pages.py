@@ -134,6 +134,7 @@ CHANGES = [
     "/console/teams/web-csrf/prices/clear",
     "/console/prices",
     "/console/prices/1/cancel",
+    "/console/teams/web-csrf/alert-webhook",
     "/console/keys",
     "/console/keys/{key}/revoke",
     "/console/keys/{key}/webhook-secret",

@@ -22,12 +22,14 @@
 -- ARGV[15] seconds ledger entries are kept   ARGV[16] seconds the spend hash is kept
 -- ARGV[17] seconds a new delivery may wait to be attempted before the reconciler queues it again
 -- ARGV[18] '1' when the outcome counts as a failed job in the day's usage, else '0'
--- ARGV[19] the ``traceparent`` a new delivery is attempted under ('': none)
--- ARGV[20..] more field/value pairs for the usage log entry (e.g. fal's billable units)
+-- KEYS[14..17] and ARGV[19..24]: the team's alert deliveries (alert_delivery.lua)
+-- ARGV[25] the ``traceparent`` a new delivery is attempted under ('': none)
+-- ARGV[26..] more field/value pairs for the usage log entry (e.g. fal's billable units)
 --
--- Returns {settlement, charged, delivery, overrun}: settlement "settled" (by this call),
--- "already" or "missing" (the reservation expired); charged the actual cost; delivery "new",
--- "duplicate" or "none"; overrun what the actual cost exceeded the reservation by. Or, having
+-- Returns {settlement, charged, delivery, overrun, alerts raised, alert deliveries}: settlement
+-- "settled" (by this call), "already" or "missing" (the reservation expired); charged the actual
+-- cost; delivery "new", "duplicate" or "none"; overrun what the actual cost exceeded the
+-- reservation by; the alerts a settlement raised (team_alerts.lua). Or, having
 -- written nothing, {"wrong_day", day} when KEYS[13] is not the usage hash of the reservation's
 -- day: the caller runs it again with that day's key.
 --
@@ -55,6 +57,7 @@ end
 local bound = ARGV[6] ~= '' and redis.call('EXISTS', KEYS[9]) == 1
 
 local settlement, charged, overrun = 'missing', 0, 0
+local alerts = alert_sender({KEYS[14], KEYS[15], KEYS[16], KEYS[17]}, KEYS[12], 19)
 local r = redis.call('HMGET', KEYS[1], 'state', 'key_id', 'endpoint', 'cost', 'multiplier_ppm',
   'day', 'month', 'actual', 'estimate', 'webhook_url', 'admitted_ms', 'price')
 if r[1] == 'settled' then
@@ -78,8 +81,8 @@ elseif r[1] then
   local balance = redis.call('HINCRBY', KEYS[2], 'balance', int(-charged))
   redis.call('HINCRBY', KEYS[3], 'reserved', int(-reserved))
   redis.call('HINCRBY', KEYS[3], 'spent', int(charged))
-  redis.call('HINCRBY', KEYS[6], 'd:' .. day, int(charged - reserved))
-  redis.call('HINCRBY', KEYS[6], 'm:' .. r[7], int(charged - reserved))
+  local spent_day = redis.call('HINCRBY', KEYS[6], 'd:' .. day, int(charged - reserved))
+  local spent_month = redis.call('HINCRBY', KEYS[6], 'm:' .. r[7], int(charged - reserved))
   redis.call('EXPIRE', KEYS[6], ARGV[16])
   redis.call('ZREM', KEYS[4], ARGV[1])
   redis.call('ZREM', KEYS[5], ARGV[1])
@@ -98,7 +101,7 @@ elseif r[1] then
     'cost_micros', int(charged), 'overrun_micros', int(overrun), 'outcome', ARGV[5],
     'admitted_ms', r[11] or '', 'list_cost_micros', int(list_cost),
     'price_version', string.match(r[12] or '', '^%d+') or ''}
-  for i = 20, #ARGV do entry[#entry + 1] = ARGV[i] end
+  for i = 26, #ARGV do entry[#entry + 1] = ARGV[i] end
   redis.call('XADD', unpack(entry))
   local usage = KEYS[13]
   local field = key_id .. '|' .. endpoint .. '|'
@@ -110,6 +113,7 @@ elseif r[1] then
     redis.call('HINCRBY', usage, field .. 'failed', 1)
   end
   redis.call('EXPIRE', usage, ARGV[14])
+  team_alerts(alerts, KEYS[2], ARGV[11], balance, {day, spent_day, r[7], spent_month})
 end
 
 -- A record that has expired stays gone (HSET alone would recreate it without an expiry).
@@ -129,8 +133,8 @@ if url ~= '' then
     redis.call('HSET', KEYS[10], 'team_id', ARGV[11], 'key_id', ARGV[12],
       'request_id', ARGV[6], 'url', url, 'body', ARGV[10], 'status', 'pending',
       'attempts', 0, 'next_at', now, 'created', now, 'last_error', '', 'last_status', '')
-    if ARGV[19] ~= '' then
-      redis.call('HSET', KEYS[10], 'trace', ARGV[19])
+    if ARGV[25] ~= '' then
+      redis.call('HSET', KEYS[10], 'trace', ARGV[25])
     end
     redis.call('EXPIRE', KEYS[10], ARGV[13])
     redis.call('ZADD', KEYS[11], now, ARGV[6])
@@ -140,4 +144,4 @@ if url ~= '' then
     redis.call('EXPIRE', KEYS[12], ARGV[13])
   end
 end
-return {settlement, int(charged), delivery, int(overrun)}
+return {settlement, int(charged), delivery, int(overrun), alerts.raised, alerts.ids}
