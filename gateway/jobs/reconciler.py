@@ -227,12 +227,18 @@ class Reconciler:
 
     async def _audit_turn(self) -> bool:
         """Whether this process audits now: the first to ask once the last audit's turn
-        expired (``RECONCILE_AUDIT`` is held for the whole interval, never released)."""
+        expired (``RECONCILE_AUDIT`` is held for the whole interval, never released). The
+        last audit's count of teams below their threshold is read in the same round trip."""
         interval = max(1, round(self._settings.reconcile_audit_interval))
         async with store_errors():
-            taken = await self._store.call(
-                "SET", redis_keys.RECONCILE_AUDIT, "1", "NX", "EX", interval
+            taken, low = await self._store.execute(
+                [
+                    ("SET", redis_keys.RECONCILE_AUDIT, "1", "NX", "EX", interval),
+                    ("GET", redis_keys.TEAMS_LOW_BALANCE),
+                ]
             )
+        if low is not None:
+            self._metrics.teams_low_balance.set(int(low))
         return taken is not None
 
     async def _audit(self) -> None:
@@ -265,6 +271,9 @@ class Reconciler:
                 break
         logger.info("reconciler audit: %d teams, %d with open work", audited, rescheduled)
         self._metrics.teams_low_balance.set(low)
+        kept = 3 * max(1, round(self._settings.reconcile_audit_interval))
+        async with store_errors():
+            await self._store.call("SET", redis_keys.TEAMS_LOW_BALANCE, low, "EX", kept)
 
     async def _count_low(self, teams: list[str]) -> int:
         """How many of ``teams`` have a balance below their low-balance threshold."""

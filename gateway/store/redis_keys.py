@@ -141,6 +141,11 @@ RECONCILE_AUDIT = f"{PREFIX}:{{reconcile}}:audit"
 reservations and undelivered deliveries; expires after ``reconcile_audit_interval``, which is what
 spaces the audits. One key for the fleet (hash tag ``{reconcile}``), touched once per pass."""
 
+TEAMS_LOW_BALANCE = f"{PREFIX}:{{reconcile}}:teams-low-balance"
+"""STRING: how many teams were below their low-balance threshold at the last audit, written by
+the process that audited and read by every process's pass for its gauge (so no replica shows
+an old count); expires after three audit intervals."""
+
 LEGACY_RECONCILE_DUE = f"{PREFIX}:{{reconcile}}:due"
 LEGACY_RECONCILE_CLAIMED = f"{PREFIX}:{{reconcile}}:claimed"
 """The schedule before it was sharded (one ZSET pair, hash tag ``{reconcile}``): moved to the

@@ -190,8 +190,8 @@ class Metrics:
         )
         self.teams_low_balance = Gauge(
             "gateway_teams_low_balance",
-            "Teams whose balance is below their low-balance threshold, as of the reconciler's "
-            "last audit.",
+            "Teams whose balance is below their low-balance threshold, as of the fleet's last "
+            "audit (every process shows the same count).",
             registry=self.registry,
             multiprocess_mode="mostrecent",
         )
