@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 
-from opentelemetry.trace import SpanKind
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -19,7 +18,6 @@ from starlette.routing import Route
 from gateway.accounts.tokens import TEAM_ID_PATTERN
 from gateway.errors import BadRequest, Unauthorized
 from gateway.http.services import services
-from gateway.jobs.finisher import Job
 from gateway.relay.fal_signature import WebhookRejected, verify
 from gateway.web import jsoncodec
 from gateway.web.jsoncodec import JSONResponse
@@ -48,10 +46,7 @@ async def fal_webhook(request: Request) -> Response:
     if owned is None:
         svc.metrics.fal_webhooks.labels("unknown").inc()
         return JSONResponse({"status": "ignored"})
-    job = Job.of(owned)
-    svc.tracing.annotate(job.attributes)
-    with svc.tracing.job_span("fal webhook", job.trace, job.attributes, SpanKind.CONSUMER):
-        finished = await svc.finisher.finish_from_webhook(owned, event)
+    finished = await svc.finisher.finish_from_webhook(owned, event)
     fresh = finished.delivery != "duplicate"
     svc.metrics.fal_webhooks.labels("accepted" if fresh else "duplicate").inc()
     return JSONResponse({"status": "accepted" if fresh else "duplicate"})

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from opentelemetry.trace import SpanKind
 
 from gateway.accounts.requests import CANCEL_ASKED, STARTED, OwnedRequest, stored_status
 from gateway.accounts.teams import TeamStore
@@ -266,14 +267,16 @@ class Finisher:
         return charge_rules.list_cost(rule, price, ending.billable_units)
 
     async def finish_from_webhook(self, owned: OwnedRequest, event: dict[str, Any]) -> Finished:
-        """Record the end fal's webhook reports. fal's webhook does not say what fal billed,
-        so unless the job's end is already recorded, its result is fetched for that first (a
-        failed fetch leaves the units unknown)."""
+        """Record the end fal's webhook reports, in the job's trace. fal's webhook does not say
+        what fal billed, so unless the job's end is already recorded, its result is fetched for
+        that first (a failed fetch leaves the units unknown)."""
         ending = from_fal_webhook(event)
         job = Job.of(owned)
-        if not owned.settled:
-            ending = dataclasses.replace(ending, billable_units=await self._units_of(job))
-        return await self.finish(job, ending)
+        self._tracing.annotate(job.attributes)
+        with self._tracing.job_span("fal webhook", job.trace, job.attributes, SpanKind.CONSUMER):
+            if not owned.settled:
+                ending = dataclasses.replace(ending, billable_units=await self._units_of(job))
+            return await self.finish(job, ending)
 
     async def _units_of(self, job: Job) -> str:
         try:
