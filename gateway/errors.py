@@ -155,6 +155,11 @@ class RequestValidationFailed(FalError):
     def body(self) -> dict[str, Any]:
         return {"detail": self.errors}
 
+    @property
+    def messages(self) -> str:
+        """Every error's message, as one line for people (a page, a form)."""
+        return "; ".join(str(item.get("msg", "")) for item in self.errors)
+
     @classmethod
     def from_pydantic(cls, exc: ValidationError, root: str = "body") -> RequestValidationFailed:
         """Convert pydantic's errors, rooting every ``loc`` at ``body`` (or ``query``) as fal

@@ -112,8 +112,7 @@ async def credit_team(request: Request, gateway: Services, session: Session) -> 
     try:
         entry = await add_credit(gateway.scripts, team, spec.amount_micros, spec.note)
     except RequestValidationFailed as exc:
-        reason = "; ".join(str(item["msg"]) for item in exc.errors)
-        return await show_team(request, gateway, session, credit_form=form, error=reason)
+        return await show_team(request, gateway, session, credit_form=form, error=exc.messages)
     verb = "Credited" if spec.amount_micros > 0 else "Debited"
     return back(f"/console/teams/{team.id}", f"{verb}; balance {entry['balance_micros'] / 1e6:.2f}")
 
@@ -141,8 +140,7 @@ async def update_alert_webhook(request: Request, gateway: Services, session: Ses
     try:
         secret = await set_alert_webhook(gateway, team.id, spec.url)
     except RequestValidationFailed as exc:
-        reason = "; ".join(str(item["msg"]) for item in exc.errors)
-        return await show_team(request, gateway, session, alert_form=form, error=reason)
+        return await show_team(request, gateway, session, alert_form=form, error=exc.messages)
     return view(
         request,
         session,

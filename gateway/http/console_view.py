@@ -58,7 +58,7 @@ async def posted_policy(
     try:
         return text, Policy.model_validate(decode_body(text.encode())), None
     except RequestValidationFailed as exc:
-        return text, None, "; ".join(str(item["msg"]) for item in exc.errors)
+        return text, None, exc.messages
     except ValidationError as exc:
         reasons = (f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         return text, None, "; ".join(reasons)

@@ -50,10 +50,8 @@ def link_back(path: str, nav: Sequence[tuple[str, str]]) -> tuple[str, str]:
 def message(exc: FalError) -> str:
     """What the page says: the error's own public text (the API's answer would carry it too),
     never an exception's internals."""
-    if isinstance(exc, RequestValidationFailed):
-        text = "; ".join(str(item.get("msg", "")) for item in exc.errors) or exc.detail
-    else:
-        text = exc.detail
+    found = exc.messages if isinstance(exc, RequestValidationFailed) else ""
+    text = found or exc.detail
     return text if text.endswith((".", "!", "?")) else f"{text}."
 
 
